@@ -1,0 +1,38 @@
+// Package identity carries who a request comes from through the middleware
+// chain: the client IP (set by the identity middleware) and the session
+// subject (set by the session middleware, read by rate limiting and caching).
+package identity
+
+import (
+	"context"
+	"net/netip"
+)
+
+type ctxKey int
+
+const (
+	clientIPKey ctxKey = iota
+	subjectKey
+)
+
+// WithClientIP returns ctx carrying the client address.
+func WithClientIP(ctx context.Context, ip netip.Addr) context.Context {
+	return context.WithValue(ctx, clientIPKey, ip)
+}
+
+// ClientIP returns the client address, if the identity middleware ran.
+func ClientIP(ctx context.Context) (netip.Addr, bool) {
+	ip, ok := ctx.Value(clientIPKey).(netip.Addr)
+	return ip, ok
+}
+
+// WithSubject returns ctx carrying the authenticated session subject.
+func WithSubject(ctx context.Context, subject string) context.Context {
+	return context.WithValue(ctx, subjectKey, subject)
+}
+
+// Subject returns the session subject, if the request carried a valid session.
+func Subject(ctx context.Context) (string, bool) {
+	s, ok := ctx.Value(subjectKey).(string)
+	return s, ok && s != ""
+}
