@@ -1,0 +1,95 @@
+package ratelimit
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// fallbackMaxKeys bounds the in-process fallback limiter's memory.
+const fallbackMaxKeys = 10000
+
+// evictSample is how many entries are examined to pick one to evict when the
+// fallback is full: an approximate LRU in the manner of Redis' own eviction,
+// O(1) per insert and with no list to maintain on the hot path.
+const evictSample = 8
+
+// fallback is the in-process limiter used while Redis is unreachable by rules
+// that fail open. Each counter key gets a token bucket refilled at the rule's
+// limit per window with the rule's limit (TokenBucket: burst) as capacity, so
+// a single sidecar admits at most about what the fleet-wide limit would have
+// admitted per client; the fleet as a whole admits up to that times the number
+// of replicas. It forgets everything when Redis returns, and a key evicted
+// under memory pressure starts again with a full bucket.
+type fallback struct {
+	// used is set once a bucket exists, so that the request path can tell
+	// without locking whether there is anything to reset.
+	used    atomic.Bool
+	mu      sync.Mutex
+	buckets map[string]*localBucket
+	max     int
+}
+
+type localBucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func newFallback(max int) *fallback {
+	return &fallback{buckets: make(map[string]*localBucket), max: max}
+}
+
+// allow takes one token from key's bucket, refilled at rate tokens per second
+// up to burst.
+func (f *fallback) allow(key string, rate, burst float64, now time.Time) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b, ok := f.buckets[key]
+	if !ok {
+		if len(f.buckets) >= f.max {
+			f.evictLocked()
+		}
+		b = &localBucket{tokens: burst, last: now}
+		f.buckets[key] = b
+		f.used.Store(true)
+	}
+	if el := now.Sub(b.last).Seconds(); el > 0 {
+		b.tokens = min(burst, b.tokens+el*rate)
+	}
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// evictLocked drops the least recently used of a few entries; Go's map
+// iteration order is randomised, which makes them a random sample.
+func (f *fallback) evictLocked() {
+	var victim string
+	var oldest time.Time
+	n := 0
+	for k, b := range f.buckets {
+		if n == 0 || b.last.Before(oldest) {
+			victim, oldest = k, b.last
+		}
+		n++
+		if n == evictSample {
+			break
+		}
+	}
+	delete(f.buckets, victim)
+}
+
+// reset forgets every bucket, so the next outage starts from full buckets
+// rather than from whatever an earlier outage left.
+func (f *fallback) reset() {
+	if !f.used.Load() {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	clear(f.buckets)
+	f.used.Store(false)
+}
