@@ -1,0 +1,115 @@
+package cache
+
+import (
+	"bytes"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// capture buffers an upstream response up to limit so it can be stored. A
+// larger body (or an event stream) switches it to pass-through: what was
+// buffered is written to w and the rest streams, so no more than limit bytes
+// are ever held. With a nil w (background refresh) pass-through discards.
+type capture struct {
+	w      http.ResponseWriter
+	header http.Header
+	status int
+	buf    bytes.Buffer
+	limit  int64
+	passed bool
+	// onPass sets the cache's own headers when the response starts streaming.
+	onPass func(h http.Header, reason string)
+}
+
+func newCapture(w http.ResponseWriter, limit int64, onPass func(http.Header, string)) *capture {
+	return &capture{w: w, header: http.Header{}, limit: limit, onPass: onPass}
+}
+
+func (c *capture) Header() http.Header { return c.header }
+
+func (c *capture) WriteHeader(code int) {
+	if c.status != 0 || code < 200 {
+		// 1xx interim responses are dropped: the client gets the final one.
+		return
+	}
+	c.status = code
+	if n, err := strconv.ParseInt(c.header.Get("Content-Length"), 10, 64); err == nil && n > c.limit {
+		c.pass("too-large")
+	} else if strings.HasPrefix(c.header.Get("Content-Type"), "text/event-stream") {
+		c.pass("stream")
+	}
+}
+
+func (c *capture) Write(p []byte) (int, error) {
+	if c.status == 0 {
+		c.WriteHeader(http.StatusOK)
+	}
+	if !c.passed && int64(c.buf.Len()+len(p)) > c.limit {
+		c.pass("too-large")
+	}
+	if c.passed {
+		if c.w == nil {
+			return len(p), nil
+		}
+		return c.w.Write(p)
+	}
+	return c.buf.Write(p)
+}
+
+// Flush is a no-op while buffering: httputil.ReverseProxy flushes every write
+// of a response without Content-Length, which must not defeat caching.
+func (c *capture) Flush() {
+	if c.passed && c.w != nil {
+		_ = http.NewResponseController(c.w).Flush()
+	}
+}
+
+func (c *capture) pass(reason string) {
+	c.passed = true
+	if c.w == nil {
+		c.buf = bytes.Buffer{}
+		return
+	}
+	dst := c.w.Header()
+	for k, vs := range c.header {
+		dst[k] = vs
+	}
+	c.onPass(dst, reason)
+	c.w.WriteHeader(c.status)
+	_, _ = c.w.Write(c.buf.Bytes())
+	c.buf = bytes.Buffer{}
+}
+
+// hookWriter calls onHeader once, just before the final status is written,
+// so the cache can set its headers or evict before the client sees anything.
+type hookWriter struct {
+	http.ResponseWriter
+	onHeader func(h http.Header, status int)
+	wrote    bool
+}
+
+func (h *hookWriter) WriteHeader(code int) {
+	if !h.wrote && code >= 200 {
+		h.wrote = true
+		h.onHeader(h.ResponseWriter.Header(), code)
+	}
+	h.ResponseWriter.WriteHeader(code)
+}
+
+func (h *hookWriter) Write(p []byte) (int, error) {
+	if !h.wrote {
+		h.WriteHeader(http.StatusOK)
+	}
+	return h.ResponseWriter.Write(p)
+}
+
+func (h *hookWriter) Flush() {
+	if !h.wrote {
+		h.WriteHeader(http.StatusOK)
+	}
+	_ = http.NewResponseController(h.ResponseWriter).Flush()
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (h *hookWriter) Unwrap() http.ResponseWriter { return h.ResponseWriter }
