@@ -1,0 +1,116 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Condition types shared by all Gatehouse kinds.
+const (
+	// ConditionAccepted says whether the spec is valid and can be put in force:
+	// its references resolve and it does not conflict with an older object.
+	ConditionAccepted = "Accepted"
+	// ConditionReady says whether the object is in force: for policies, rendered
+	// into the namespace's sidecar configuration; for a RedisCluster, serving.
+	ConditionReady = "Ready"
+	// ConditionProgressing is True while a RedisCluster is being formed or scaled.
+	ConditionProgressing = "Progressing"
+	// ConditionDegraded is True while a RedisCluster serves with reduced redundancy.
+	ConditionDegraded = "Degraded"
+)
+
+// Condition reasons. They are CamelCase so tools can match on them.
+const (
+	ReasonAccepted             = "Accepted"
+	ReasonConflicted           = "Conflicted"
+	ReasonRedisClusterNotFound = "RedisClusterNotFound"
+	ReasonRedisClusterNotReady = "RedisClusterNotReady"
+	ReasonRendered             = "Rendered"
+	ReasonNotAccepted          = "NotAccepted"
+	ReasonRenderFailed         = "RenderFailed"
+
+	ReasonClusterReady     = "ClusterReady"
+	ReasonBootstrapping    = "Bootstrapping"
+	ReasonScaling          = "Scaling"
+	ReasonRepairing        = "Repairing"
+	ReasonNodesNotReady    = "NodesNotReady"
+	ReasonSlotsUncovered   = "SlotsUncovered"
+	ReasonReplicasMissing  = "ReplicasMissing"
+	ReasonClusterUnhealthy = "ClusterUnhealthy"
+	ReasonScaleInRefused   = "ScaleInRefused"
+	ReasonInvalidConfig    = "InvalidConfig"
+	ReasonAsExpected       = "AsExpected"
+)
+
+// RedisReference names a RedisCluster in the policy's namespace.
+type RedisReference struct {
+	// name of the RedisCluster.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+}
+
+// HTTPMethod is an HTTP request method.
+// +kubebuilder:validation:Enum=GET;HEAD;POST;PUT;PATCH;DELETE;OPTIONS
+type HTTPMethod string
+
+// HeaderMatch matches a request header.
+type HeaderMatch struct {
+	// name of the header, case-insensitive.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9!#$%&'*+.^_|~-]+$`
+	Name string `json:"name"`
+
+	// value the header must equal. When empty, the header only has to be present.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	Value string `json:"value,omitempty"`
+}
+
+// HTTPMatch selects requests. All given criteria must hold.
+type HTTPMatch struct {
+	// pathPrefix the request path must start with.
+	// +optional
+	// +kubebuilder:default="/"
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:Pattern=`^/`
+	PathPrefix string `json:"pathPrefix,omitempty"`
+
+	// methods the request must use. Empty means the feature's default: any
+	// method for rate limits, GET and HEAD for cache rules, POST, PUT, PATCH and
+	// DELETE for invalidation rules.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=7
+	Methods []HTTPMethod `json:"methods,omitempty"`
+
+	// header, when set, must be present on the request.
+	// +optional
+	Header *HeaderMatch `json:"header,omitempty"`
+}
+
+// PolicyStatus is the observed state shared by the three policy kinds.
+type PolicyStatus struct {
+	// observedGeneration is the generation last reconciled successfully.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Accepted and Ready.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// configHash is the content hash of the namespace's sidecar configuration
+	// that includes this policy. Pods report the hash they run in the
+	// gatehouse.dev/config-hash annotation and their /readyz.
+	// +optional
+	ConfigHash string `json:"configHash,omitempty"`
+
+	// selectedPods is the number of running pods with the Gatehouse sidecar
+	// that this policy selects.
+	// +optional
+	SelectedPods int32 `json:"selectedPods"`
+}

@@ -1,0 +1,196 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// RateLimitAlgorithm is how a rule counts requests.
+// +kubebuilder:validation:Enum=FixedWindow;SlidingWindow;TokenBucket
+type RateLimitAlgorithm string
+
+const (
+	// FixedWindow counts requests per window aligned to the window length.
+	// Cheapest; a client can get up to twice the limit across a window boundary.
+	FixedWindow RateLimitAlgorithm = "FixedWindow"
+	// SlidingWindow weighs the previous window's count, so no window-length
+	// interval admits more than the limit.
+	SlidingWindow RateLimitAlgorithm = "SlidingWindow"
+	// TokenBucket is GCRA: a steady rate of limit per window with bursts up to burst.
+	TokenBucket RateLimitAlgorithm = "TokenBucket"
+)
+
+// RateLimitMode says whether a rule denies requests.
+// +kubebuilder:validation:Enum=Enforce;Shadow
+type RateLimitMode string
+
+const (
+	// Enforce answers 429 when a request is over the limit.
+	Enforce RateLimitMode = "Enforce"
+	// Shadow only records what would have been denied, to try a limit safely.
+	Shadow RateLimitMode = "Shadow"
+)
+
+// FailureMode says what the sidecar does when Redis cannot answer in time.
+// +kubebuilder:validation:Enum=Open;Closed
+type FailureMode string
+
+const (
+	// FailOpen admits requests, capped by a per-sidecar fallback limiter.
+	FailOpen FailureMode = "Open"
+	// FailClosed answers 503 until Redis is back.
+	FailClosed FailureMode = "Closed"
+)
+
+// RateLimitKey says what a counter is kept per. The attributes combine (a
+// counter per client IP and path, say); global means one counter for all.
+// +kubebuilder:validation:XValidation:rule="self.global ? !(self.clientIP || self.subject || self.path || (has(self.header) && self.header != '')) : (self.clientIP || self.subject || self.path || (has(self.header) && self.header != ''))",message="key needs at least one of clientIP, header, subject or path, or global: true alone"
+type RateLimitKey struct {
+	// clientIP keys the counter by the client address.
+	// +optional
+	// +kubebuilder:default=false
+	ClientIP bool `json:"clientIP"`
+
+	// header keys the counter by the value of this request header (an API key, say).
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9!#$%&'*+.^_|~-]*$`
+	Header string `json:"header,omitempty"`
+
+	// subject keys the counter by the session subject. Requests without a
+	// session are counted by client IP instead.
+	// +optional
+	// +kubebuilder:default=false
+	Subject bool `json:"subject"`
+
+	// path keys the counter by the request path.
+	// +optional
+	// +kubebuilder:default=false
+	Path bool `json:"path"`
+
+	// global keeps one counter for every request the rule matches.
+	// +optional
+	// +kubebuilder:default=false
+	Global bool `json:"global"`
+}
+
+// RateLimitRule is one limit.
+// +kubebuilder:validation:XValidation:rule="!has(self.burst) || self.algorithm == 'TokenBucket'",message="burst applies only to the TokenBucket algorithm"
+type RateLimitRule struct {
+	// name identifies the rule within the policy; it is part of the counter key
+	// and of metrics labels.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// match selects the requests the rule counts. A request is counted only
+	// against the rules it matches.
+	// +optional
+	// +kubebuilder:default={}
+	Match HTTPMatch `json:"match"`
+
+	// key says what a counter is kept per.
+	// +required
+	Key RateLimitKey `json:"key"`
+
+	// limit is how many requests a key may make per window.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000000
+	Limit int64 `json:"limit"`
+
+	// window is the length of a window: any duration from 1ms to 24h, such as
+	// 1500ms, 30s, 5m or 1h.
+	// +required
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1ms') && duration(self) <= duration('24h')",message="window must be between 1ms and 24h"
+	Window metav1.Duration `json:"window"`
+
+	// algorithm is FixedWindow, SlidingWindow or TokenBucket.
+	// +optional
+	// +kubebuilder:default=FixedWindow
+	Algorithm RateLimitAlgorithm `json:"algorithm"`
+
+	// burst is how many requests a TokenBucket admits at once; defaults to limit.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000000
+	Burst *int64 `json:"burst,omitempty"`
+
+	// mode is Enforce or Shadow.
+	// +optional
+	// +kubebuilder:default=Enforce
+	Mode RateLimitMode `json:"mode"`
+
+	// failureMode is what happens when Redis cannot answer: Open admits
+	// (capped by a per-sidecar fallback limiter), Closed answers 503.
+	// +optional
+	// +kubebuilder:default=Open
+	FailureMode FailureMode `json:"failureMode"`
+}
+
+// RateLimitPolicySpec defines limits for the selected pods.
+type RateLimitPolicySpec struct {
+	// podSelector selects the pods (with the Gatehouse sidecar) this policy
+	// applies to. It must not be empty. Several RateLimitPolicies may select
+	// one pod; a request must pass every matching rule of all of them.
+	// +required
+	// +kubebuilder:validation:XValidation:rule="(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",message="podSelector must not be empty; use matchExpressions [{key: app, operator: Exists}] to select every app pod"
+	PodSelector metav1.LabelSelector `json:"podSelector"`
+
+	// redisRef names the RedisCluster holding the counters.
+	// +required
+	RedisRef RedisReference `json:"redisRef"`
+
+	// rules are the limits. Names are unique within the policy.
+	// +required
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	Rules []RateLimitRule `json:"rules"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=rlp,categories=gatehouse
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Redis",type=string,JSONPath=`.spec.redisRef.name`
+// +kubebuilder:printcolumn:name="First-Rule",type=string,JSONPath=`.spec.rules[0].name`,priority=1
+// +kubebuilder:printcolumn:name="Limit",type=integer,JSONPath=`.spec.rules[0].limit`,priority=1
+// +kubebuilder:printcolumn:name="Window",type=string,JSONPath=`.spec.rules[0].window`,priority=1
+// +kubebuilder:printcolumn:name="Pods",type=integer,JSONPath=`.status.selectedPods`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+
+// RateLimitPolicy limits request rates across every replica of the selected
+// pods, with counters in Redis.
+type RateLimitPolicy struct {
+	metav1.TypeMeta `json:",inline"`
+	// metadata is standard object metadata.
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec defines the limits.
+	// +required
+	Spec RateLimitPolicySpec `json:"spec"`
+
+	// status reports whether the policy is in force.
+	// +optional
+	Status PolicyStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// RateLimitPolicyList contains a list of RateLimitPolicy.
+type RateLimitPolicyList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []RateLimitPolicy `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&RateLimitPolicy{}, &RateLimitPolicyList{})
+}

@@ -1,0 +1,138 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// SessionTokenSource says where the sidecar reads a session token.
+// +kubebuilder:validation:XValidation:rule="!has(self.header) || self.header != '' || (has(self.cookie) && self.cookie != '')",message="token needs a header or a cookie to read the token from"
+type SessionTokenSource struct {
+	// header carrying the token. Set it to "" and give a cookie to read only the cookie.
+	// +optional
+	// +kubebuilder:default="Authorization"
+	// +kubebuilder:validation:MaxLength=256
+	Header string `json:"header"`
+
+	// scheme that precedes the token in the header, such as "Bearer". Empty
+	// accepts the bare token.
+	// +optional
+	// +kubebuilder:default="Bearer"
+	// +kubebuilder:validation:MaxLength=64
+	Scheme string `json:"scheme"`
+
+	// cookie carrying the token, read when the header is absent.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9!#$%&'*+.^_|~-]*$`
+	Cookie string `json:"cookie,omitempty"`
+}
+
+// SessionPolicySpec defines sessions for the selected pods.
+// +kubebuilder:validation:XValidation:rule="!has(self.refreshBelow) || duration(self.refreshBelow) < duration(self.ttl)",message="refreshBelow must be shorter than ttl"
+type SessionPolicySpec struct {
+	// podSelector selects the pods (with the Gatehouse sidecar) this policy
+	// applies to. It must not be empty: to cover every pod of the namespace say
+	// so with an Exists expression. At most one SessionPolicy applies to a pod;
+	// when several select it, the oldest wins.
+	// +required
+	// +kubebuilder:validation:XValidation:rule="(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",message="podSelector must not be empty; use matchExpressions [{key: app, operator: Exists}] to select every app pod"
+	PodSelector metav1.LabelSelector `json:"podSelector"`
+
+	// redisRef names the RedisCluster holding the sessions.
+	// +required
+	RedisRef RedisReference `json:"redisRef"`
+
+	// token says where the token is read from.
+	// +optional
+	// +kubebuilder:default={}
+	Token SessionTokenSource `json:"token"`
+
+	// ttl is how long a session lives (since its last use when sliding).
+	// +optional
+	// +kubebuilder:default="30m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="ttl must be at least 1s"
+	TTL *metav1.Duration `json:"ttl,omitempty"`
+
+	// sliding extends a session by ttl on every request that uses it.
+	// +optional
+	// +kubebuilder:default=true
+	Sliding *bool `json:"sliding,omitempty"`
+
+	// refreshBelow, when set, extends a sliding session only when less than
+	// this remains, trading precision of the expiry for fewer Redis writes.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="refreshBelow must be positive"
+	RefreshBelow *metav1.Duration `json:"refreshBelow,omitempty"`
+
+	// requireFor lists path prefixes that need a valid session.
+	// +optional
+	// +kubebuilder:default={"/"}
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:Pattern=`^/`
+	// +kubebuilder:validation:items:MaxLength=1024
+	RequireFor []string `json:"requireFor,omitempty"`
+
+	// publicPaths lists path prefixes that never need a session, such as a
+	// login page or health endpoint. They win over requireFor.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:Pattern=`^/`
+	// +kubebuilder:validation:items:MaxLength=1024
+	PublicPaths []string `json:"publicPaths,omitempty"`
+
+	// forwardClaims lists auth-context claims sent to the app as
+	// X-Gatehouse-Claim-<Name> headers. The subject is always sent as
+	// X-Gatehouse-Subject.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:Pattern=`^[A-Za-z0-9-]+$`
+	// +kubebuilder:validation:items:MaxLength=64
+	ForwardClaims []string `json:"forwardClaims,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=sessp,categories=gatehouse
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Redis",type=string,JSONPath=`.spec.redisRef.name`
+// +kubebuilder:printcolumn:name="TTL",type=string,JSONPath=`.spec.ttl`
+// +kubebuilder:printcolumn:name="Pods",type=integer,JSONPath=`.status.selectedPods`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+
+// SessionPolicy gives the selected pods server-side sessions: the sidecar
+// turns an opaque token into an authenticated subject stored in Redis.
+type SessionPolicy struct {
+	metav1.TypeMeta `json:",inline"`
+	// metadata is standard object metadata.
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec defines the sessions.
+	// +required
+	Spec SessionPolicySpec `json:"spec"`
+
+	// status reports whether the policy is in force.
+	// +optional
+	Status PolicyStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// SessionPolicyList contains a list of SessionPolicy.
+type SessionPolicyList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []SessionPolicy `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&SessionPolicy{}, &SessionPolicyList{})
+}
