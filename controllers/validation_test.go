@@ -147,4 +147,3 @@ func cacheRule(spec map[string]any) map[string]any {
 func rlRule(spec map[string]any) map[string]any {
 	return spec["rules"].([]any)[0].(map[string]any)
 }
-
