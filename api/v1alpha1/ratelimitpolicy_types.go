@@ -43,7 +43,7 @@ const (
 
 // RateLimitKey says what a counter is kept per. The attributes combine (a
 // counter per client IP and path, say); global means one counter for all.
-// +kubebuilder:validation:XValidation:rule="self.global ? !(self.clientIP || self.subject || self.path || (has(self.header) && self.header != ”)) : (self.clientIP || self.subject || self.path || (has(self.header) && self.header != ”))",message="key needs at least one of clientIP, header, subject or path, or global: true alone"
+// +kubebuilder:validation:XValidation:rule="self.global ? !(self.clientIP || self.subject || self.path || (has(self.header) && size(self.header) > 0)) : (self.clientIP || self.subject || self.path || (has(self.header) && size(self.header) > 0))",message="key needs at least one of clientIP, header, subject or path, or global: true alone"
 type RateLimitKey struct {
 	// clientIP keys the counter by the client address.
 	// +optional

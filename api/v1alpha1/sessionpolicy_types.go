@@ -5,7 +5,7 @@ import (
 )
 
 // SessionTokenSource says where the sidecar reads a session token.
-// +kubebuilder:validation:XValidation:rule="!has(self.header) || self.header != ” || (has(self.cookie) && self.cookie != ”)",message="token needs a header or a cookie to read the token from"
+// +kubebuilder:validation:XValidation:rule="!has(self.header) || size(self.header) > 0 || (has(self.cookie) && size(self.cookie) > 0)",message="token needs a header or a cookie to read the token from"
 type SessionTokenSource struct {
 	// header carrying the token. Set it to "" and give a cookie to read only the cookie.
 	// +optional
