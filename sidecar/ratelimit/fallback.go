@@ -2,7 +2,6 @@ package ratelimit
 
 import (
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -19,12 +18,11 @@ const evictSample = 8
 // limit per window with the rule's limit (TokenBucket: burst) as capacity, so
 // a single sidecar admits at most about what the fleet-wide limit would have
 // admitted per client; the fleet as a whole admits up to that times the number
-// of replicas. It forgets everything when Redis returns, and a key evicted
+// of replicas. Buckets outlive an outage: idle ones are full again after one
+// window, so a later outage starts fresh, while a client that hammers across
+// two short outages does not get a new allowance for each. A key evicted
 // under memory pressure starts again with a full bucket.
 type fallback struct {
-	// used is set once a bucket exists, so that the request path can tell
-	// without locking whether there is anything to reset.
-	used    atomic.Bool
 	mu      sync.Mutex
 	buckets map[string]*localBucket
 	max     int
@@ -51,7 +49,6 @@ func (f *fallback) allow(key string, rate, burst float64, now time.Time) bool {
 		}
 		b = &localBucket{tokens: burst, last: now}
 		f.buckets[key] = b
-		f.used.Store(true)
 	}
 	if el := now.Sub(b.last).Seconds(); el > 0 {
 		b.tokens = min(burst, b.tokens+el*rate)
@@ -82,14 +79,3 @@ func (f *fallback) evictLocked() {
 	delete(f.buckets, victim)
 }
 
-// reset forgets every bucket, so the next outage starts from full buckets
-// rather than from whatever an earlier outage left.
-func (f *fallback) reset() {
-	if !f.used.Load() {
-		return
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	clear(f.buckets)
-	f.used.Store(false)
-}

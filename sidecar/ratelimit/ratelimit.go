@@ -42,8 +42,8 @@ var (
 	tokenBucketScript   = redis.NewScript(tokenBucketSrc)
 )
 
-// defaultIOTimeout stands in for a client read or write timeout that is not
-// set, matching the config's documented defaults.
+// defaultIOTimeout stands in for a client read timeout that is not set,
+// matching the config's documented default.
 const defaultIOTimeout = 200 * time.Millisecond
 
 // pipeliner is what the limiter needs of a Redis client: both *redis.Client
@@ -61,6 +61,7 @@ type conn struct {
 	rules   []*rule
 	// fallback limits rules that fail open while this connection is down.
 	fallback *fallback
+	breakers *breakers
 }
 
 // Limiter enforces a set of rate-limit policies.
@@ -94,7 +95,7 @@ func New(ps []config.RateLimitPolicy, clients map[string]redis.UniversalClient, 
 		}
 		c := byName[p.Redis]
 		if c == nil {
-			c = &conn{name: p.Redis, client: client, timeout: timeoutFor(client), fallback: newFallback(fallbackMaxKeys)}
+			c = &conn{name: p.Redis, client: client, timeout: timeoutFor(client), fallback: newFallback(fallbackMaxKeys), breakers: newBreakers(client)}
 			byName[p.Redis] = c
 			l.conns = append(l.conns, c)
 		}
@@ -119,25 +120,23 @@ func New(ps []config.RateLimitPolicy, clients map[string]redis.UniversalClient, 
 	return l, nil
 }
 
-// timeoutFor bounds one decision's wait for Redis: a write and a read. The
-// context deadline is a second bound in case the proxy's client honours
-// contexts (redis.Options.ContextTimeoutEnabled); the client's own socket
-// timeouts bound it in any case.
+// timeoutFor bounds one decision's wait for Redis by the client's read
+// timeout, which the config documents as exactly that bound. The context
+// deadline also cuts short go-redis' dial retries and retry backoff while
+// Redis is down; socket reads are bounded by the client's own timeouts (or by
+// the deadline too when the client sets ContextTimeoutEnabled).
 func timeoutFor(c redis.UniversalClient) time.Duration {
-	var rt, wt time.Duration
+	var rt time.Duration
 	switch c := c.(type) {
 	case *redis.Client:
-		rt, wt = c.Options().ReadTimeout, c.Options().WriteTimeout
+		rt = c.Options().ReadTimeout
 	case *redis.ClusterClient:
-		rt, wt = c.Options().ReadTimeout, c.Options().WriteTimeout
+		rt = c.Options().ReadTimeout
 	}
 	if rt <= 0 {
-		rt = defaultIOTimeout
+		return defaultIOTimeout
 	}
-	if wt <= 0 {
-		wt = defaultIOTimeout
-	}
-	return rt + wt
+	return rt
 }
 
 // outcome is one rule's verdict on one request.
@@ -146,6 +145,7 @@ type outcome struct {
 	conn      *conn
 	key       string
 	cmd       *redis.Cmd
+	brk       *breaker
 	err       error
 	allowed   bool
 	remaining int64
@@ -239,34 +239,77 @@ func (l *Limiter) decide(ctx context.Context, outs []outcome) verdict {
 	return v
 }
 
-// run evaluates outs, which share one connection, in one pipeline.
+// run evaluates outs, which share one connection, in one pipeline. Rules
+// whose node failed within the last cooldown are not sent and fail at once.
 func (l *Limiter) run(ctx context.Context, outs []outcome) {
 	c := outs[0].conn
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
+	now := time.Now()
+	send := 0
+	for i := range outs {
+		o := &outs[i]
+		o.brk = c.breakers.forKey(ctx, o.key)
+		// One probe decision per node and request: a second rule on the
+		// same node follows the first.
+		allowed := -1
+		for j := range i {
+			if outs[j].brk == o.brk {
+				allowed = boolInt(outs[j].err == nil)
+				break
+			}
+		}
+		if allowed == -1 {
+			allowed = boolInt(o.brk.allow(now))
+		}
+		if allowed == 0 {
+			o.err = errNodeDown
+			continue
+		}
+		send++
+	}
+	if send == 0 {
+		return
+	}
 	if err := execScripts(ctx, c.client, outs); err != nil {
 		l.m.redisErrors.WithLabelValues(c.name).Inc()
 		l.log.Warn("rate limit store unavailable", "redis", c.name, "error", err)
-		return
 	}
-	c.fallback.reset()
+	for i := range outs {
+		o := &outs[i]
+		switch {
+		case o.cmd == nil: // not sent
+		case o.err != nil:
+			o.brk.fail(now)
+		default:
+			o.brk.succeed()
+		}
+	}
 }
 
-// execScripts runs the scripts of outs in one pipeline. EVALSHA in a
-// pipeline does not fall back to EVAL by itself, so commands answered
-// NOSCRIPT (a fresh server, a failover, SCRIPT FLUSH) are sent again with
-// EVAL, which also caches the script for the next request. It fills each
-// outcome and returns the first error, which every outcome then carries.
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// execScripts runs the scripts of the outcomes that carry no error yet in
+// one pipeline. EVALSHA in a pipeline does not fall back to EVAL by itself,
+// so commands answered NOSCRIPT (a fresh server, a failover, SCRIPT FLUSH)
+// are sent again with EVAL, which also caches the script for the next
+// request. It fills each outcome and returns the first error.
 func execScripts(ctx context.Context, client pipeliner, outs []outcome) error {
 	pipe := client.Pipeline()
 	for i := range outs {
-		o := &outs[i]
-		o.cmd = o.rule.script.EvalSha(ctx, pipe, []string{o.key}, o.rule.args...)
+		if o := &outs[i]; o.err == nil {
+			o.cmd = o.rule.script.EvalSha(ctx, pipe, []string{o.key}, o.rule.args...)
+		}
 	}
 	_, _ = pipe.Exec(ctx) // errors are per command, read below
 	var retry []int
 	for i := range outs {
-		if redis.HasErrorPrefix(outs[i].cmd.Err(), "NOSCRIPT") {
+		if outs[i].cmd != nil && redis.HasErrorPrefix(outs[i].cmd.Err(), "NOSCRIPT") {
 			retry = append(retry, i)
 		}
 	}
@@ -281,6 +324,9 @@ func execScripts(ctx context.Context, client pipeliner, outs []outcome) error {
 	var first error
 	for i := range outs {
 		o := &outs[i]
+		if o.cmd == nil {
+			continue
+		}
 		if err := o.parse(); err != nil {
 			o.err = err
 			if first == nil {
