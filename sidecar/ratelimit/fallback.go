@@ -78,4 +78,3 @@ func (f *fallback) evictLocked() {
 	}
 	delete(f.buckets, victim)
 }
-
