@@ -1,0 +1,165 @@
+package proxy
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gatehouse-dev/gatehouse/sidecar/config"
+	"github.com/gatehouse-dev/gatehouse/sidecar/ratelimit"
+	"github.com/gatehouse-dev/gatehouse/sidecar/session"
+)
+
+// feature is one stage of the request chain built from config. A feature may
+// also implement adminRegistrar and io.Closer.
+type feature interface {
+	Middleware(next http.Handler) http.Handler
+}
+
+// adminRegistrar is implemented by features with admin API routes.
+type adminRegistrar interface {
+	RegisterAdmin(mux *http.ServeMux)
+}
+
+// selection is the part of a config that applies to this pod.
+type selection struct {
+	session    *config.SessionPolicy
+	rateLimits []config.RateLimitPolicy
+	cache      *config.CachePolicy
+}
+
+// builder builds a feature instance for a selection, or returns nil when no
+// policy of its kind applies. It runs on every (re)load.
+type builder func(sel selection, clients map[string]redis.UniversalClient, log *slog.Logger) (feature, error)
+
+// featureKind creates the feature's metrics once per process and returns
+// the builder that reloads call.
+type featureKind func(reg prometheus.Registerer) builder
+
+// featureKinds lists the features between identity and the upstream, in
+// chain order. Adding a feature is one line here plus its featureKind below.
+var featureKinds = []featureKind{
+	sessionFeature,
+	rateLimitFeature,
+	// cacheFeature, // hook: sidecar/cache — add once the package builds (see cacheFeature below)
+}
+
+func sessionFeature(reg prometheus.Registerer) builder {
+	m := session.NewMetrics(reg)
+	return func(sel selection, clients map[string]redis.UniversalClient, log *slog.Logger) (feature, error) {
+		if sel.session == nil {
+			return nil, nil
+		}
+		mgr, err := session.New(*sel.session, clients, m, log.With("feature", "session"))
+		if err != nil {
+			return nil, err
+		}
+		return mgr, nil
+	}
+}
+
+func rateLimitFeature(reg prometheus.Registerer) builder {
+	m := ratelimit.NewMetrics(reg)
+	return func(sel selection, clients map[string]redis.UniversalClient, log *slog.Logger) (feature, error) {
+		if len(sel.rateLimits) == 0 {
+			return nil, nil
+		}
+		l, err := ratelimit.New(sel.rateLimits, clients, m, log.With("feature", "ratelimit"))
+		if err != nil {
+			return nil, err
+		}
+		return l, nil
+	}
+}
+
+// cacheFeature is written out so that wiring the cache is uncommenting it
+// and its line in featureKinds:
+//
+//	func cacheFeature(reg prometheus.Registerer) builder {
+//		m := cache.NewMetrics(reg)
+//		return func(sel selection, clients map[string]redis.UniversalClient, log *slog.Logger) (feature, error) {
+//			if sel.cache == nil {
+//				return nil, nil
+//			}
+//			c, err := cache.New(*sel.cache, clients, m, log.With("feature", "cache"))
+//			if err != nil {
+//				return nil, err
+//			}
+//			return c, nil
+//		}
+//	}
+
+// selectPolicies picks the policies whose selector matches labels. The
+// operator guarantees at most one session and one cache policy per pod; if
+// a hand-written file has several, the first wins and the rest are reported.
+func selectPolicies(c *config.Config, labels map[string]string, log *slog.Logger) selection {
+	var sel selection
+	for i := range c.Sessions {
+		p := &c.Sessions[i]
+		if !p.Selector.Matches(labels) {
+			continue
+		}
+		if sel.session != nil {
+			log.Warn("Several session policies select this pod; using the first", "using", sel.session.Name, "ignored", p.Name)
+			continue
+		}
+		sel.session = p
+	}
+	for _, p := range c.RateLimits {
+		if p.Selector.Matches(labels) {
+			sel.rateLimits = append(sel.rateLimits, p)
+		}
+	}
+	for i := range c.Caches {
+		p := &c.Caches[i]
+		if !p.Selector.Matches(labels) {
+			continue
+		}
+		if sel.cache != nil {
+			log.Warn("Several cache policies select this pod; using the first", "using", sel.cache.Name, "ignored", p.Name)
+			continue
+		}
+		sel.cache = p
+	}
+	return sel
+}
+
+// redisNames lists the connections the selected policies use, so only those
+// get a client and a readiness check.
+func (s selection) redisNames() []string {
+	var names []string
+	seen := map[string]bool{}
+	add := func(n string) {
+		if !seen[n] {
+			seen[n] = true
+			names = append(names, n)
+		}
+	}
+	if s.session != nil {
+		add(s.session.Redis)
+	}
+	for _, p := range s.rateLimits {
+		add(p.Redis)
+	}
+	if s.cache != nil {
+		add(s.cache.Redis)
+	}
+	return names
+}
+
+// policyNames lists the selected policies for /readyz.
+func (s selection) policyNames() []string {
+	var out []string
+	if s.session != nil {
+		out = append(out, "session:"+s.session.Namespace+"/"+s.session.Name)
+	}
+	for _, p := range s.rateLimits {
+		out = append(out, "rateLimit:"+p.Namespace+"/"+p.Name)
+	}
+	if s.cache != nil {
+		out = append(out, "cache:"+s.cache.Namespace+"/"+s.cache.Name)
+	}
+	return out
+}

@@ -1,0 +1,66 @@
+package proxy
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Metrics are the proxy's own collectors. Created once per process by New;
+// reloads rebuild the handler graph but never these.
+type Metrics struct {
+	requests       *prometheus.CounterVec
+	duration       prometheus.Histogram
+	inFlight       prometheus.Gauge
+	upstream       prometheus.Histogram
+	upstreamErrors *prometheus.CounterVec
+	builds         *prometheus.CounterVec
+	labelsOK       prometheus.Gauge
+}
+
+// NewMetrics registers the proxy metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	return &Metrics{
+		requests: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_sidecar_requests_total",
+			Help: "Requests on the data listener by response code class (1xx..5xx), whether answered by the app or by the sidecar.",
+		}, []string{"code"}),
+		duration: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "gatehouse_sidecar_request_duration_seconds",
+			Help:    "Time from receiving a request to the handler returning, sidecar work included.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
+		inFlight: f.NewGauge(prometheus.GaugeOpts{
+			Name: "gatehouse_sidecar_requests_in_flight",
+			Help: "Requests on the data listener currently being served.",
+		}),
+		upstream: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "gatehouse_sidecar_upstream_duration_seconds",
+			Help:    "Time until the app's response headers arrived (one round trip to the upstream).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
+		upstreamErrors: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_sidecar_upstream_errors_total",
+			Help: "Requests the app did not answer, by reason (timeout, unavailable, canceled).",
+		}, []string{"reason"}),
+		builds: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_sidecar_handler_builds_total",
+			Help: "Builds of the request handler graph (config or pod label change) by result (success, failure).",
+		}, []string{"result"}),
+		labelsOK: f.NewGauge(prometheus.GaugeOpts{
+			Name: "gatehouse_sidecar_pod_labels_last_read_successful",
+			Help: "1 if the pod labels file was last read successfully (or none is configured), 0 otherwise.",
+		}),
+	}
+}
+
+// codeClasses are precomputed label values, so counting a request does not
+// format a string.
+var codeClasses = [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
+
+func codeClass(code int) string {
+	if code < 100 || code > 599 {
+		return "5xx"
+	}
+	return codeClasses[code/100-1]
+}

@@ -1,0 +1,426 @@
+// Package proxy is the sidecar's runtime: it assembles the request chain
+// (identity → session → rate limit → cache → app), reverse-proxies to the
+// app over a pooled transport, serves the admin API (health, readiness,
+// metrics, feature routes), hot-reloads config and pod labels, and drains
+// gracefully on shutdown.
+//
+// Every (re)load builds a complete, immutable handler graph — feature
+// instances, their admin routes and the Redis clients they use — and swaps
+// it in atomically only if every part built. A request runs entirely on the
+// graph it started on; a replaced graph is closed once its last request
+// finishes.
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
+	"github.com/gatehouse-dev/gatehouse/sidecar/config"
+	"github.com/gatehouse-dev/gatehouse/sidecar/problem"
+)
+
+// Options configures a Proxy.
+type Options struct {
+	// Upstream is the app's base URL, e.g. http://127.0.0.1:8081.
+	Upstream *url.URL
+	// ConfigPath is the sidecar config file (config.json of the ConfigMap).
+	ConfigPath string
+	// LabelsPath is the downward-API labels file. Empty means the pod has no
+	// labels, so only policies with an empty selector apply.
+	LabelsPath string
+	// Registerer and Gatherer hold every metric of the process; the proxy
+	// registers its own and the features' collectors once, in New.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+	// Logger receives structured logs.
+	Logger *slog.Logger
+	// DrainTimeout bounds how long in-flight requests may finish on shutdown.
+	DrainTimeout time.Duration
+	// UpstreamHeaderTimeout bounds waiting for the app's response headers;
+	// zero waits as long as the client does.
+	UpstreamHeaderTimeout time.Duration
+}
+
+// Proxy is the sidecar. Serve the data path with it as an http.Handler and
+// the admin API with AdminHandler, or let Run do both.
+type Proxy struct {
+	log          *slog.Logger
+	m            *Metrics
+	gatherer     prometheus.Gatherer
+	transport    *http.Transport
+	upstream     http.Handler
+	watcher      *config.Watcher
+	labelsPath   string
+	drainTimeout time.Duration
+	builders     []builder
+
+	cur      atomic.Pointer[graph]
+	draining atomic.Bool
+
+	mu        sync.Mutex // serialises rebuilds; guards the fields below
+	cfg       *config.Config
+	labels    map[string]string
+	labelsErr string
+	conns     map[string]*conn
+	gen       uint64
+}
+
+// New returns a proxy. It registers metrics and reads the labels file, but
+// loads no config yet: Run does, so that a bad file at start-up leaves the
+// sidecar running (answering 503 and unready) until it is fixed.
+func New(o Options) (*Proxy, error) {
+	if o.Upstream == nil || o.Upstream.Host == "" {
+		return nil, errors.New("new proxy: upstream URL with a host is required")
+	}
+	if o.ConfigPath == "" {
+		return nil, errors.New("new proxy: config path is required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Registerer == nil || o.Gatherer == nil {
+		reg := prometheus.NewRegistry()
+		o.Registerer, o.Gatherer = reg, reg
+	}
+	if o.DrainTimeout <= 0 {
+		o.DrainTimeout = 30 * time.Second
+	}
+	p := &Proxy{
+		log:          o.Logger,
+		m:            NewMetrics(o.Registerer),
+		gatherer:     o.Gatherer,
+		transport:    newTransport(o.UpstreamHeaderTimeout),
+		labelsPath:   o.LabelsPath,
+		drainTimeout: o.DrainTimeout,
+		labels:       map[string]string{},
+		conns:        map[string]*conn{},
+	}
+	p.upstream = newUpstream(o.Upstream, p.transport, p.m, p.log)
+	for _, k := range featureKinds {
+		p.builders = append(p.builders, k(o.Registerer))
+	}
+	p.watcher = config.NewWatcher(o.ConfigPath, p.apply, config.NewMetrics(o.Registerer), p.log)
+	p.m.labelsOK.Set(1)
+	if p.labelsPath != "" {
+		labels, err := readLabels(p.labelsPath)
+		if err != nil {
+			return nil, fmt.Errorf("new proxy: %w", err)
+		}
+		p.labels = labels
+	}
+	return p, nil
+}
+
+// ServeHTTP serves the data path on the current handler graph.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	p.m.inFlight.Inc()
+	rec := &recorder{ResponseWriter: w}
+	defer func() {
+		p.m.inFlight.Dec()
+		p.m.requests.WithLabelValues(codeClass(rec.status())).Inc()
+		p.m.duration.Observe(time.Since(start).Seconds())
+	}()
+	g := p.enter()
+	if g == nil {
+		// Never pass traffic unprotected because the config is missing: the
+		// policies it would have enforced may be the app's only auth.
+		problem.Write(rec, r, &problem.Error{Status: http.StatusServiceUnavailable, Kind: "config-not-loaded",
+			Title: "Sidecar has no valid configuration", Header: http.Header{"Retry-After": {"1"}}})
+		return
+	}
+	defer g.leave()
+	g.handler.ServeHTTP(rec, r)
+}
+
+// recorder remembers the status code. It exposes the underlying writer via
+// Unwrap, so http.ResponseController (used by the reverse proxy for
+// flushing and upgrades) still reaches Flush and Hijack.
+type recorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.code == 0 && code >= 200 {
+		r.code = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.code == 0 {
+		r.code = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *recorder) Flush() {
+	if r.code == 0 {
+		r.code = http.StatusOK
+	}
+	_ = http.NewResponseController(r.ResponseWriter).Flush()
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func (r *recorder) status() int {
+	if r.code == 0 {
+		return http.StatusOK
+	}
+	return r.code
+}
+
+// conn is a Redis client shared by every graph that uses its connection; it
+// is closed when the last of them is.
+type conn struct {
+	spec   config.RedisConnection
+	client redis.UniversalClient
+	refs   atomic.Int64
+}
+
+func (c *conn) release(log *slog.Logger) {
+	if c.refs.Add(-1) == 0 {
+		if err := c.client.Close(); err != nil {
+			log.Warn("Closing Redis client", "redis", c.spec.Name, "error", err)
+		}
+	}
+}
+
+// graph is one immutable build of the request path.
+type graph struct {
+	gen      uint64
+	handler  http.Handler
+	admin    *http.ServeMux
+	closers  []io.Closer
+	conns    map[string]*conn
+	policies []string
+	log      *slog.Logger
+
+	inflight  atomic.Int64
+	retired   atomic.Bool
+	closeOnce sync.Once
+}
+
+// enter returns the current graph with a reference held, or nil if there is
+// none. Taking the reference and then re-checking retired closes the race
+// with a concurrent swap: either retire sees our reference, or we see it
+// retired and retry on the new graph.
+func (p *Proxy) enter() *graph {
+	for {
+		g := p.cur.Load()
+		if g == nil {
+			return nil
+		}
+		g.inflight.Add(1)
+		if !g.retired.Load() {
+			return g
+		}
+		g.leave()
+	}
+}
+
+func (g *graph) leave() {
+	if g.inflight.Add(-1) == 0 && g.retired.Load() {
+		g.close()
+	}
+}
+
+// retire marks a graph replaced; it closes now or when its last request leaves.
+func (g *graph) retire() {
+	g.retired.Store(true)
+	if g.inflight.Load() == 0 {
+		g.close()
+	}
+}
+
+func (g *graph) close() {
+	g.closeOnce.Do(func() {
+		for _, c := range g.closers {
+			if err := c.Close(); err != nil {
+				g.log.Warn("Closing a replaced feature", "generation", g.gen, "error", err)
+			}
+		}
+		for _, c := range g.conns {
+			c.release(g.log)
+		}
+	})
+}
+
+// apply is the config watcher's callback.
+func (p *Proxy) apply(c *config.Config) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.rebuild(c, p.labels); err != nil {
+		return err
+	}
+	p.cfg = c
+	return nil
+}
+
+// setLabels rebuilds the graph for new pod labels, with the config in force.
+func (p *Proxy) setLabels(labels map[string]string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if maps.Equal(labels, p.labels) {
+		return nil
+	}
+	if p.cfg != nil {
+		if err := p.rebuild(p.cfg, labels); err != nil {
+			return err
+		}
+	}
+	p.log.Info("Pod labels changed", "labels", labels)
+	p.labels = labels
+	return nil
+}
+
+// rebuild builds a graph for c and labels and swaps it in; on any error the
+// current graph stays. Callers hold p.mu.
+func (p *Proxy) rebuild(c *config.Config, labels map[string]string) (err error) {
+	g, err := p.build(c, labels)
+	if err != nil {
+		p.m.builds.WithLabelValues("failure").Inc()
+		return err
+	}
+	p.m.builds.WithLabelValues("success").Inc()
+	p.conns = g.conns
+	if old := p.cur.Swap(g); old != nil {
+		old.retire()
+	}
+	p.log.Info("Handler graph in force", "generation", g.gen, "policies", g.policies)
+	return nil
+}
+
+func (p *Proxy) build(c *config.Config, labels map[string]string) (_ *graph, err error) {
+	p.gen++
+	g := &graph{gen: p.gen, conns: map[string]*conn{}, log: p.log, admin: http.NewServeMux()}
+	defer func() {
+		if err != nil {
+			g.close() // releases the Redis clients and features built so far
+		}
+	}()
+	trusted := make([]netip.Prefix, 0, len(c.Proxy.TrustedProxies))
+	for _, s := range c.Proxy.TrustedProxies {
+		pfx, err := config.ParseTrustedProxy(s)
+		if err != nil {
+			return nil, fmt.Errorf("proxy.trustedProxies: %w", err)
+		}
+		trusted = append(trusted, pfx)
+	}
+
+	sel := selectPolicies(c, labels, p.log)
+	g.policies = sel.policyNames()
+	specs := map[string]config.RedisConnection{}
+	for _, r := range c.Redis {
+		specs[r.Name] = r
+	}
+	clients := map[string]redis.UniversalClient{}
+	for _, name := range sel.redisNames() {
+		spec, ok := specs[name]
+		if !ok {
+			return nil, fmt.Errorf("unknown redis connection %q", name)
+		}
+		cn := p.conns[name]
+		if cn == nil || !reflect.DeepEqual(cn.spec, spec) {
+			client, err := redisconn.New(spec)
+			if err != nil {
+				return nil, err
+			}
+			cn = &conn{spec: spec, client: client}
+		}
+		cn.refs.Add(1)
+		g.conns[name] = cn
+		clients[name] = cn.client
+	}
+
+	var features []feature
+	for _, b := range p.builders {
+		f, err := b(sel, clients, p.log)
+		if err != nil {
+			return nil, err
+		}
+		if f == nil {
+			continue
+		}
+		features = append(features, f)
+		if c, ok := f.(io.Closer); ok {
+			g.closers = append(g.closers, c)
+		}
+		if a, ok := f.(adminRegistrar); ok {
+			a.RegisterAdmin(g.admin)
+		}
+	}
+	g.handler = chain(trusted, features, p.upstream)
+	return g, nil
+}
+
+// chain assembles the request path, in its one place: identity first, so
+// every feature sees the real client IP and no forged X-Gatehouse-* header;
+// then the features in featureKinds order; then the app.
+func chain(trusted []netip.Prefix, features []feature, upstream http.Handler) http.Handler {
+	h := upstream
+	for i := len(features) - 1; i >= 0; i-- {
+		h = features[i].Middleware(h)
+	}
+	return identify(trusted, h)
+}
+
+func readLabels(path string) (map[string]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read pod labels: %w", err)
+	}
+	labels, err := parseLabels(data)
+	if err != nil {
+		return nil, fmt.Errorf("pod labels %s: %w", path, err)
+	}
+	return labels, nil
+}
+
+// reloadLabels is the labels file watcher's callback. A bad file keeps the
+// labels in force.
+func (p *Proxy) reloadLabels() {
+	labels, err := readLabels(p.labelsPath)
+	if err == nil {
+		err = p.setLabels(labels)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil {
+		p.labelsErr = err.Error()
+		p.m.labelsOK.Set(0)
+		p.log.Error("Pod labels rejected; the previous labels stay in force", "error", err)
+		return
+	}
+	p.labelsErr = ""
+	p.m.labelsOK.Set(1)
+}
+
+// Close retires the current graph, closing its features and Redis clients
+// once in-flight requests finish, and idle upstream connections.
+func (p *Proxy) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if g := p.cur.Swap(nil); g != nil {
+		g.retire()
+	}
+	p.conns = map[string]*conn{}
+	p.transport.CloseIdleConnections()
+	return nil
+}

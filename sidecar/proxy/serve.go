@@ -1,0 +1,108 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/sidecar/config"
+)
+
+// Run loads the config, serves the data path on data and the admin API on
+// admin, and hot-reloads config and labels until ctx is done. Then it
+// drains: /readyz turns unready, the data listener stops accepting, in-flight
+// requests finish within the drain timeout, and finally the admin listener
+// closes. It returns nil after a clean drain.
+func (p *Proxy) Run(ctx context.Context, data, admin net.Listener) error {
+	// A bad file at start-up is logged by the watcher and shown by /readyz;
+	// the sidecar keeps running so that fixing the ConfigMap is enough.
+	_ = p.watcher.Reload()
+
+	watchCtx, stopWatching := context.WithCancel(context.Background())
+	var watchers sync.WaitGroup
+	defer func() {
+		stopWatching()
+		watchers.Wait()
+	}()
+	watchers.Go(func() {
+		if err := p.watcher.Run(watchCtx); err != nil {
+			p.log.Error("Config watch stopped; hot reload is off", "error", err)
+		}
+	})
+	if p.labelsPath != "" {
+		watchers.Go(func() {
+			if err := config.WatchFile(watchCtx, p.labelsPath, p.log, p.reloadLabels); err != nil {
+				p.log.Error("Pod labels watch stopped", "error", err)
+			}
+		})
+	}
+
+	errLog := slog.NewLogLogger(p.log.Handler(), slog.LevelWarn)
+	dataSrv := &http.Server{
+		Handler: p,
+		// Bound how long a client may take to send headers (slowloris); the
+		// body and response are bounded by the app and the client, not us.
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          errLog,
+	}
+	adminSrv := &http.Server{
+		Handler:           p.AdminHandler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          errLog,
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- serve(dataSrv, data, "data") }()
+	go func() { errc <- serve(adminSrv, admin, "admin") }()
+	p.log.Info("Serving", "data", data.Addr().String(), "admin", admin.Addr().String())
+
+	var serveErr error
+	pending := 2
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+		pending--
+	}
+	drainErr := p.drain(dataSrv)
+	// The admin listener outlives the data drain so that probes see
+	// "draining" instead of a refused connection.
+	closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := adminSrv.Shutdown(closeCtx); err != nil {
+		_ = adminSrv.Close()
+	}
+	for ; pending > 0; pending-- {
+		if err := <-errc; err != nil && serveErr == nil {
+			serveErr = err
+		}
+	}
+	_ = p.Close()
+	return errors.Join(serveErr, drainErr)
+}
+
+// drain stops accepting on srv and waits for in-flight requests, at most the
+// drain timeout; requests still running then are cut off.
+func (p *Proxy) drain(srv *http.Server) error {
+	p.draining.Store(true)
+	p.log.Info("Draining", "timeout", p.drainTimeout.String())
+	ctx, cancel := context.WithTimeout(context.Background(), p.drainTimeout)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		_ = srv.Close()
+		return fmt.Errorf("drain: in-flight requests cut off after %s: %w", p.drainTimeout, err)
+	}
+	p.log.Info("Drained")
+	return nil
+}
+
+func serve(srv *http.Server, l net.Listener, name string) error {
+	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve %s: %w", name, err)
+	}
+	return nil
+}

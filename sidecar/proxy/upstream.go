@@ -1,0 +1,87 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/sidecar/problem"
+)
+
+// newTransport returns the pooled transport to the app. The app is on
+// loopback next to us, so many idle connections per host are cheap and save
+// a handshake per request under load; the default of 2 would churn sockets.
+func newTransport(responseHeaderTimeout time.Duration) *http.Transport {
+	return &http.Transport{
+		Proxy: nil, // never route app traffic through an HTTP_PROXY from the environment
+		DialContext: (&net.Dialer{
+			Timeout:   5 * time.Second,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ResponseHeaderTimeout: responseHeaderTimeout,
+	}
+}
+
+// timedTransport measures the upstream round trip: the time until the
+// app's response headers arrive.
+type timedTransport struct {
+	next http.RoundTripper
+	m    *Metrics
+}
+
+func (t timedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := t.next.RoundTrip(r)
+	if err == nil {
+		t.m.upstream.Observe(time.Since(start).Seconds())
+	}
+	return resp, err
+}
+
+// newUpstream returns the reverse proxy to the app at target.
+func newUpstream(target *url.URL, rt http.RoundTripper, m *Metrics, log *slog.Logger) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			// The app routes and builds links on the Host the client asked for.
+			pr.Out.Host = pr.In.Host
+			pr.SetXForwarded()
+		},
+		Transport: timedTransport{next: rt, m: m},
+		// -1 flushes immediately, so streamed responses (SSE) are not held back.
+		FlushInterval: -1,
+		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			switch {
+			case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+				// The client went away; nobody is left to answer.
+				m.upstreamErrors.WithLabelValues("canceled").Inc()
+				w.WriteHeader(499)
+			case isTimeout(err):
+				m.upstreamErrors.WithLabelValues("timeout").Inc()
+				log.Warn("Upstream timed out", "path", r.URL.Path, "error", err)
+				problem.Write(w, r, &problem.Error{Status: http.StatusGatewayTimeout, Kind: "upstream-timeout", Title: "Upstream timed out"})
+			default:
+				m.upstreamErrors.WithLabelValues("unavailable").Inc()
+				log.Warn("Upstream unavailable", "path", r.URL.Path, "error", err)
+				problem.Write(w, r, &problem.Error{Status: http.StatusBadGateway, Kind: "upstream-unavailable", Title: "Upstream unavailable"})
+			}
+		},
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
