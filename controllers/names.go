@@ -1,6 +1,6 @@
 package controllers
 
-import "strings"
+import "github.com/gatehouse-dev/gatehouse/internal/render"
 
 // Names shared by the policy reconcilers (which render the sidecar
 // configuration) and the injection webhook (which mounts it). Changing one
@@ -34,9 +34,7 @@ const (
 // RedisPasswordEnv is the sidecar environment variable that carries the
 // password of the named RedisCluster. The renderer writes it into the
 // connection's passwordEnv; the webhook fills it from the cluster's Secret.
-func RedisPasswordEnv(cluster string) string {
-	return "GATEHOUSE_REDIS_PASSWORD_" + strings.ToUpper(strings.NewReplacer("-", "_", ".", "_").Replace(cluster))
-}
+func RedisPasswordEnv(cluster string) string { return render.PasswordEnv(cluster) }
 
 // RedisPasswordSecretName is the Secret the operator generates for a
 // RedisCluster without spec.passwordSecretRef.

@@ -27,6 +27,7 @@ const (
 	ReasonRendered             = "Rendered"
 	ReasonNotAccepted          = "NotAccepted"
 	ReasonRenderFailed         = "RenderFailed"
+	ReasonInvalidSpec          = "InvalidSpec"
 
 	ReasonClusterReady     = "ClusterReady"
 	ReasonBootstrapping    = "Bootstrapping"

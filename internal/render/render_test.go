@@ -1,0 +1,201 @@
+package render
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/gatehouse-dev/gatehouse/api/v1alpha1"
+	"github.com/gatehouse-dev/gatehouse/sidecar/config"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func objMeta(name string, age time.Duration) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: name, Namespace: "shop", CreationTimestamp: metav1.NewTime(t0.Add(-age))}
+}
+
+func readyCluster(name string) v1alpha1.RedisCluster {
+	return v1alpha1.RedisCluster{
+		ObjectMeta: objMeta(name, time.Hour),
+		Status: v1alpha1.RedisClusterStatus{Conditions: []metav1.Condition{{
+			Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonClusterReady,
+		}}},
+	}
+}
+
+func app(name string) metav1.LabelSelector {
+	return metav1.LabelSelector{MatchLabels: map[string]string{"app": name}}
+}
+
+func session(name string, age time.Duration, sel metav1.LabelSelector, redis string) v1alpha1.SessionPolicy {
+	return v1alpha1.SessionPolicy{ObjectMeta: objMeta(name, age), Spec: v1alpha1.SessionPolicySpec{
+		PodSelector: sel, RedisRef: v1alpha1.RedisReference{Name: redis},
+		Token: v1alpha1.SessionTokenSource{Header: "Authorization", Scheme: "Bearer"},
+		TTL:   &metav1.Duration{Duration: 30 * time.Minute},
+	}}
+}
+
+func rateLimit(name string, limit int64, redis string) v1alpha1.RateLimitPolicy {
+	return v1alpha1.RateLimitPolicy{ObjectMeta: objMeta(name, time.Minute), Spec: v1alpha1.RateLimitPolicySpec{
+		PodSelector: app("storefront"), RedisRef: v1alpha1.RedisReference{Name: redis},
+		Rules: []v1alpha1.RateLimitRule{{
+			Name: "per-ip", Match: v1alpha1.HTTPMatch{PathPrefix: "/"}, Key: v1alpha1.RateLimitKey{ClientIP: true},
+			Limit: limit, Window: metav1.Duration{Duration: 1500 * time.Millisecond},
+			Algorithm: v1alpha1.SlidingWindow, Mode: v1alpha1.Enforce, FailureMode: v1alpha1.FailOpen,
+		}},
+	}}
+}
+
+func cachePolicy(name string, age time.Duration, sel metav1.LabelSelector) v1alpha1.CachePolicy {
+	max := resource.MustParse("512Ki")
+	return v1alpha1.CachePolicy{ObjectMeta: objMeta(name, age), Spec: v1alpha1.CachePolicySpec{
+		PodSelector: sel, RedisRef: v1alpha1.RedisReference{Name: "redis"},
+		Rules: []v1alpha1.CacheRule{{
+			Name: "products", Match: v1alpha1.HTTPMatch{PathPrefix: "/products"},
+			TTL: metav1.Duration{Duration: 5 * time.Minute}, MaxBodyBytes: &max,
+		}},
+	}}
+}
+
+func TestRenderVerdicts(t *testing.T) {
+	notReady := readyCluster("warming")
+	notReady.Status.Conditions = nil
+	in := Input{
+		Namespace: "shop",
+		Sessions: []v1alpha1.SessionPolicy{
+			session("newer", time.Minute, app("storefront"), "redis"),
+			session("older", time.Hour, app("storefront"), "redis"),
+			session("other-app", time.Second, app("admin"), "redis"),
+		},
+		RateLimits: []v1alpha1.RateLimitPolicy{
+			rateLimit("limits", 100, "redis"),
+			rateLimit("no-redis", 100, "missing"),
+			rateLimit("warming", 100, "warming"),
+		},
+		Caches:        []v1alpha1.CachePolicy{cachePolicy("catalogue", time.Hour, app("storefront"))},
+		RedisClusters: []v1alpha1.RedisCluster{readyCluster("redis"), notReady},
+	}
+	res, err := Render(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reasons := map[Key]string{}
+	for k, v := range res.Verdicts {
+		reasons[k] = v.Reason
+	}
+	want := map[Key]string{
+		{KindSession, "older"}:      v1alpha1.ReasonAccepted,
+		{KindSession, "newer"}:      v1alpha1.ReasonConflicted,
+		{KindSession, "other-app"}:  v1alpha1.ReasonAccepted,
+		{KindRateLimit, "limits"}:   v1alpha1.ReasonAccepted,
+		{KindRateLimit, "no-redis"}: v1alpha1.ReasonRedisClusterNotFound,
+		{KindRateLimit, "warming"}:  v1alpha1.ReasonRedisClusterNotReady,
+		{KindCache, "catalogue"}:    v1alpha1.ReasonAccepted,
+	}
+	if diff := cmp.Diff(want, reasons); diff != "" {
+		t.Errorf("verdict reasons (-want +got):\n%s", diff)
+	}
+	if msg := res.Verdicts[Key{KindSession, "newer"}].Message; !strings.Contains(msg, `"older"`) {
+		t.Errorf("conflict message %q does not name the winner", msg)
+	}
+
+	// Only accepted policies and the Redis they use are in the document.
+	var names []string
+	for _, s := range res.Config.Sessions {
+		names = append(names, s.Name)
+	}
+	for _, r := range res.Config.RateLimits {
+		names = append(names, r.Name)
+	}
+	if diff := cmp.Diff([]string{"older", "other-app", "limits"}, names); diff != "" {
+		t.Errorf("rendered policies (-want +got):\n%s", diff)
+	}
+	if len(res.Config.Redis) != 1 || res.Config.Redis[0].Name != "redis" {
+		t.Errorf("redis connections = %+v, want only the ready cluster in use", res.Config.Redis)
+	}
+	wantConn := config.RedisConnection{
+		Name: "redis", Mode: config.RedisCluster, Addrs: []string{"redis-client.shop.svc:6379"},
+		PasswordEnv: "GATEHOUSE_REDIS_PASSWORD_REDIS",
+	}
+	if diff := cmp.Diff(wantConn, res.Config.Redis[0]); diff != "" {
+		t.Errorf("connection (-want +got):\n%s", diff)
+	}
+}
+
+// The sidecar must load exactly what the operator writes.
+func TestRenderedDocumentLoadsInTheSidecar(t *testing.T) {
+	res, err := Render(Input{
+		Namespace:     "shop",
+		Sessions:      []v1alpha1.SessionPolicy{session("s", time.Hour, app("storefront"), "redis")},
+		RateLimits:    []v1alpha1.RateLimitPolicy{rateLimit("limits", 10, "redis")},
+		Caches:        []v1alpha1.CachePolicy{cachePolicy("c", time.Hour, app("storefront"))},
+		RedisClusters: []v1alpha1.RedisCluster{readyCluster("redis")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse(res.Data)
+	if err != nil {
+		t.Fatalf("sidecar cannot parse the rendered document: %v\n%s", err, res.Data)
+	}
+	cfg.Default()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("sidecar refuses the rendered document: %v\n%s", err, res.Data)
+	}
+	if cfg.Hash != res.Hash || cfg.RateLimits[0].Rules[0].Window.D() != 1500*time.Millisecond {
+		t.Errorf("round trip lost data: hash %q window %v", cfg.Hash, cfg.RateLimits[0].Rules[0].Window.D())
+	}
+}
+
+func TestRenderIsDeterministic(t *testing.T) {
+	a := Input{
+		Namespace:     "shop",
+		RateLimits:    []v1alpha1.RateLimitPolicy{rateLimit("a", 10, "redis"), rateLimit("b", 20, "redis")},
+		Sessions:      []v1alpha1.SessionPolicy{session("x", time.Hour, app("a"), "redis"), session("y", time.Hour, app("b"), "redis")},
+		RedisClusters: []v1alpha1.RedisCluster{readyCluster("redis"), readyCluster("unused")},
+	}
+	b := a
+	b.RateLimits = []v1alpha1.RateLimitPolicy{a.RateLimits[1], a.RateLimits[0]}
+	b.Sessions = []v1alpha1.SessionPolicy{a.Sessions[1], a.Sessions[0]}
+	b.RedisClusters = []v1alpha1.RedisCluster{a.RedisClusters[1], a.RedisClusters[0]}
+	ra, _ := Render(a)
+	rb, _ := Render(b)
+	if ra.Hash != rb.Hash || string(ra.Data) != string(rb.Data) {
+		t.Errorf("input order changed the output:\n%s\n---\n%s", ra.Data, rb.Data)
+	}
+
+	// Any change of content changes the hash.
+	c := a
+	c.RateLimits = []v1alpha1.RateLimitPolicy{rateLimit("a", 11, "redis"), a.RateLimits[1]}
+	rc, _ := Render(c)
+	if rc.Hash == ra.Hash {
+		t.Error("changing a limit did not change the hash")
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(ra.Data, &doc); err != nil || doc["hash"] != ra.Hash {
+		t.Errorf("document hash field = %v, want %q (err %v)", doc["hash"], ra.Hash, err)
+	}
+}
+
+func TestRenderRefusesWhatTheSidecarWould(t *testing.T) {
+	huge := resource.MustParse("1Gi")
+	p := cachePolicy("huge", time.Hour, app("storefront"))
+	p.Spec.Rules[0].MaxBodyBytes = &huge
+	res, err := Render(Input{Namespace: "shop", Caches: []v1alpha1.CachePolicy{p}, RedisClusters: []v1alpha1.RedisCluster{readyCluster("redis")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := res.Verdicts[Key{KindCache, "huge"}]
+	if v.Accepted || v.Reason != v1alpha1.ReasonInvalidSpec || !strings.Contains(v.Message, "maxBodyBytes") {
+		t.Errorf("verdict = %+v, want InvalidSpec naming maxBodyBytes", v)
+	}
+	if len(res.Config.Caches) != 0 || len(res.Config.Redis) != 0 {
+		t.Errorf("an invalid policy was half-rendered: %s", res.Data)
+	}
+}

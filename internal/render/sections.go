@@ -1,0 +1,165 @@
+package render
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/gatehouse-dev/gatehouse/api/v1alpha1"
+	"github.com/gatehouse-dev/gatehouse/sidecar/config"
+)
+
+// RedisPort is the client port of every RedisCluster node and Service.
+const RedisPort = 6379
+
+// ClientServiceName is the Service clients of a RedisCluster connect to.
+func ClientServiceName(cluster string) string { return cluster + "-client" }
+
+// PasswordEnv is the sidecar environment variable carrying a cluster's
+// password. The renderer writes it into the connection's passwordEnv; the
+// injection webhook fills it from the cluster's Secret.
+func PasswordEnv(cluster string) string {
+	return "GATEHOUSE_REDIS_PASSWORD_" + strings.ToUpper(strings.NewReplacer("-", "_", ".", "_").Replace(cluster))
+}
+
+// redisConnection describes how sidecars in namespace reach rc. The address
+// is the one the RedisCluster reports in status (the demo points it at local
+// processes), else its client Service.
+func redisConnection(namespace string, rc *v1alpha1.RedisCluster) config.RedisConnection {
+	addr := rc.Status.ClientService
+	if addr == "" {
+		host := ClientServiceName(rc.Name)
+		if namespace != "" {
+			host += "." + namespace + ".svc"
+		}
+		addr = net.JoinHostPort(host, strconv.Itoa(RedisPort))
+	}
+	return config.RedisConnection{
+		Name:        rc.Name,
+		Mode:        config.RedisCluster,
+		Addrs:       []string{addr},
+		PasswordEnv: PasswordEnv(rc.Name),
+	}
+}
+
+func policyMeta(namespace, name string, sel metav1.LabelSelector, redis string) config.PolicyMeta {
+	return config.PolicyMeta{Namespace: namespace, Name: name, Selector: selector(sel), Redis: redis}
+}
+
+func selector(s metav1.LabelSelector) config.Selector {
+	out := config.Selector{MatchLabels: s.MatchLabels}
+	for _, e := range s.MatchExpressions {
+		out.MatchExpressions = append(out.MatchExpressions, config.SelectorRequirement{
+			Key: e.Key, Operator: config.SelectorOperator(e.Operator), Values: e.Values,
+		})
+	}
+	return out
+}
+
+func duration(d *metav1.Duration) config.Duration {
+	if d == nil {
+		return 0
+	}
+	return config.Duration(d.Duration)
+}
+
+func match(m v1alpha1.HTTPMatch) config.Match {
+	out := config.Match{PathPrefix: m.PathPrefix}
+	for _, method := range m.Methods {
+		out.Methods = append(out.Methods, string(method))
+	}
+	if m.Header != nil {
+		out.Header = &config.HeaderMatch{Name: m.Header.Name, Value: m.Header.Value}
+	}
+	return out
+}
+
+func sessionSection(namespace string, p v1alpha1.SessionPolicy) config.SessionPolicy {
+	s := p.Spec
+	out := config.SessionPolicy{
+		PolicyMeta:    policyMeta(namespace, p.Name, s.PodSelector, s.RedisRef.Name),
+		Token:         config.TokenSource{Header: s.Token.Header, Scheme: s.Token.Scheme, Cookie: s.Token.Cookie},
+		TTL:           duration(s.TTL),
+		Sliding:       s.Sliding == nil || *s.Sliding,
+		RefreshBelow:  duration(s.RefreshBelow),
+		RequireFor:    s.RequireFor,
+		PublicPaths:   s.PublicPaths,
+		ForwardClaims: s.ForwardClaims,
+	}
+	return out
+}
+
+func rateLimitSection(namespace string, p v1alpha1.RateLimitPolicy) config.RateLimitPolicy {
+	out := config.RateLimitPolicy{PolicyMeta: policyMeta(namespace, p.Name, p.Spec.PodSelector, p.Spec.RedisRef.Name)}
+	for _, r := range p.Spec.Rules {
+		rule := config.RateLimitRule{
+			Name:  r.Name,
+			Match: match(r.Match),
+			// Global is the absence of key attributes in the sidecar schema.
+			Key: config.RateLimitKey{
+				ClientIP: r.Key.ClientIP, Header: r.Key.Header, Subject: r.Key.Subject, Path: r.Key.Path,
+			},
+			Limit:       r.Limit,
+			Window:      config.Duration(r.Window.Duration),
+			Algorithm:   config.Algorithm(r.Algorithm),
+			Mode:        config.Mode(r.Mode),
+			FailureMode: config.FailureMode(r.FailureMode),
+		}
+		if r.Burst != nil {
+			rule.Burst = *r.Burst
+		}
+		out.Rules = append(out.Rules, rule)
+	}
+	return out
+}
+
+// maxBodyBytesLimit bounds cache entries: larger bodies are better served
+// by the app than copied through Redis.
+const maxBodyBytesLimit = 64 << 20
+
+func cacheSection(namespace string, p v1alpha1.CachePolicy) (config.CachePolicy, error) {
+	s := p.Spec
+	out := config.CachePolicy{PolicyMeta: policyMeta(namespace, p.Name, s.PodSelector, s.RedisRef.Name)}
+	if s.InProcess != nil {
+		tier := &config.InProcessTier{MaxEntries: int(s.InProcess.MaxEntries), MaxBytes: 64 << 20}
+		if s.InProcess.MaxBytes != nil {
+			tier.MaxBytes = s.InProcess.MaxBytes.Value()
+		}
+		out.InProcess = tier
+	}
+	for i, r := range s.Rules {
+		rule := config.CacheRule{
+			Name:                 r.Name,
+			Match:                match(r.Match),
+			TTL:                  config.Duration(r.TTL.Duration),
+			VaryHeaders:          r.VaryHeaders,
+			VaryBySubject:        r.VaryBySubject,
+			HonorCacheControl:    r.HonorCacheControl == nil || *r.HonorCacheControl,
+			StaleWhileRevalidate: duration(r.StaleWhileRevalidate),
+			StaleIfError:         duration(r.StaleIfError),
+			Tags:                 r.Tags,
+		}
+		if r.MaxBodyBytes != nil {
+			n := r.MaxBodyBytes.Value()
+			if n < 1 || n > maxBodyBytesLimit {
+				return config.CachePolicy{}, fmt.Errorf("spec.rules[%d].maxBodyBytes: must be between 1 and 64Mi, got %s", i, r.MaxBodyBytes.String())
+			}
+			rule.MaxBodyBytes = n
+		}
+		out.Rules = append(out.Rules, rule)
+	}
+	for _, r := range s.Invalidate {
+		out.Invalidate = append(out.Invalidate, config.InvalidateRule{
+			Name:         r.Name,
+			Match:        match(r.Match),
+			RequestPath:  r.RequestPath,
+			Paths:        r.Paths,
+			PathPrefixes: r.PathPrefixes,
+			Tags:         r.Tags,
+		})
+	}
+	return out, nil
+}
