@@ -19,7 +19,16 @@ type Metrics struct {
 	redisDuration *prometheus.HistogramVec
 	created       prometheus.Counter
 	revoked       prometheus.Counter
+
+	// Children resolved once, so the request path skips label hashing.
+	byResult map[string]prometheus.Counter
+	byOp     map[string]prometheus.Observer
 }
+
+// Redis operations, the values of the "op" label.
+var ops = []string{"lookup", "extend", "inspect", "create", "index", "revoke", "revoke_all"}
+
+func (m *Metrics) lookup(result string) { m.byResult[result].Inc() }
 
 // NewMetrics registers the session collectors with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -42,9 +51,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Sessions revoked through the admin API (one by one or all of a subject).",
 		}),
 	}
-	// Pre-create every result so dashboards see zeros instead of gaps.
+	// Pre-create every child so dashboards see zeros instead of gaps.
+	m.byResult = map[string]prometheus.Counter{}
 	for _, r := range []string{resultValid, resultMissing, resultInvalid, resultExpired, resultError} {
-		m.lookups.WithLabelValues(r)
+		m.byResult[r] = m.lookups.WithLabelValues(r)
+	}
+	m.byOp = map[string]prometheus.Observer{}
+	for _, op := range ops {
+		m.byOp[op] = m.redisDuration.WithLabelValues(op)
 	}
 	reg.MustRegister(m.lookups, m.redisDuration, m.created, m.revoked)
 	return m

@@ -38,8 +38,10 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 		required := hasAnyPrefix(p, m.requireFor)
 		raw, present := m.extract(r)
 		if !present {
-			m.m.lookups.WithLabelValues(resultMissing).Inc()
+			// Anonymous requests to optional paths are not lookups; counting
+			// them would drown the signal of rejected requests.
 			if required {
+				m.m.lookup(resultMissing)
 				m.deny(w, r, "", "This path needs a session token.")
 				return
 			}
@@ -48,7 +50,7 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 		}
 		t, err := parseToken(raw)
 		if err != nil {
-			m.m.lookups.WithLabelValues(resultInvalid).Inc()
+			m.m.lookup(resultInvalid)
 			if required {
 				m.deny(w, r, "malformed token", "The session token is malformed.")
 				return
@@ -59,21 +61,21 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 		sc, err := m.lookup(r.Context(), t)
 		switch {
 		case err == nil:
-			m.m.lookups.WithLabelValues(resultValid).Inc()
+			m.m.lookup(resultValid)
 		case errors.Is(err, errExpired):
-			m.m.lookups.WithLabelValues(resultExpired).Inc()
+			m.m.lookup(resultExpired)
 			if required {
 				m.deny(w, r, "session expired", "The session has expired.")
 				return
 			}
 		case errors.Is(err, errNotFound):
-			m.m.lookups.WithLabelValues(resultInvalid).Inc()
+			m.m.lookup(resultInvalid)
 			if required {
 				m.deny(w, r, "unknown or expired session", "The session token is unknown or has expired.")
 				return
 			}
 		default:
-			m.m.lookups.WithLabelValues(resultError).Inc()
+			m.m.lookup(resultError)
 			m.log.WarnContext(r.Context(), "session lookup failed", "err", err)
 			if required {
 				problem.Write(w, r, &problem.Error{

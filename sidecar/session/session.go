@@ -175,6 +175,18 @@ type Context struct {
 
 func (m *Manager) sessionKey(hash string) string { return m.base + "s:" + hash }
 
+// keyFor is sessionKey(t.idHash()) with one allocation; it runs on every request.
+func (m *Manager) keyFor(t token) string {
+	var in [len(idHashLabel) + idLen]byte
+	copy(in[copy(in[:], idHashLabel):], t.id[:])
+	sum := sha256.Sum256(in[:])
+	buf := make([]byte, 0, len(m.base)+2+43)
+	buf = append(buf, m.base...)
+	buf = append(buf, "s:"...)
+	buf = b64.AppendEncode(buf, sum[:])
+	return string(buf)
+}
+
 // indexKey names a subject's index. The subject is hashed so no key
 // spells it; namespace and policy are part of the hash input as well as the
 // prefix, so equal subjects of two policies never share an index.
@@ -184,7 +196,7 @@ func (m *Manager) indexKey(subject string) string {
 
 // observe records the latency of one Redis round trip.
 func (m *Manager) observe(op string, start time.Time) {
-	m.m.redisDuration.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	m.m.byOp[op].Observe(time.Since(start).Seconds())
 }
 
 // Lookup errors. errStore wraps Redis failures, so callers can tell "no such
@@ -197,7 +209,7 @@ var (
 
 // lookup resolves t on the data path, extending a sliding session.
 func (m *Manager) lookup(ctx context.Context, t token) (*Context, error) {
-	key := m.sessionKey(t.idHash())
+	key := m.keyFor(t)
 	start := m.now()
 	var (
 		val string

@@ -184,6 +184,7 @@ func TestRedis(t *testing.T) {
 					{"FixedTTL", testFixedTTL},
 					{"RefreshBelow", testRefreshBelow},
 					{"ForwardsIdentity", testForwardsIdentity},
+					{"OptionalPaths", testOptionalPaths},
 					{"RevokeOne", testRevokeOne},
 					{"RevokeAll", testRevokeAll},
 					{"NothingInClear", testNothingInClear},
@@ -316,6 +317,41 @@ func testForwardsIdentity(t *testing.T, b *backend) {
 	}
 	if h.lookups(resultValid) != 1 {
 		t.Errorf("valid lookups = %v, want 1", h.lookups(resultValid))
+	}
+}
+
+// testOptionalPaths: outside requireFor a session is used when valid and
+// ignored otherwise.
+func testOptionalPaths(t *testing.T, b *backend) {
+	h := newHarness(t, b, config.SessionPolicy{TTL: config.Duration(time.Minute), RequireFor: []string{"/api"}})
+	tok := h.create("frank", nil, 0)
+	subjectSeen := func(w *httptest.ResponseRecorder) string {
+		t.Helper()
+		var got seen
+		if w.Code != http.StatusOK {
+			t.Fatalf("optional path: %d %s", w.Code, w.Body)
+		}
+		if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
+			t.Fatal(err)
+		}
+		return got.Subject
+	}
+	if s := subjectSeen(h.get("/home", tok)); s != "frank" {
+		t.Errorf("valid token on an optional path: app saw subject %q, want frank", s)
+	}
+	if s := subjectSeen(h.get("/home", "")); s != "" {
+		t.Errorf("no token on an optional path: app saw subject %q", s)
+	}
+	if s := subjectSeen(h.get("/home", validToken.String())); s != "" {
+		t.Errorf("unknown token on an optional path: app saw subject %q", s)
+	}
+	if w := h.get("/api/x", ""); w.Code != http.StatusUnauthorized {
+		t.Errorf("required path without a token: %d, want 401", w.Code)
+	}
+	for result, want := range map[string]float64{resultValid: 1, resultInvalid: 1, resultMissing: 1} {
+		if got := h.lookups(result); got != want {
+			t.Errorf("lookups{result=%q} = %v, want %v", result, got, want)
+		}
 	}
 }
 

@@ -88,11 +88,11 @@ func parseToken(s string) (token, error) {
 // hash cannot be reversed by guessing; the label keeps this hash apart from
 // any other use of SHA-256 over the same bytes.
 func (t token) idHash() string {
-	h := sha256.New()
-	h.Write([]byte("gatehouse session id v1\x00"))
-	h.Write(t.id[:])
-	return b64.EncodeToString(h.Sum(nil))
+	sum := sha256.Sum256(append([]byte(idHashLabel), t.id[:]...))
+	return b64.EncodeToString(sum[:])
 }
+
+const idHashLabel = "gatehouse session id v1\x00"
 
 // payloadVersion is the first byte of every stored value.
 const payloadVersion = 1

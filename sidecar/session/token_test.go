@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 )
 
 // validToken is a fixed, well-formed token for table tests.
@@ -130,4 +132,24 @@ func FuzzParseToken(f *testing.F) {
 			t.Fatalf("parseToken accepted %q, which prints as %q", s, got)
 		}
 	})
+}
+
+// TestKeyForMatchesSessionKey pins the allocation-lean request-path key
+// builder to the plain one the admin paths use; if they drifted, revoked
+// sessions would stay valid.
+func TestKeyForMatchesSessionKey(t *testing.T) {
+	m, err := newOffline(t, config.SessionPolicy{PolicyMeta: config.PolicyMeta{Namespace: "ns", Name: "p"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := newToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(m.sessionKey(tok.idHash()), m.keyFor(tok)); diff != "" {
+		t.Errorf("keyFor (-sessionKey +keyFor):\n%s", diff)
+	}
+	if !strings.HasPrefix(m.keyFor(tok), "auth:ctx:ns:p:s:") {
+		t.Errorf("key %q lacks the default prefix, namespace and policy", m.keyFor(tok))
+	}
 }
