@@ -427,4 +427,3 @@ func TestUpstreamDownIsProblem502(t *testing.T) {
 		t.Errorf("requests_total{5xx} = %q", got)
 	}
 }
-
