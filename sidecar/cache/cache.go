@@ -59,6 +59,9 @@ type Cache struct {
 	origin      string
 	maxLifetime time.Duration
 	downUntil   atomic.Int64
+	// lastSent and lastReceived are the unix-nano times of the latest
+	// broadcast published and applied, for measuring eviction delay.
+	lastSent, lastReceived atomic.Int64
 
 	mu     sync.Mutex // guards closed and wg.Add
 	closed bool

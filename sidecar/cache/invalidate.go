@@ -110,6 +110,7 @@ func (c *Cache) publish(ctx context.Context, t targets) error {
 	if err != nil {
 		return fmt.Errorf("encode invalidation: %w", err)
 	}
+	c.lastSent.Store(time.Now().UnixNano())
 	if c.sharded {
 		err = c.rdb.SPublish(ctx, c.ks.channel(), b).Err()
 	} else {
@@ -193,6 +194,7 @@ func (c *Cache) listen(ctx context.Context) error {
 			}
 			c.m.invReceived.Inc()
 			c.local.evict(in.targets)
+			c.lastReceived.Store(time.Now().UnixNano())
 		}
 	}
 }
