@@ -50,16 +50,21 @@ func (b *breaker) succeed() {
 	}
 }
 
-// masterFinder is the part of *redis.ClusterClient that maps a key to the
-// node serving it.
-type masterFinder interface {
+// router is the part of *redis.ClusterClient that maps a key to the node
+// serving it and refreshes that map.
+type router interface {
 	MasterForKey(ctx context.Context, key string) (*redis.Client, error)
+	// ReloadState refreshes the slot map in the background. go-redis does so
+	// by itself on MOVED replies and every ClusterStateReloadInterval (60s
+	// by default), but not when a pipeline cannot reach a primary, so without
+	// a nudge a failover would go unnoticed for up to a minute.
+	ReloadState(ctx context.Context)
 }
 
 // breakers keeps one breaker per Redis node of a connection: on a cluster, a
 // failed primary must not stop the limiter from using the healthy ones.
 type breakers struct {
-	cluster masterFinder // nil: one node, the connection itself
+	cluster router // nil: one node, the connection itself
 	single  breaker
 	nodes   sync.Map // *redis.Client -> *breaker
 }
@@ -87,4 +92,12 @@ func (b *breakers) forKey(ctx context.Context, key string) *breaker {
 	}
 	v, _ := b.nodes.LoadOrStore(node, &breaker{})
 	return v.(*breaker)
+}
+
+// failed records that a call to a node failed: on a cluster the slot map
+// may be stale (a failover), so it is refreshed.
+func (b *breakers) failed(ctx context.Context) {
+	if b.cluster != nil {
+		b.cluster.ReloadState(ctx)
+	}
 }

@@ -275,15 +275,20 @@ func (l *Limiter) run(ctx context.Context, outs []outcome) {
 		l.m.redisErrors.WithLabelValues(c.name).Inc()
 		l.log.Warn("rate limit store unavailable", "redis", c.name, "error", err)
 	}
+	failed := false
 	for i := range outs {
 		o := &outs[i]
 		switch {
 		case o.cmd == nil: // not sent
 		case o.err != nil:
 			o.brk.fail(now)
+			failed = true
 		default:
 			o.brk.succeed()
 		}
+	}
+	if failed {
+		c.breakers.failed(ctx)
 	}
 }
 
