@@ -183,6 +183,7 @@ func TestRedis(t *testing.T) {
 					{"SlidingTTL", testSlidingTTL},
 					{"FixedTTL", testFixedTTL},
 					{"RefreshBelow", testRefreshBelow},
+					{"AbsoluteLifetime", testAbsoluteLifetime},
 					{"ForwardsIdentity", testForwardsIdentity},
 					{"OptionalPaths", testOptionalPaths},
 					{"RevokeOne", testRevokeOne},
@@ -275,6 +276,26 @@ func testRefreshBelow(t *testing.T, b *backend) {
 	}
 	if left := b.rdb.PTTL(ctx, key).Val(); left <= 40*time.Second {
 		t.Errorf("ttl is %s after a lookup below refreshBelow, want it extended to about 1m", left)
+	}
+}
+
+// testAbsoluteLifetime: a sliding session in constant use still ends at the
+// lifetime given at creation, and its key is removed then.
+func testAbsoluteLifetime(t *testing.T, b *backend) {
+	h := newHarness(t, b, config.SessionPolicy{TTL: config.Duration(time.Minute), Sliding: true})
+	tok := h.create("grace", nil, time.Second)
+	parsed, err := parseToken(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "session in use ends at its absolute lifetime", func() bool {
+		return h.get("/api", tok).Code == http.StatusUnauthorized
+	})
+	if got := h.lookups(resultExpired); got != 1 {
+		t.Errorf("expired lookups = %v, want 1", got)
+	}
+	if n := b.rdb.Exists(context.Background(), h.m.keyFor(parsed)).Val(); n != 0 {
+		t.Error("the key of a session past its lifetime was left in Redis")
 	}
 }
 
