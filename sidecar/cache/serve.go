@@ -461,7 +461,8 @@ func (c *Cache) refresh(r *http.Request, next http.Handler, q *request) {
 	}
 	// Cloned now: the original request is not ours once the handler returns.
 	out := upstreamRequest(r, context.WithoutCancel(r.Context()))
-	out.Body = http.NoBody
+	// A stale HEAD refreshes the GET entry it was answered from.
+	out.Method, out.Body = http.MethodGet, http.NoBody
 	bq := *q
 	bq.r = out
 	ok := c.goBackground(func() {
