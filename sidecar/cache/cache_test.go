@@ -580,3 +580,36 @@ func TestNewRejectsInvalidPolicies(t *testing.T) {
 		})
 	}
 }
+
+// A fill that was in flight while a write invalidated its path must not be
+// stored: it may carry the pre-write state.
+func TestFillRacingWriteIsNotStored(t *testing.T) {
+	srv := startStandalone(t)
+	release := make(chan struct{})
+	fetching := make(chan struct{}, 1)
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			select {
+			case fetching <- struct{}{}:
+				<-release
+			default:
+			}
+			text("old")(w, r)
+		}
+	})
+	s := newSidecar(t, policy([]config.CacheRule{cacheRule("r", time.Minute)},
+		[]config.InvalidateRule{{Name: "w", RequestPath: true}}), standaloneClient(t, srv.Addr()), up)
+	done := make(chan resp)
+	go func() { done <- s.get(t, "/item") }()
+	<-fetching
+	if r := s.do(t, http.MethodPut, "/item"); r.status != 200 {
+		t.Fatalf("PUT: %d", r.status)
+	}
+	close(release)
+	if r := <-done; r.body != "old" || strings.Contains(r.cacheStatus, "stored") {
+		t.Errorf("racing fill: %q %q, must not be stored", r.body, r.cacheStatus)
+	}
+	if r := s.get(t, "/item"); r.xcache != "MISS" {
+		t.Errorf("GET after the racing fill: %s, want MISS", r.xcache)
+	}
+}
