@@ -58,7 +58,7 @@ type sidecarOpt func(*Options)
 
 func withLabels(path string) sidecarOpt { return func(o *Options) { o.LabelsPath = path } }
 
-func newSidecar(t *testing.T, upstream string, cfgDoc string, opts ...sidecarOpt) *sidecar {
+func newSidecar(t testing.TB, upstream string, cfgDoc string, opts ...sidecarOpt) *sidecar {
 	t.Helper()
 	dir := t.TempDir()
 	s := &sidecar{cfgPath: filepath.Join(dir, "config.json"), reg: prometheus.NewRegistry()}
@@ -112,7 +112,7 @@ func (s *sidecar) start(t *testing.T) *sidecar {
 	return s
 }
 
-func writeFile(t *testing.T, path, content string) {
+func writeFile(t testing.TB, path, content string) {
 	t.Helper()
 	// Write-then-rename, so the watcher never reads a half-written file.
 	tmp := path + ".tmp"
@@ -183,4 +183,8 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+func newSidecarB(b *testing.B, upstream string) *sidecar {
+	return newSidecar(b, upstream, cfgDoc("bench", ""))
 }

@@ -9,6 +9,7 @@ import (
 // reloads rebuild the handler graph but never these.
 type Metrics struct {
 	requests       *prometheus.CounterVec
+	byClass        [len(codeClasses)]prometheus.Counter
 	duration       prometheus.Histogram
 	inFlight       prometheus.Gauge
 	upstream       prometheus.Histogram
@@ -20,7 +21,7 @@ type Metrics struct {
 // NewMetrics registers the proxy metrics with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	f := promauto.With(reg)
-	return &Metrics{
+	m := &Metrics{
 		requests: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_sidecar_requests_total",
 			Help: "Requests on the data listener by response code class (1xx..5xx), whether answered by the app or by the sidecar.",
@@ -52,15 +53,21 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "1 if the pod labels file was last read successfully (or none is configured), 0 otherwise.",
 		}),
 	}
+	// Resolved once: a label lookup per request would hash the label value.
+	for i, c := range codeClasses {
+		m.byClass[i] = m.requests.WithLabelValues(c)
+	}
+	return m
 }
 
 // codeClasses are precomputed label values, so counting a request does not
 // format a string.
 var codeClasses = [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
 
-func codeClass(code int) string {
+// codeClass returns the index into codeClasses of an HTTP status code.
+func codeClass(code int) int {
 	if code < 100 || code > 599 {
-		return "5xx"
+		return len(codeClasses) - 1
 	}
-	return codeClasses[code/100-1]
+	return code/100 - 1
 }

@@ -133,7 +133,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &recorder{ResponseWriter: w}
 	defer func() {
 		p.m.inFlight.Dec()
-		p.m.requests.WithLabelValues(codeClass(rec.status())).Inc()
+		p.m.byClass[codeClass(rec.status())].Inc()
 		p.m.duration.Observe(time.Since(start).Seconds())
 	}()
 	g := p.enter()
