@@ -47,6 +47,7 @@ type rule struct {
 	keyHeader  string // canonical form of key.Header
 
 	keyPrefix    string // "rl:{<ns>/<policy>/<rule>/"
+	shape        string // algorithm and window, hashed into every key
 	script       *redis.Script
 	args         []any
 	limitHeader  string // RateLimit-Limit value
@@ -115,6 +116,10 @@ func compile(p config.RateLimitPolicy, r config.RateLimitRule) (*rule, error) {
 	if c.algorithm != config.TokenBucket && c.burst != 0 {
 		errs = append(errs, errors.New("burst is only valid with algorithm TokenBucket"))
 	}
+	if c.algorithm == config.TokenBucket && c.limit > 0 && c.window.Microseconds() < c.limit {
+		// The bucket keeps time in microseconds of server time.
+		errs = append(errs, fmt.Errorf("limit %d per %s is more than one per microsecond", c.limit, c.window))
+	}
 	if c.burst < 0 {
 		errs = append(errs, fmt.Errorf("burst must be positive, got %d", c.burst))
 	}
@@ -149,6 +154,7 @@ func compile(p config.RateLimitPolicy, r config.RateLimitRule) (*rule, error) {
 	default:
 		return nil, fmt.Errorf("unknown algorithm %q: must be FixedWindow, SlidingWindow or TokenBucket", c.algorithm)
 	}
+	c.shape = string(c.algorithm) + "/" + strconv.FormatInt(ms, 10)
 	c.keyPrefix = "rl:{" + escape(p.Namespace) + "/" + escape(p.Name) + "/" + escape(r.Name) + "/"
 	return c, nil
 }
@@ -204,8 +210,14 @@ func (c *rule) matches(r *http.Request) bool {
 // anonymous client can never share a counter with a subject or header value
 // that looks like an address): anonymous traffic stays limited per client
 // instead of sharing one counter that a single client could exhaust for all.
+//
+// The algorithm and window are hashed in as well: a reload that changes
+// either starts new counters instead of feeding one algorithm's state to
+// another's script, or slots of one length to a window of another. A reload
+// that changes only the limit keeps the counts.
 func (c *rule) counterKey(r *http.Request) string {
 	buf := make([]byte, 0, 128)
+	buf = appendPart(buf, "shape", c.shape)
 	var ip string
 	clientIP := func() string {
 		if ip == "" {

@@ -210,3 +210,21 @@ func TestNewRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestCounterKeyShape: changing a rule's algorithm or window on reload
+// starts new counters; changing its limit keeps them.
+func TestCounterKeyShape(t *testing.T) {
+	p := testPolicy("ns", "p", "c")
+	base := config.RateLimitRule{Name: "r", Limit: 10, Window: config.Duration(time.Minute), Algorithm: config.FixedWindow}
+	key := func(r config.RateLimitRule) string {
+		return mustCompile(t, p, r).counterKey(req("GET", "/", "10.0.0.1", ""))
+	}
+	alg, win, lim := base, base, base
+	alg.Algorithm = config.SlidingWindow
+	win.Window = config.Duration(time.Hour)
+	lim.Limit = 20
+	got := []bool{key(alg) == key(base), key(win) == key(base), key(lim) == key(base)}
+	if diff := cmp.Diff([]bool{false, false, true}, got); diff != "" {
+		t.Errorf("same key after changing algorithm, window, limit (-want +got):\n%s", diff)
+	}
+}

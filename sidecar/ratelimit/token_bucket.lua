@@ -32,6 +32,6 @@ if diff < 0 then
   return {0, 0, reset, retry}
 end
 
-local ttl = math.ceil((new_tat - now) / 1000)
+local ttl = math.max(1, math.ceil((new_tat - now) / 1000))
 redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', ttl)
 return {1, math.floor(diff / emission), ttl, 0}
