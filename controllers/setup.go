@@ -12,17 +12,22 @@ import (
 type Options struct {
 	// SidecarImage is the sidecar image injected into pods (pin it).
 	SidecarImage string
+	// Injection configures the pod-injection webhook (podinjector.go).
+	Injection InjectionOptions
 }
 
 // BindFlags registers the options as command-line flags.
 func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.SidecarImage, "sidecar-image", "ghcr.io/gatehouse-dev/gatehouse-sidecar:v0.1.0", "Sidecar image injected into pods.")
+	o.Injection.BindFlags(fs)
 }
 
 // Setup registers every reconciler and webhook with the manager. The manager
 // binary and the envtest suite both call it, so tests run exactly what ships.
 func Setup(mgr ctrl.Manager, opts Options) error {
-	for name, setup := range map[string]func(ctrl.Manager, Options) error{} {
+	for name, setup := range map[string]func(ctrl.Manager, Options) error{
+		"pod-injector": setupPodInjector,
+	} {
 		if err := setup(mgr, opts); err != nil {
 			return fmt.Errorf("set up %s: %w", name, err)
 		}

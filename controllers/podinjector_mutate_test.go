@@ -1,0 +1,463 @@
+package controllers
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	gatehousev1alpha1 "github.com/gatehouse-dev/gatehouse/api/v1alpha1"
+)
+
+func testParams() injectParams {
+	return injectParams{
+		Image:      "sidecar:1",
+		ConfigHash: "abc123",
+		LogLevel:   "info",
+		Resources:  defaultSidecarResources(),
+		Passwords:  []redisPassword{{Env: "GATEHOUSE_REDIS_PASSWORD_MAIN", Secret: "main-password", Key: "password"}},
+	}
+}
+
+func appPod(mutate ...func(*corev1.Pod)) *corev1.Pod {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: "ns", Labels: map[string]string{"app": "web"}},
+		Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{
+				Name:  "app",
+				Image: "app:1",
+				Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP}},
+			}},
+		},
+	}
+	for _, m := range mutate {
+		m(p)
+	}
+	return p
+}
+
+func withAnnotation(k, v string) func(*corev1.Pod) {
+	return func(p *corev1.Pod) {
+		if p.Annotations == nil {
+			p.Annotations = map[string]string{}
+		}
+		p.Annotations[k] = v
+	}
+}
+
+// wantSidecar is the sidecar injected into appPod with testParams, spelled
+// out field by field so any change to the contract shows up here.
+func wantSidecar() corev1.Container {
+	probe := func(path string, failures int32) *corev1.Probe {
+		return &corev1.Probe{
+			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromString("gh-status")}},
+			PeriodSeconds:    5,
+			TimeoutSeconds:   2,
+			FailureThreshold: failures,
+		}
+	}
+	return corev1.Container{
+		Name:  "gatehouse-sidecar",
+		Image: "sidecar:1",
+		Args: []string{
+			"--config=/etc/gatehouse/config/config.json",
+			"--pod-labels=/etc/gatehouse/podinfo/labels",
+			"--listen=:15080",
+			"--upstream=http://127.0.0.1:8080",
+			"--admin-listen=127.0.0.1:9901",
+			"--status-listen=:9902",
+			"--log-level=info",
+		},
+		RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways),
+		Ports: []corev1.ContainerPort{
+			{Name: "http", ContainerPort: 15080, Protocol: corev1.ProtocolTCP},
+			{Name: "gh-status", ContainerPort: 9902, Protocol: corev1.ProtocolTCP},
+		},
+		Env: []corev1.EnvVar{{Name: "GATEHOUSE_REDIS_PASSWORD_MAIN", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+			LocalObjectReference: corev1.LocalObjectReference{Name: "main-password"}, Key: "password", Optional: ptr.To(true),
+		}}}},
+		Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
+		},
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: "gatehouse-config", MountPath: "/etc/gatehouse/config", ReadOnly: true},
+			{Name: "gatehouse-podinfo", MountPath: "/etc/gatehouse/podinfo", ReadOnly: true},
+		},
+		StartupProbe:   probe("/readyz", 12),
+		ReadinessProbe: probe("/readyz", 3),
+		LivenessProbe:  probe("/healthz", 3),
+		SecurityContext: &corev1.SecurityContext{
+			RunAsNonRoot:             ptr.To(true),
+			RunAsUser:                ptr.To[int64](65532),
+			RunAsGroup:               ptr.To[int64](65532),
+			ReadOnlyRootFilesystem:   ptr.To(true),
+			AllowPrivilegeEscalation: ptr.To(false),
+			Privileged:               ptr.To(false),
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+	}
+}
+
+func wantVolumes() []corev1.Volume {
+	return []corev1.Volume{
+		{Name: "gatehouse-config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: "gatehouse-sidecar"},
+			Items:                []corev1.KeyToPath{{Key: "config.json", Path: "config.json"}},
+			Optional:             ptr.To(true),
+		}}},
+		{Name: "gatehouse-podinfo", VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
+			Items: []corev1.DownwardAPIVolumeFile{{Path: "labels", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels"}}},
+		}}},
+	}
+}
+
+// injected is appPod after injection with testParams, modified by mutate.
+func injected(mutate ...func(*corev1.Pod)) *corev1.Pod {
+	p := appPod()
+	p.Spec.Containers[0].Ports[0].Name = "app-http"
+	p.Spec.InitContainers = []corev1.Container{wantSidecar()}
+	p.Spec.Volumes = wantVolumes()
+	p.Annotations = map[string]string{
+		"gatehouse.dev/sidecar-version":  "sidecar:1",
+		"gatehouse.dev/config-hash":      "abc123",
+		"gatehouse.dev/injection-status": "injected",
+	}
+	for _, m := range mutate {
+		m(p)
+	}
+	return p
+}
+
+func TestInjectSidecar(t *testing.T) {
+	tests := []struct {
+		name         string
+		pod          *corev1.Pod
+		params       func(*injectParams)
+		want         *corev1.Pod
+		wantInjected bool
+		wantReason   string
+		wantWarning  string
+	}{
+		{
+			name:         "named http port is taken over",
+			pod:          appPod(),
+			want:         injected(),
+			wantInjected: true,
+			wantReason:   "injected",
+		},
+		{
+			name: "job pod with restartPolicy Never gets a native sidecar, existing init containers after it",
+			pod: appPod(func(p *corev1.Pod) {
+				p.Spec.RestartPolicy = corev1.RestartPolicyNever
+				p.Spec.InitContainers = []corev1.Container{{Name: "migrate", Image: "migrate:1"}}
+				p.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+			}),
+			want: injected(func(p *corev1.Pod) {
+				p.Spec.RestartPolicy = corev1.RestartPolicyNever
+				p.Spec.InitContainers = append(p.Spec.InitContainers, corev1.Container{Name: "migrate", Image: "migrate:1"})
+				p.Spec.Volumes = append([]corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}, wantVolumes()...)
+			}),
+			wantInjected: true,
+			wantReason:   "injected",
+		},
+		{
+			name:         "job pod with restartPolicy OnFailure",
+			pod:          appPod(func(p *corev1.Pod) { p.Spec.RestartPolicy = corev1.RestartPolicyOnFailure }),
+			want:         injected(func(p *corev1.Pod) { p.Spec.RestartPolicy = corev1.RestartPolicyOnFailure }),
+			wantInjected: true,
+			wantReason:   "injected",
+		},
+		{
+			name:       "already injected pod is returned unchanged",
+			pod:        injected(),
+			want:       injected(),
+			wantReason: "already-injected",
+		},
+		{
+			name: "sidecar among regular containers counts as injected",
+			pod: appPod(func(p *corev1.Pod) {
+				p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "gatehouse-sidecar", Image: "x"})
+			}),
+			want: appPod(func(p *corev1.Pod) {
+				p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "gatehouse-sidecar", Image: "x"})
+			}),
+			wantReason: "already-injected",
+		},
+		{
+			name: "no named port and no annotation: admitted uninjected with a warning",
+			pod:  appPod(func(p *corev1.Pod) { p.Spec.Containers[0].Ports[0].Name = "" }),
+			want: appPod(func(p *corev1.Pod) {
+				p.Spec.Containers[0].Ports[0].Name = ""
+				p.Annotations = map[string]string{"gatehouse.dev/injection-status": "skipped: no-upstream-port"}
+			}),
+			wantReason:  "no-upstream-port",
+			wantWarning: `no container port named "http" and no gatehouse.dev/upstream-port annotation`,
+		},
+		{
+			name: "upstream-port annotation: sidecar port named gatehouse, app ports untouched",
+			pod: appPod(withAnnotation("gatehouse.dev/upstream-port", "3000"), func(p *corev1.Pod) {
+				p.Spec.Containers[0].Ports = nil
+			}),
+			want: injected(withAnnotation("gatehouse.dev/upstream-port", "3000"), func(p *corev1.Pod) {
+				p.Spec.Containers[0].Ports = nil
+				p.Spec.InitContainers[0].Args[3] = "--upstream=http://127.0.0.1:3000"
+				p.Spec.InitContainers[0].Ports[0].Name = "gatehouse"
+			}),
+			wantInjected: true,
+			wantReason:   "injected",
+		},
+		{
+			name:         "named port wins over upstream-port annotation",
+			pod:          appPod(withAnnotation("gatehouse.dev/upstream-port", "3000")),
+			want:         injected(withAnnotation("gatehouse.dev/upstream-port", "3000")),
+			wantInjected: true,
+			wantReason:   "injected",
+		},
+		{
+			name: "service-port-name annotation picks another port, second container",
+			pod: appPod(withAnnotation("gatehouse.dev/service-port-name", "web"), func(p *corev1.Pod) {
+				p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "ui", Image: "ui:1",
+					Ports: []corev1.ContainerPort{{Name: "web", ContainerPort: 3000}}})
+			}),
+			want: injected(withAnnotation("gatehouse.dev/service-port-name", "web"), func(p *corev1.Pod) {
+				p.Spec.Containers[0].Ports[0].Name = "http"
+				p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "ui", Image: "ui:1",
+					Ports: []corev1.ContainerPort{{Name: "app-web", ContainerPort: 3000}}})
+				p.Spec.InitContainers[0].Args[3] = "--upstream=http://127.0.0.1:3000"
+				p.Spec.InitContainers[0].Ports[0].Name = "web"
+			}),
+			wantInjected: true,
+			wantReason:   "injected",
+		},
+		{
+			name: "long port name is shortened to 15 characters",
+			pod: appPod(withAnnotation("gatehouse.dev/service-port-name", "metrics-public"), func(p *corev1.Pod) {
+				p.Spec.Containers[0].Ports[0].Name = "metrics-public"
+			}),
+			want: injected(withAnnotation("gatehouse.dev/service-port-name", "metrics-public"), func(p *corev1.Pod) {
+				p.Spec.Containers[0].Ports[0].Name = "app-metrics-pub"
+				p.Spec.InitContainers[0].Ports[0].Name = "metrics-public"
+			}),
+			wantInjected: true,
+			wantReason:   "injected",
+		},
+		{
+			name: "UDP port of that name is not an HTTP upstream",
+			pod: appPod(func(p *corev1.Pod) {
+				p.Spec.Containers[0].Ports[0].Protocol = corev1.ProtocolUDP
+			}),
+			want: appPod(func(p *corev1.Pod) {
+				p.Spec.Containers[0].Ports[0].Protocol = corev1.ProtocolUDP
+				p.Annotations = map[string]string{"gatehouse.dev/injection-status": "skipped: no-upstream-port"}
+			}),
+			wantReason:  "no-upstream-port",
+			wantWarning: "pod not injected",
+		},
+		{
+			name: "sidecar-image annotation overrides the image and the version annotation",
+			pod:  appPod(withAnnotation("gatehouse.dev/sidecar-image", "mirror/sidecar:2")),
+			want: injected(withAnnotation("gatehouse.dev/sidecar-image", "mirror/sidecar:2"), func(p *corev1.Pod) {
+				p.Spec.InitContainers[0].Image = "mirror/sidecar:2"
+				p.Annotations["gatehouse.dev/sidecar-version"] = "mirror/sidecar:2"
+			}),
+			wantInjected: true,
+			wantReason:   "injected",
+		},
+		{
+			name: "resource annotations override, add and remove",
+			pod: appPod(
+				withAnnotation("gatehouse.dev/sidecar-cpu-request", "100m"),
+				withAnnotation("gatehouse.dev/sidecar-cpu-limit", "1"),
+				withAnnotation("gatehouse.dev/sidecar-memory-request", "128Mi"),
+				withAnnotation("gatehouse.dev/sidecar-memory-limit", "0"),
+			),
+			want: injected(
+				withAnnotation("gatehouse.dev/sidecar-cpu-request", "100m"),
+				withAnnotation("gatehouse.dev/sidecar-cpu-limit", "1"),
+				withAnnotation("gatehouse.dev/sidecar-memory-request", "128Mi"),
+				withAnnotation("gatehouse.dev/sidecar-memory-limit", "0"),
+				func(p *corev1.Pod) {
+					p.Spec.InitContainers[0].Resources = corev1.ResourceRequirements{
+						Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
+						Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")},
+					}
+				}),
+			wantInjected: true,
+			wantReason:   "injected",
+		},
+		{
+			name: "sidecar-port and log-level annotations",
+			pod:  appPod(withAnnotation("gatehouse.dev/sidecar-port", "16000"), withAnnotation("gatehouse.dev/sidecar-log-level", "debug")),
+			want: injected(withAnnotation("gatehouse.dev/sidecar-port", "16000"), withAnnotation("gatehouse.dev/sidecar-log-level", "debug"), func(p *corev1.Pod) {
+				p.Spec.InitContainers[0].Args[2] = "--listen=:16000"
+				p.Spec.InitContainers[0].Args[6] = "--log-level=debug"
+				p.Spec.InitContainers[0].Ports[0].ContainerPort = 16000
+			}),
+			wantInjected: true,
+			wantReason:   "injected",
+		},
+		{
+			name:   "no config hash and no redis clusters: no annotation, no env",
+			pod:    appPod(),
+			params: func(p *injectParams) { p.ConfigHash = ""; p.Passwords = nil },
+			want: injected(func(p *corev1.Pod) {
+				delete(p.Annotations, "gatehouse.dev/config-hash")
+				p.Spec.InitContainers[0].Env = nil
+			}),
+			wantInjected: true,
+			wantReason:   "injected",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			params := testParams()
+			if tt.params != nil {
+				tt.params(&params)
+			}
+			before := tt.pod.DeepCopy()
+			got, err := injectSidecar(tt.pod, params)
+			if err != nil {
+				t.Fatalf("injectSidecar: %v", err)
+			}
+			if diff := cmp.Diff(before, tt.pod); diff != "" {
+				t.Errorf("input pod modified (-before +after):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.want, got.Pod); diff != "" {
+				t.Errorf("pod (-want +got):\n%s", diff)
+			}
+			if got.Injected != tt.wantInjected || got.Reason != tt.wantReason {
+				t.Errorf("injected, reason = %v, %q; want %v, %q", got.Injected, got.Reason, tt.wantInjected, tt.wantReason)
+			}
+			switch {
+			case tt.wantWarning == "" && len(got.Warnings) > 0:
+				t.Errorf("unexpected warnings %q", got.Warnings)
+			case tt.wantWarning != "" && (len(got.Warnings) != 1 || !strings.Contains(got.Warnings[0], tt.wantWarning)):
+				t.Errorf("warnings = %q, want one containing %q", got.Warnings, tt.wantWarning)
+			}
+
+			// Re-admission of the result never changes it.
+			again, err := injectSidecar(got.Pod, params)
+			if err != nil {
+				t.Fatalf("re-inject: %v", err)
+			}
+			if diff := cmp.Diff(got.Pod, again.Pod); diff != "" && got.Injected {
+				t.Errorf("re-injection changed the pod (-first +second):\n%s", diff)
+			}
+			if got.Injected && (again.Injected || again.Reason != reasonAlreadyInjected) {
+				t.Errorf("re-injection: injected=%v reason=%q", again.Injected, again.Reason)
+			}
+		})
+	}
+}
+
+func TestInjectSidecarDenies(t *testing.T) {
+	tests := []struct {
+		name string
+		pod  *corev1.Pod
+		want string
+	}{
+		{"invalid cpu request", appPod(withAnnotation("gatehouse.dev/sidecar-cpu-request", "lots")), `annotation gatehouse.dev/sidecar-cpu-request: invalid quantity "lots"`},
+		{"invalid cpu limit", appPod(withAnnotation("gatehouse.dev/sidecar-cpu-limit", "1x")), `annotation gatehouse.dev/sidecar-cpu-limit: invalid quantity "1x"`},
+		{"invalid memory request", appPod(withAnnotation("gatehouse.dev/sidecar-memory-request", "64 MB")), `annotation gatehouse.dev/sidecar-memory-request: invalid quantity "64 MB"`},
+		{"invalid memory limit", appPod(withAnnotation("gatehouse.dev/sidecar-memory-limit", "")), `annotation gatehouse.dev/sidecar-memory-limit: invalid quantity ""`},
+		{"negative quantity", appPod(withAnnotation("gatehouse.dev/sidecar-memory-request", "-1Mi")), `annotation gatehouse.dev/sidecar-memory-request: negative quantity "-1Mi"`},
+		{"request above limit", appPod(withAnnotation("gatehouse.dev/sidecar-memory-request", "1Gi")), "sidecar memory request 1Gi exceeds its limit 256Mi"},
+		{"upstream port not a number", appPod(withAnnotation("gatehouse.dev/upstream-port", "http"), func(p *corev1.Pod) { p.Spec.Containers[0].Ports = nil }), `annotation gatehouse.dev/upstream-port: "http" is not a port number (1-65535)`},
+		{"upstream port out of range", appPod(withAnnotation("gatehouse.dev/upstream-port", "70000"), func(p *corev1.Pod) { p.Spec.Containers[0].Ports = nil }), `annotation gatehouse.dev/upstream-port: "70000" is not a port number (1-65535)`},
+		{"upstream port is the sidecar's", appPod(withAnnotation("gatehouse.dev/upstream-port", "15080"), func(p *corev1.Pod) { p.Spec.Containers[0].Ports = nil }), "annotation gatehouse.dev/upstream-port: port 15080 is the sidecar's own port"},
+		{"sidecar port invalid", appPod(withAnnotation("gatehouse.dev/sidecar-port", "0")), `annotation gatehouse.dev/sidecar-port: "0" is not a port number (1-65535)`},
+		{"sidecar port reserved", appPod(withAnnotation("gatehouse.dev/sidecar-port", "9902")), "annotation gatehouse.dev/sidecar-port: port 9902 is reserved"},
+		{"app already uses the sidecar port", appPod(func(p *corev1.Pod) { p.Spec.Containers[0].Ports[0].ContainerPort = 15080 }), `container "app" uses port 15080, which the sidecar needs`},
+		{"app uses the status port", appPod(func(p *corev1.Pod) {
+			p.Spec.Containers[0].Ports = append(p.Spec.Containers[0].Ports, corev1.ContainerPort{ContainerPort: 9902})
+		}), `container "app" uses port 9902`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := injectSidecar(tt.pod, testParams())
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestInjectionDecision(t *testing.T) {
+	enabled := map[string]string{"gatehouse.dev/injection": "enabled"}
+	disabled := map[string]string{"gatehouse.dev/injection": "disabled"}
+	in := map[string]string{"gatehouse.dev/inject": "true"}
+	out := map[string]string{"gatehouse.dev/inject": "false"}
+	tests := []struct {
+		name      string
+		namespace string
+		ns, pod   map[string]string
+		want      bool
+		reason    string
+	}{
+		{"labelled namespace", "apps", enabled, nil, true, ""},
+		{"labelled namespace, pod opts out", "apps", enabled, out, false, "opted-out"},
+		{"unlabelled namespace", "apps", nil, nil, false, "not-opted-in"},
+		{"unlabelled namespace, pod opts in", "apps", nil, in, true, ""},
+		{"unlabelled namespace, pod opts out", "apps", nil, out, false, "opted-out"},
+		{"disabled namespace, pod opts in", "apps", disabled, in, false, "excluded-namespace"},
+		{"other label value on namespace", "apps", map[string]string{"gatehouse.dev/injection": "yes"}, nil, false, "not-opted-in"},
+		{"kube-system even when labelled", "kube-system", enabled, in, false, "excluded-namespace"},
+		{"operator namespace even when labelled", "gatehouse-system", enabled, in, false, "excluded-namespace"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, reason := injectionDecision(tt.namespace, "gatehouse-system", tt.ns, tt.pod)
+			if got != tt.want || reason != tt.reason {
+				t.Errorf("injectionDecision = %v, %q; want %v, %q", got, reason, tt.want, tt.reason)
+			}
+		})
+	}
+}
+
+func TestRedisPasswordOf(t *testing.T) {
+	tests := []struct {
+		name string
+		rc   gatehousev1alpha1.RedisCluster
+		want redisPassword
+	}{
+		{
+			name: "generated secret",
+			rc:   gatehousev1alpha1.RedisCluster{ObjectMeta: metav1.ObjectMeta{Name: "main-cache"}},
+			want: redisPassword{Env: "GATEHOUSE_REDIS_PASSWORD_MAIN_CACHE", Secret: "main-cache-password", Key: "password"},
+		},
+		{
+			name: "user secret reference with key",
+			rc: gatehousev1alpha1.RedisCluster{ObjectMeta: metav1.ObjectMeta{Name: "main"},
+				Spec: gatehousev1alpha1.RedisClusterSpec{PasswordSecretRef: &gatehousev1alpha1.SecretKeyReference{Name: "mine", Key: "pw"}}},
+			want: redisPassword{Env: "GATEHOUSE_REDIS_PASSWORD_MAIN", Secret: "mine", Key: "pw"},
+		},
+		{
+			name: "status agrees with the reference: keep its key",
+			rc: gatehousev1alpha1.RedisCluster{ObjectMeta: metav1.ObjectMeta{Name: "main"},
+				Spec:   gatehousev1alpha1.RedisClusterSpec{PasswordSecretRef: &gatehousev1alpha1.SecretKeyReference{Name: "mine", Key: "pw"}},
+				Status: gatehousev1alpha1.RedisClusterStatus{PasswordSecret: "mine"}},
+			want: redisPassword{Env: "GATEHOUSE_REDIS_PASSWORD_MAIN", Secret: "mine", Key: "pw"},
+		},
+		{
+			name: "status names another secret",
+			rc: gatehousev1alpha1.RedisCluster{ObjectMeta: metav1.ObjectMeta{Name: "main"},
+				Status: gatehousev1alpha1.RedisClusterStatus{PasswordSecret: "main-password-v2"}},
+			want: redisPassword{Env: "GATEHOUSE_REDIS_PASSWORD_MAIN", Secret: "main-password-v2", Key: "password"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, redisPasswordOf(&tt.rc)); diff != "" {
+				t.Errorf("redisPasswordOf (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
