@@ -214,7 +214,9 @@ func TestAssessAndNextRequeue(t *testing.T) {
 		requeue time.Duration
 	}{
 		{"converged", func() *State { return fakeState(p0, p1, r0, r1) },
-			func(h Health) bool { return h.Converged && h.Shards == 2 && h.SlotsServed == Slots && h.ReadyNodes == 4 }, 0},
+			func(h Health) bool {
+				return h.Converged && h.Shards == 2 && h.SlotsServed == Slots && h.ReadyNodes == 4
+			}, 0},
 		{"replica missing", func() *State { return fakeState(p0, p1, r0) },
 			func(h Health) bool { return !h.Converged && h.MissingReplicas == 1 }, requeueSettling},
 		{"replica not synced yet", func() *State {
