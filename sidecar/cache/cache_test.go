@@ -613,3 +613,21 @@ func TestFillRacingWriteIsNotStored(t *testing.T) {
 		t.Errorf("GET after the racing fill: %s, want MISS", r.xcache)
 	}
 }
+
+func TestBypassedRequests(t *testing.T) {
+	srv := startStandalone(t)
+	up := newUpstream(t, text("x"))
+	s := newSidecar(t, policy([]config.CacheRule{cacheRule("r", time.Minute)}, nil), standaloneClient(t, srv.Addr()), up)
+	for _, h := range [][2]string{{"Cache-Control", "no-store"}, {"Range", "bytes=0-1"}, {"Upgrade", "websocket"}} {
+		if r := s.get(t, "/b", h[0], h[1]); r.xcache != "BYPASS" || r.status != 200 {
+			t.Errorf("%s: %d %s, want BYPASS", h[0], r.status, r.xcache)
+		}
+	}
+	if r := s.get(t, "/b"); r.xcache != "MISS" {
+		t.Errorf("bypassed requests must not fill: %s", r.xcache)
+	}
+	// Requests no rule matches are not touched at all.
+	if r := s.do(t, http.MethodOptions, "/b"); r.xcache != "" || r.cacheStatus != "" {
+		t.Errorf("unmatched request got cache headers: %q %q", r.xcache, r.cacheStatus)
+	}
+}

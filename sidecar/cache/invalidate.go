@@ -138,19 +138,30 @@ func (c *Cache) subscribe() {
 		}
 	}()
 	for {
-		err := c.listen(ctx)
+		live, err := c.listen(ctx)
 		c.local.disable()
+		select {
+		case <-c.quit:
+			return
+		default:
+		}
+		// Log the loss once, not every retry of an outage.
+		if live {
+			c.log.Warn("cache invalidation subscription lost; in-process tier off until resubscribed", "err", err)
+		} else {
+			c.log.Debug("cache invalidation subscription failed", "err", err)
+		}
 		select {
 		case <-c.quit:
 			return
 		case <-time.After(resubscribeBackoff):
 		}
-		c.log.Warn("cache invalidation subscription lost; in-process tier off until resubscribed", "err", err)
 	}
 }
 
-// listen runs one subscription until it fails or ctx ends.
-func (c *Cache) listen(ctx context.Context) error {
+// listen runs one subscription until it fails or ctx ends. live reports
+// whether the subscription had been confirmed.
+func (c *Cache) listen(ctx context.Context) (live bool, err error) {
 	var ps *redis.PubSub
 	if c.sharded {
 		ps = c.rdb.SSubscribe(ctx, c.ks.channel())
@@ -163,17 +174,17 @@ func (c *Cache) listen(ctx context.Context) error {
 		msg, err := ps.ReceiveTimeout(ctx, pingEvery)
 		if err != nil {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return live, ctx.Err()
 			}
 			var ne net.Error
 			if !errors.As(err, &ne) || !ne.Timeout() {
-				return fmt.Errorf("receive invalidation: %w", err)
+				return live, fmt.Errorf("receive invalidation: %w", err)
 			}
 			if time.Since(heard) > 3*pingEvery {
-				return errors.New("subscription silent, not even answering pings")
+				return live, errors.New("subscription silent, not even answering pings")
 			}
 			if err := ps.Ping(ctx); err != nil {
-				return fmt.Errorf("ping subscription: %w", err)
+				return live, fmt.Errorf("ping subscription: %w", err)
 			}
 			continue
 		}
@@ -181,6 +192,7 @@ func (c *Cache) listen(ctx context.Context) error {
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" || m.Kind == "ssubscribe" {
+				live = true
 				c.local.enable()
 			}
 		case *redis.Message:

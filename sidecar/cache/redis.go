@@ -57,14 +57,17 @@ type lookup struct {
 func (c *Cache) fetchRedis(ctx context.Context, path string, variantKey func(vary []string) string) (lookup, string, error) {
 	var gen, vary, plain *redis.StringCmd
 	plainKey := variantKey(nil)
-	_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	cmds, _ := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		gen = p.Get(ctx, c.ks.gen(path))
 		vary = p.Get(ctx, c.ks.vary(path))
 		plain = p.Get(ctx, plainKey)
 		return nil
 	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return lookup{}, "", fmt.Errorf("read cache entry: %w", err)
+	// Pipelined reports only the first error, which may be a mere redis.Nil.
+	for _, cmd := range cmds {
+		if err := cmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return lookup{}, "", fmt.Errorf("read cache entry: %w", err)
+		}
 	}
 	var l lookup
 	l.gen = "0"

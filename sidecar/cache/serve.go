@@ -77,6 +77,11 @@ func (c *Cache) serveCacheable(w http.ResponseWriter, r *http.Request, next http
 	case r.Header.Get("Range") != "":
 		c.bypass(w, r, next, rl, "range")
 		return
+	case r.Header.Get("Upgrade") != "":
+		// WebSocket and other upgrades need the raw connection, which only
+		// the pass-through writer exposes.
+		c.bypass(w, r, next, rl, "upgrade")
+		return
 	case !rl.bySubject && (hasSubject || r.Header.Get("Authorization") != ""):
 		// A shared cache must not mix responses that may depend on who asks.
 		c.bypass(w, r, next, rl, "session")
