@@ -25,10 +25,13 @@ func (p *Proxy) Run(ctx context.Context, data, admin net.Listener) error {
 
 	watchCtx, stopWatching := context.WithCancel(context.Background())
 	var watchers sync.WaitGroup
-	defer func() {
+	// Watchers stop before the final Close, so that no reload can install a
+	// graph after it; the deferred call covers early returns.
+	stopWatchers := sync.OnceFunc(func() {
 		stopWatching()
 		watchers.Wait()
-	}()
+	})
+	defer stopWatchers()
 	watchers.Go(func() {
 		if err := p.watcher.Run(watchCtx); err != nil {
 			p.log.Error("Config watch stopped; hot reload is off", "error", err)
@@ -81,6 +84,7 @@ func (p *Proxy) Run(ctx context.Context, data, admin net.Listener) error {
 			serveErr = err
 		}
 	}
+	stopWatchers()
 	_ = p.Close()
 	return errors.Join(serveErr, drainErr)
 }
