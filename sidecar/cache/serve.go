@@ -105,7 +105,7 @@ func (c *Cache) serveCacheable(w http.ResponseWriter, r *http.Request, next http
 			return
 		case age < f.e.Lifetime+f.e.SWR:
 			c.count(rl, "stale", true)
-			c.refresh(r, next, q)
+			c.refresh(r, next, q, f.key)
 			c.writeEntry(w, r, f.e, now, "STALE", fmt.Sprintf("gatehouse; hit; ttl=%d; detail=stale-while-revalidate", ttlSeconds(f.e, now)), true)
 			return
 		}
@@ -252,7 +252,7 @@ func (c *Cache) fill(w http.ResponseWriter, r *http.Request, next http.Handler, 
 func (c *Cache) fetch(w http.ResponseWriter, r *http.Request, next http.Handler, q *request, gen string, stale *entry, fwd string) (*entry, string) {
 	rl := q.rule
 	start := time.Now()
-	out := upstreamRequest(r, r.Context())
+	out := upstreamRequest(r.Context(), r)
 	cw := newCapture(w, rl.maxBody, func(h http.Header, reason string) {
 		h.Set("X-Cache", "MISS")
 		h.Add("Cache-Status", "gatehouse; fwd="+fwd+"; detail="+reason)
@@ -314,7 +314,7 @@ func (c *Cache) store(ctx context.Context, q *request, vary []string, gen string
 
 // upstreamRequest is r for the upstream: conditionals are removed so the
 // cache receives a full response it can store, and evaluates them itself.
-func upstreamRequest(r *http.Request, ctx context.Context) *http.Request {
+func upstreamRequest(ctx context.Context, r *http.Request) *http.Request {
 	out := r.Clone(ctx)
 	out.Header.Del("If-None-Match")
 	out.Header.Del("If-Modified-Since")
@@ -458,14 +458,14 @@ func (c *Cache) passthrough(w http.ResponseWriter, r *http.Request, next http.Ha
 // refresh re-fetches a stale entry in the background, once per key at a
 // time, detached from the request (which is answered from the stale entry)
 // but bounded by refreshTimeout and stopped by Close.
-func (c *Cache) refresh(r *http.Request, next http.Handler, q *request) {
-	key := "refresh\x00" + c.ks.variant(q.path, q.variantKey(nil)) + r.Host + r.URL.RequestURI()
+func (c *Cache) refresh(r *http.Request, next http.Handler, q *request, variantKey string) {
+	key := "refresh\x00" + variantKey
 	fl, leader := c.flights.join(key)
 	if !leader {
 		return
 	}
 	// Cloned now: the original request is not ours once the handler returns.
-	out := upstreamRequest(r, context.WithoutCancel(r.Context()))
+	out := upstreamRequest(context.WithoutCancel(r.Context()), r)
 	// A stale HEAD refreshes the GET entry it was answered from.
 	out.Method, out.Body = http.MethodGet, http.NoBody
 	bq := *q
