@@ -23,9 +23,6 @@ func (a *Admin) ScaleOut(ctx context.Context, members []Member, spec Spec) error
 		return fmt.Errorf("scale out: %w", err)
 	}
 	primaries := s.Primaries()
-	if len(primaries) == 0 {
-		return fmt.Errorf("scale out: no primary serves slots: form the cluster first")
-	}
 	if len(primaries) > spec.Shards {
 		return fmt.Errorf("scale out: %d primaries serve slots, spec wants %d: scale in instead", len(primaries), spec.Shards)
 	}
@@ -70,6 +67,9 @@ func (a *Admin) ready(ctx context.Context, c *conns, members []Member) (*State, 
 	}
 	if s, err = a.converge(ctx, c, members, s); err != nil {
 		return nil, err
+	}
+	if len(s.Primaries()) == 0 {
+		return nil, fmt.Errorf("no primary serves slots: form the cluster first")
 	}
 	for _, id := range s.Primaries() {
 		if s.Nodes[id].Fail || s.Nodes[id].PFail {
