@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/gatehouse-dev/gatehouse/sidecar/cache"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 	"github.com/gatehouse-dev/gatehouse/sidecar/ratelimit"
 	"github.com/gatehouse-dev/gatehouse/sidecar/session"
@@ -43,7 +44,7 @@ type featureKind func(reg prometheus.Registerer) builder
 var featureKinds = []featureKind{
 	sessionFeature,
 	rateLimitFeature,
-	// cacheFeature, // hook: sidecar/cache — add once the package builds (see cacheFeature below)
+	cacheFeature,
 }
 
 func sessionFeature(reg prometheus.Registerer) builder {
@@ -74,22 +75,19 @@ func rateLimitFeature(reg prometheus.Registerer) builder {
 	}
 }
 
-// cacheFeature is written out so that wiring the cache is uncommenting it
-// and its line in featureKinds:
-//
-//	func cacheFeature(reg prometheus.Registerer) builder {
-//		m := cache.NewMetrics(reg)
-//		return func(sel selection, clients map[string]redis.UniversalClient, log *slog.Logger) (feature, error) {
-//			if sel.cache == nil {
-//				return nil, nil
-//			}
-//			c, err := cache.New(*sel.cache, clients, m, log.With("feature", "cache"))
-//			if err != nil {
-//				return nil, err
-//			}
-//			return c, nil
-//		}
-//	}
+func cacheFeature(reg prometheus.Registerer) builder {
+	m := cache.NewMetrics(reg)
+	return func(sel selection, clients map[string]redis.UniversalClient, log *slog.Logger) (feature, error) {
+		if sel.cache == nil {
+			return nil, nil
+		}
+		c, err := cache.New(*sel.cache, clients, m, log.With("feature", "cache"))
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+}
 
 // selectPolicies picks the policies whose selector matches labels. The
 // operator guarantees at most one session and one cache policy per pod; if

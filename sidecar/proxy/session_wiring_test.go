@@ -57,3 +57,24 @@ func TestSessionFeatureWiredThroughReload(t *testing.T) {
 		t.Errorf("app saw X-Gatehouse-Subject %q, want exactly [alice]", subjects)
 	}
 }
+
+// TestRateLimitAndCacheWired checks that the rate-limit and cache features
+// are in the chain when their policies select the pod: the cache answers the
+// app's response with X-Cache, and a global limit of 2 per minute refuses the
+// third request with 429.
+func TestRateLimitAndCacheWired(t *testing.T) {
+	srv := redistest.StartStandalone(t)
+	a := newApp(t)
+	s := newSidecar(t, a.URL, cfgDoc("rl", `"redis":[{"name":"main","mode":"Standalone","addrs":["`+srv.Addr()+`"]}],
+		"rateLimits":[{"namespace":"ns","name":"rl","redis":"main","rules":[{"name":"global","limit":2,"window":"1m"}]}],
+		"caches":[{"namespace":"ns","name":"c","redis":"main","rules":[{"name":"all","ttl":"1m"}]}]`)).start(t)
+	eventually(t, "config loaded", func() bool { return s.p.watcher.Status().Loaded })
+	resp, _ := get(t, s.data+"/cached", nil)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Cache") == "" {
+		t.Errorf("first request = %d X-Cache %q, want 200 with an X-Cache header", resp.StatusCode, resp.Header.Get("X-Cache"))
+	}
+	_, _ = get(t, s.data+"/other", nil)
+	if resp, _ := get(t, s.data+"/third", nil); resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("third request = %d, want 429", resp.StatusCode)
+	}
+}
