@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -311,8 +312,12 @@ func TestFailureModes(t *testing.T) {
 func TestFixedWindowBoundary(t *testing.T) {
 	_, c := startRedis(t)
 	const window, limit = 1500 * time.Millisecond, 10
-	h := newLimiter(t, one(c), nil, testPolicy("ns", "boundary", "main", newRule("fixed", config.FixedWindow, limit, window))).Middleware(okHandler)
+	r := newRule("fixed", config.FixedWindow, limit, window)
+	r.Key.ClientIP = true
+	h := newLimiter(t, one(c), nil, testPolicy("ns", "boundary", "main", r)).Middleware(okHandler)
 	for attempt := 0; attempt < 5; attempt++ {
+		// A fresh client per attempt: a failed attempt leaves counts behind.
+		ip := fmt.Sprintf("10.7.0.%d", attempt+1)
 		// Aim at 200ms before a window boundary on the server's clock.
 		now := serverTime(t, c)
 		end := now.Truncate(window).Add(window)
@@ -323,7 +328,7 @@ func TestFixedWindowBoundary(t *testing.T) {
 		start := serverTime(t, c)
 		admitted := 0
 		for range limit + 2 {
-			if serve(h, req("GET", "/", "10.7.0.1", "")).StatusCode == http.StatusOK {
+			if serve(h, req("GET", "/", ip, "")).StatusCode == http.StatusOK {
 				admitted++
 			}
 		}
@@ -335,7 +340,7 @@ func TestFixedWindowBoundary(t *testing.T) {
 		}
 		time.Sleep(time.Until(time.Now().Add(end.Sub(serverTime(t, c)) + 20*time.Millisecond)))
 		for range limit + 2 {
-			if serve(h, req("GET", "/", "10.7.0.1", "")).StatusCode == http.StatusOK {
+			if serve(h, req("GET", "/", ip, "")).StatusCode == http.StatusOK {
 				admitted++
 			}
 		}
@@ -441,5 +446,53 @@ func TestTokenBucket(t *testing.T) {
 	want := elapsed.Seconds() * 20
 	if diff := float64(steady) - want; diff > want/10 || diff < -want/10 {
 		t.Errorf("steady state admitted %d in %s, want %.0f ±10%%", steady, elapsed, want)
+	}
+}
+
+// TestDenyCache: once Redis has denied a client, its further requests until
+// Retry-After are denied locally and cost no Redis call.
+func TestDenyCache(t *testing.T) {
+	_, c := startRedis(t)
+	m := NewMetrics(prometheus.NewRegistry())
+	r := newRule("per-ip", config.FixedWindow, 3, time.Minute)
+	r.Key.ClientIP = true
+	h := newLimiter(t, one(c), m, testPolicy("ns", "cache", "main", r)).Middleware(okHandler)
+	for range 4 {
+		serve(h, req("GET", "/", "10.10.0.1", ""))
+	}
+	// scriptCalls lists the EVAL and EVALSHA call counts.
+	scriptCalls := func() string {
+		info, err := c.Info(context.Background(), "commandstats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var calls []string
+		for line := range strings.Lines(info) {
+			if strings.HasPrefix(line, "cmdstat_evalsha:") || strings.HasPrefix(line, "cmdstat_eval:") {
+				calls = append(calls, line[:strings.Index(line, ",")])
+			}
+		}
+		slices.Sort(calls)
+		return strings.Join(calls, " ")
+	}
+	before := scriptCalls()
+	for i := range 20 {
+		resp := serve(h, req("GET", "/", "10.10.0.1", ""))
+		retry := headerInt(t, resp, "Retry-After")
+		if resp.StatusCode != http.StatusTooManyRequests || retry < 1 || retry > 60 || resp.Header.Get("RateLimit-Remaining") != "0" {
+			t.Fatalf("request %d while denied: status %d, Retry-After %d, Remaining %q", i, resp.StatusCode, retry, resp.Header.Get("RateLimit-Remaining"))
+		}
+	}
+	if after := scriptCalls(); after != before {
+		t.Errorf("script calls went from %q to %q while the client was known to be denied", before, after)
+	}
+	if got := testutil.ToFloat64(m.decisions.WithLabelValues("ns/cache", "per-ip", resultDenied)); got != 21 {
+		t.Errorf("denied decisions = %v, want 21 (1 from Redis, 20 cached)", got)
+	}
+	if resp := serve(h, req("GET", "/", "10.10.0.2", "")); resp.StatusCode != http.StatusOK {
+		t.Errorf("another client: status %d, want 200", resp.StatusCode)
+	}
+	if after := scriptCalls(); after == before {
+		t.Errorf("another client's request did not reach Redis (%q)", after)
 	}
 }

@@ -66,9 +66,10 @@ type conn struct {
 
 // Limiter enforces a set of rate-limit policies.
 type Limiter struct {
-	conns []*conn
-	m     *Metrics
-	log   *slog.Logger
+	conns  []*conn
+	denied *denyCache
+	m      *Metrics
+	log    *slog.Logger
 }
 
 // New compiles the policies ps. clients maps connection names (config
@@ -83,7 +84,7 @@ func New(ps []config.RateLimitPolicy, clients map[string]redis.UniversalClient, 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	l := &Limiter{m: m, log: log}
+	l := &Limiter{denied: newDenyCache(denyCacheMaxKeys), m: m, log: log}
 	byName := map[string]*conn{}
 	var errs []error
 	for _, p := range ps {
@@ -215,9 +216,14 @@ func (l *Limiter) match(r *http.Request, outs []outcome) []outcome {
 }
 
 // decide runs the matching rules' scripts, at most one pipeline per
-// connection and those concurrently, and combines the outcomes.
+// connection and those concurrently, and combines the outcomes. A request
+// that an enforced rule is already known to deny is answered without Redis.
 func (l *Limiter) decide(ctx context.Context, outs []outcome) verdict {
 	start := time.Now()
+	if v, ok := l.cachedDenial(outs, start); ok {
+		l.m.latency.Observe(time.Since(start).Seconds())
+		return v
+	}
 	var wg sync.WaitGroup
 	for i := 0; i < len(outs); {
 		j := i + 1
@@ -237,6 +243,26 @@ func (l *Limiter) decide(ctx context.Context, outs []outcome) verdict {
 	v := l.judge(outs, start)
 	l.m.latency.Observe(time.Since(start).Seconds())
 	return v
+}
+
+// cachedDenial answers a request one of whose enforced rules is in the deny
+// cache. The other rules are not evaluated, so a request denied locally is
+// not counted anywhere.
+func (l *Limiter) cachedDenial(outs []outcome, now time.Time) (verdict, bool) {
+	for i := range outs {
+		o := &outs[i]
+		if o.rule.shadow {
+			continue
+		}
+		left, ok := l.denied.get(o.key, now)
+		if !ok {
+			continue
+		}
+		o.remaining, o.reset, o.retry = 0, left, left
+		l.m.decisions.WithLabelValues(o.rule.policy, o.rule.name, resultDenied).Inc()
+		return verdict{status: http.StatusTooManyRequests, header: o, retry: left}, true
+	}
+	return verdict{}, false
 }
 
 // run evaluates outs, which share one connection, in one pipeline. Rules
@@ -396,6 +422,9 @@ func (l *Limiter) judge(outs []outcome, now time.Time) verdict {
 				v.status = http.StatusTooManyRequests
 			}
 			v.retry = max(v.retry, o.retry)
+			if o.retry > 0 {
+				l.denied.put(o.key, now.Add(o.retry), now)
+			}
 		}
 		l.m.decisions.WithLabelValues(ru.policy, ru.name, o.result).Inc()
 		if o.err == nil && !ru.shadow && restrictive(o, v.header) {
