@@ -103,12 +103,12 @@ func defaultSidecarResources() corev1.ResourceRequirements {
 // rotator.
 func setupPodInjector(mgr ctrl.Manager, opts Options) error {
 	io := opts.Injection
-	srv := mgr.GetWebhookServer()
 	if io.CertRotation {
-		if err := setupCertRotation(mgr, srv, io); err != nil {
-			return fmt.Errorf("certificate rotation: %w", err)
+		if err := SetupWebhookCertificates(mgr, io); err != nil {
+			return err
 		}
 	}
+	srv := mgr.GetWebhookServer()
 	injections, err := newInjectionCounter(metrics.Registry)
 	if err != nil {
 		return err
@@ -124,13 +124,19 @@ func setupPodInjector(mgr ctrl.Manager, opts Options) error {
 	return nil
 }
 
-func setupCertRotation(mgr ctrl.Manager, srv webhook.Server, io InjectionOptions) error {
+// SetupWebhookCertificates makes the manager its own certificate authority
+// for the webhook (cert-controller): it keeps a CA and a serving certificate
+// for io.ServiceName in the Secret io.CertSecretName, patches the caBundle of
+// io.WebhookConfigName, and serves the pair from the webhook server's
+// CertDir once the Secret is mounted there.
+func SetupWebhookCertificates(mgr ctrl.Manager, io InjectionOptions) error {
 	if io.Namespace == "" {
-		return errors.New("the operator namespace is unknown: set --operator-namespace or POD_NAMESPACE")
+		return errors.New("certificate rotation: the operator namespace is unknown: set --operator-namespace or POD_NAMESPACE")
 	}
+	srv := mgr.GetWebhookServer()
 	dsrv, ok := srv.(*webhook.DefaultServer)
 	if !ok {
-		return fmt.Errorf("webhook server %T is not controller-runtime's default server", srv)
+		return fmt.Errorf("certificate rotation: webhook server %T is not controller-runtime's default server", srv)
 	}
 	// The same defaults controller-runtime applies when it starts the server.
 	certDir, certName, keyName := dsrv.Options.CertDir, dsrv.Options.CertName, dsrv.Options.KeyName
@@ -147,7 +153,7 @@ func setupCertRotation(mgr ctrl.Manager, srv webhook.Server, io InjectionOptions
 	dsrv.Options.TLSOpts = append(dsrv.Options.TLSOpts, func(c *tls.Config) { c.GetCertificate = loader.GetCertificate })
 
 	dns := io.ServiceName + "." + io.Namespace + ".svc"
-	return rotator.AddRotator(mgr, &rotator.CertRotator{
+	err := rotator.AddRotator(mgr, &rotator.CertRotator{
 		SecretKey:      types.NamespacedName{Namespace: io.Namespace, Name: io.CertSecretName},
 		CertDir:        certDir,
 		CertName:       certName,
@@ -164,6 +170,10 @@ func setupCertRotation(mgr ctrl.Manager, srv webhook.Server, io InjectionOptions
 		RequireLeaderElection: false,
 		EnableReadinessCheck:  true,
 	})
+	if err != nil {
+		return fmt.Errorf("certificate rotation: %w", err)
+	}
+	return nil
 }
 
 // newInjectionCounter registers gatehouse_injections_total once per

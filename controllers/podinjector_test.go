@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"context"
 	"sync"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -119,7 +120,7 @@ var _ = Describe("Sidecar injection webhook", func() {
 					LocalObjectReference: corev1.LocalObjectReference{Name: "shop-secret"}, Key: "pw", Optional: ptr.To(true),
 				}},
 			}))
-		}).Should(Succeed())
+		}).WithTimeout(30 * time.Second).Should(Succeed())
 
 		Expect(pod.Spec.InitContainers).To(HaveLen(1))
 		sc := pod.Spec.InitContainers[0]
