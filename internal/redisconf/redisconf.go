@@ -263,7 +263,7 @@ func Hash(text string) string {
 
 // RestartHash hashes only the directives that need a restart to change. Put
 // it in the pod template annotation: pods then roll for those changes and
-// not for the ones ApplyLive-style CONFIG SET covers.
+// not for the ones a CONFIG SET (ConfigSetArgs) applies to running nodes.
 func RestartHash(ds []Directive) string {
 	h := sha256.New()
 	for _, d := range ds {
