@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
@@ -112,6 +113,14 @@ func setupPodInjector(mgr ctrl.Manager, opts Options) error {
 	injections, err := newInjectionCounter(metrics.Registry)
 	if err != nil {
 		return err
+	}
+	// Register the informers now so they start and sync with the manager,
+	// instead of lazily on the first admission, which would then wait for
+	// a full list within the webhook's timeout.
+	for _, obj := range []client.Object{metadataOf("Namespace"), metadataOf("ConfigMap"), &gatehousev1alpha1.RedisCluster{}} {
+		if _, err := mgr.GetCache().GetInformer(context.Background(), obj, cache.BlockUntilSynced(false)); err != nil {
+			return fmt.Errorf("register informer for %T: %w", obj, err)
+		}
 	}
 	srv.Register(PodInjectorPath, &webhook.Admission{Handler: &podInjector{
 		cache:      mgr.GetClient(),
@@ -252,10 +261,9 @@ func (h *podInjector) Handle(ctx context.Context, req admission.Request) admissi
 // API server for a namespace created moments ago that the informer has not
 // seen yet.
 func (h *podInjector) namespaceLabels(ctx context.Context, name string) (map[string]string, error) {
-	ns := &metav1.PartialObjectMetadata{}
-	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	ns := metadataOf("Namespace")
 	err := h.cache.Get(ctx, client.ObjectKey{Name: name}, ns)
-	if apierrors.IsNotFound(err) {
+	if apierrors.IsNotFound(err) || cacheNotStarted(err) {
 		err = h.api.Get(ctx, client.ObjectKey{Name: name}, ns)
 	}
 	if err != nil {
@@ -267,9 +275,13 @@ func (h *podInjector) namespaceLabels(ctx context.Context, name string) (map[str
 func (h *podInjector) params(ctx context.Context, namespace string) (injectParams, error) {
 	p := injectParams{Image: h.image, LogLevel: h.opts.SidecarLogLevel, Resources: defaultSidecarResources()}
 
-	cm := &metav1.PartialObjectMetadata{}
-	cm.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
-	switch err := h.cache.Get(ctx, client.ObjectKey{Namespace: namespace, Name: SidecarConfigMapName}, cm); {
+	cm := metadataOf("ConfigMap")
+	key := client.ObjectKey{Namespace: namespace, Name: SidecarConfigMapName}
+	err := h.cache.Get(ctx, key, cm)
+	if cacheNotStarted(err) {
+		err = h.api.Get(ctx, key, cm)
+	}
+	switch {
 	case err == nil:
 		p.ConfigHash = cm.Annotations[AnnotationConfigHash]
 	case apierrors.IsNotFound(err):
@@ -280,7 +292,11 @@ func (h *podInjector) params(ctx context.Context, namespace string) (injectParam
 	}
 
 	var clusters gatehousev1alpha1.RedisClusterList
-	if err := h.cache.List(ctx, &clusters, client.InNamespace(namespace)); err != nil {
+	err = h.cache.List(ctx, &clusters, client.InNamespace(namespace))
+	if cacheNotStarted(err) {
+		err = h.api.List(ctx, &clusters, client.InNamespace(namespace))
+	}
+	if err != nil {
 		return injectParams{}, fmt.Errorf("list redisclusters in %s: %w", namespace, err)
 	}
 	for i := range clusters.Items {
@@ -290,6 +306,22 @@ func (h *podInjector) params(ctx context.Context, namespace string) (injectParam
 	// replicas of one workload identical.
 	slices.SortFunc(p.Passwords, func(a, b redisPassword) int { return strings.Compare(a.Env, b.Env) })
 	return p, nil
+}
+
+// metadataOf is a metadata-only object of a core kind: the webhook needs
+// only labels and annotations, and metadata informers do not hold every
+// ConfigMap's data in memory.
+func metadataOf(kind string) *metav1.PartialObjectMetadata {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind(kind))
+	return m
+}
+
+// cacheNotStarted is true for admissions that arrive before the manager's
+// caches started (the webhook server starts first); they read the API server.
+func cacheNotStarted(err error) bool {
+	var notStarted *cache.ErrCacheNotStarted
+	return errors.As(err, &notStarted)
 }
 
 // redisPasswordOf is where a cluster's password lives: the Secret the
