@@ -170,6 +170,10 @@ func Build(p Params) ([]Directive, error) {
 			continue
 		}
 		value = normalize(name, value)
+		if err := profileAllows(profile, name, value); err != nil {
+			problems = append(problems, err)
+			continue
+		}
 		if slices.ContainsFunc(settings, func(d Directive) bool { return d.Name == name }) {
 			set(name, value)
 			continue
@@ -335,4 +339,21 @@ func ConfigSetArgs(changes []Change) []any {
 		args = append(args, c.Name, c.New)
 	}
 	return args
+}
+
+// profileAllows refuses overrides that contradict the profile's promise: a
+// Durable cluster holds sessions and counters, so it must neither evict
+// (volatile-* policies would evict sessions, which all have a TTL) nor drop
+// its append-only file.
+func profileAllows(p Profile, name, value string) error {
+	if p != Durable {
+		return nil
+	}
+	switch {
+	case name == "maxmemory-policy" && value != "noeviction":
+		return fmt.Errorf("override %q: the %s profile never evicts; use a %s cluster for evictable data", name, Durable, Cache)
+	case name == "appendonly" && value != "yes":
+		return fmt.Errorf("override %q: the %s profile keeps its append-only file", name, Durable)
+	}
+	return nil
 }

@@ -91,6 +91,8 @@ func TestRenderRefusesBadInput(t *testing.T) {
 		{"line break injection", Params{Overrides: map[string]string{"loglevel": "notice\nloadmodule /x.so"}}, nil, []string{"line breaks"}},
 		{"hz range", Params{Overrides: map[string]string{"hz": "1000"}}, nil, []string{"[1, 500]"}},
 		{"profile", Params{Profile: "Fast"}, nil, []string{"profile"}},
+		{"durable never evicts", Params{Profile: Durable, Overrides: map[string]string{"maxmemory-policy": "volatile-lru"}}, nil, []string{"never evicts"}},
+		{"durable keeps its AOF", Params{Profile: Durable, Overrides: map[string]string{"appendonly": "no"}}, nil, []string{"append-only"}},
 		{"reports every problem", Params{Overrides: map[string]string{"hz": "0", "appendfsync": "sometimes"}}, nil, []string{`"hz"`, `"appendfsync"`}},
 	}
 	for _, tt := range tests {
@@ -197,10 +199,11 @@ func TestCompareAndHashes(t *testing.T) {
 func TestRenderedFileStartsRedis(t *testing.T) {
 	for _, profile := range []Profile{Cache, Durable} {
 		t.Run(string(profile), func(t *testing.T) {
-			ds, err := Build(Params{
-				Profile: profile, AnnounceHostname: "node-0.example",
-				Overrides: everyLiveOverride(),
-			})
+			overrides := everyLiveOverride()
+			if profile == Durable {
+				overrides["maxmemory-policy"] = "noeviction"
+			}
+			ds, err := Build(Params{Profile: profile, AnnounceHostname: "node-0.example", Overrides: overrides})
 			if err != nil {
 				t.Fatal(err)
 			}
