@@ -557,3 +557,35 @@ func TestMain(m *testing.M) {
 	redis.SetLogger(quietLogger{})
 	os.Exit(m.Run())
 }
+
+// TestScaleInPromotesStayingReplica: the staying pods hold only one primary
+// but the spec wants two shards, so ScaleIn promotes the staying replica of
+// a leaving primary with a graceful failover (no keys move for that shard),
+// drains the other leaving primary and re-attaches the orphaned replica.
+func TestScaleInPromotesStayingReplica(t *testing.T) {
+	ctx := context.Background()
+	c := redistest.StartCluster(t, fastSync)
+	a := testAdmin(t)
+	// node-0..2 primaries, node-3..5 their replicas.
+	all := membersOf(c.Nodes(), 0)
+	const keys = 2000
+	writeKeys(t, addrsOf(all), keys)
+	waitConverged(t, a, all, Spec{Shards: 3, ReplicasPerShard: 1}, false)
+
+	staying := []Member{all[0], all[3], all[4], all[5]} // one primary, three replicas
+	leaving := []Member{all[1], all[2]}
+	spec := Spec{Shards: 2, ReplicasPerShard: 1}
+	if err := a.ScaleIn(ctx, staying, leaving, spec); err != nil {
+		t.Fatalf("ScaleIn: %v", err)
+	}
+	s := waitConverged(t, a, staying, spec, false)
+	checkBalanced(t, s, 2)
+	got := layout(s)
+	if !strings.HasPrefix(got["node-4"], "primary") {
+		t.Errorf("node-4 (replica of leaving node-1) is %q, want promoted", got["node-4"])
+	}
+	if got["node-5"] != "replica of node-4" && got["node-5"] != "replica of node-0" {
+		t.Errorf("orphaned node-5 is %q, want re-attached", got["node-5"])
+	}
+	checkKeys(t, addrsOf(staying), keys)
+}
