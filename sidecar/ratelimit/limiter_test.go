@@ -496,3 +496,23 @@ func TestDenyCache(t *testing.T) {
 		t.Errorf("another client's request did not reach Redis (%q)", after)
 	}
 }
+
+// TestClientCancelIsNotAnOutage: a client that hangs up mid-decision must
+// not count as a Redis failure, or a Closed rule would answer 503 to
+// everyone for the breaker's cooldown.
+func TestClientCancelIsNotAnOutage(t *testing.T) {
+	_, c := startRedis(t)
+	m := NewMetrics(prometheus.NewRegistry())
+	r := newRule("closed", config.FixedWindow, 100, time.Minute)
+	r.FailureMode = config.FailClosed
+	h := newLimiter(t, one(c), m, testPolicy("ns", "cancel", "main", r)).Middleware(okHandler)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	serve(h, req("GET", "/", "10.11.0.1", "").WithContext(ctx))
+	if resp := serve(h, req("GET", "/", "10.11.0.2", "")); resp.StatusCode != http.StatusOK {
+		t.Errorf("request after a canceled one: status %d, want 200", resp.StatusCode)
+	}
+	if got := testutil.ToFloat64(m.redisErrors.WithLabelValues("main")); got != 0 {
+		t.Errorf("redis errors = %v after a client cancel, want 0", got)
+	}
+}

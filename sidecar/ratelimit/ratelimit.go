@@ -269,7 +269,10 @@ func (l *Limiter) cachedDenial(outs []outcome, now time.Time) (verdict, bool) {
 // whose node failed within the last cooldown are not sent and fail at once.
 func (l *Limiter) run(ctx context.Context, outs []outcome) {
 	c := outs[0].conn
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	// Detached from the request's cancellation: a client that hangs up must
+	// not look like a Redis failure and open the node's breaker for everyone.
+	// The timeout still bounds the call.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 	defer cancel()
 	now := time.Now()
 	send := 0
@@ -306,9 +309,10 @@ func (l *Limiter) run(ctx context.Context, outs []outcome) {
 		o := &outs[i]
 		switch {
 		case o.cmd == nil: // not sent
-		case o.err != nil:
+		case o.err != nil && nodeDown(o.err):
 			o.brk.fail(now)
 			failed = true
+		case o.err != nil: // Redis answered, with an error: the node is up
 		default:
 			o.brk.succeed()
 		}
@@ -316,6 +320,14 @@ func (l *Limiter) run(ctx context.Context, outs []outcome) {
 	if failed {
 		c.breakers.failed(ctx)
 	}
+}
+
+// nodeDown reports whether err means the node could not be reached or did
+// not answer in time, as opposed to an error reply (a script error,
+// CLUSTERDOWN), which comes back fast and needs no breaker.
+func nodeDown(err error) bool {
+	var reply redis.Error
+	return !errors.As(err, &reply)
 }
 
 func boolInt(b bool) int {
