@@ -228,3 +228,33 @@ func TestCounterKeyShape(t *testing.T) {
 		t.Errorf("same key after changing algorithm, window, limit (-want +got):\n%s", diff)
 	}
 }
+
+// FuzzCounterKey: whatever the names and client-supplied values, a key has
+// exactly one hash tag spanning its tail, and distinct name triples never
+// share a prefix.
+//
+//	go test ./sidecar/ratelimit -run '^$' -fuzz FuzzCounterKey -fuzztime 30s
+func FuzzCounterKey(f *testing.F) {
+	f.Add("shop", "api", "per-ip", "shop", "api/per", "ip", "k1")
+	f.Add("a", "b/c", "d", "a/b", "c", "d", "{x}")
+	f.Add("%7B", "}", "{", "{", "}", "%7B", "")
+	f.Fuzz(func(t *testing.T, ns1, pol1, rule1, ns2, pol2, rule2, value string) {
+		build := func(ns, pol, name string) *rule {
+			return mustCompile(t, testPolicy(ns, pol, "c"), config.RateLimitRule{
+				Name: "r" + name, Limit: 1, Window: config.Duration(time.Second), // rule names are required
+				Key: config.RateLimitKey{Header: "X-Key", Subject: true, Path: true},
+			})
+		}
+		a, b := build(ns1, pol1, rule1), build(ns2, pol2, rule2)
+		r := req("GET", "/", "10.0.0.1", value)
+		r.Header.Set("X-Key", value)
+		key := a.counterKey(r)
+		open := strings.IndexByte(key, '{')
+		if open != 3 || strings.IndexByte(key[open+1:], '}') != len(key)-open-2 {
+			t.Fatalf("key %q: the hash tag is not the braced tail", key)
+		}
+		if (ns1 != ns2 || pol1 != pol2 || rule1 != rule2) && a.keyPrefix == b.keyPrefix {
+			t.Fatalf("%q/%q/%q and %q/%q/%q share the prefix %q", ns1, pol1, rule1, ns2, pol2, rule2, a.keyPrefix)
+		}
+	})
+}
