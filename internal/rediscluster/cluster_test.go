@@ -589,3 +589,58 @@ func TestScaleInPromotesStayingReplica(t *testing.T) {
 	}
 	checkKeys(t, addrsOf(staying), keys)
 }
+
+// TestRepairFinishesInterruptedMigration: a scale was cut off halfway
+// through a slot (some keys moved, both sides still open). Repair finishes
+// the move towards the importing node and no key is lost.
+func TestRepairFinishesInterruptedMigration(t *testing.T) {
+	ctx := context.Background()
+	c := redistest.StartCluster(t, fastSync)
+	a := testAdmin(t)
+	spec := Spec{Shards: 3, ReplicasPerShard: 1}
+	members := membersOf(c.Nodes(), 0)
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrsOf(members)})
+	defer cc.Close()
+	for i := range 50 {
+		if err := cc.Set(ctx, fmt.Sprintf("{tag}:%d", i), i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slot := int(cc.ClusterKeySlot(ctx, "{tag}").Val())
+	s := mustObserve(t, a, members)
+	srcID := s.Owners()[slot]
+	src, _ := s.byID(srcID)
+	dst, _ := s.byID(s.Primaries()[(slices.Index(s.Primaries(), srcID)+1)%3])
+	srcC := redis.NewClient(&redis.Options{Addr: src.Addr})
+	defer srcC.Close()
+	dstC := redis.NewClient(&redis.Options{Addr: dst.Addr})
+	defer dstC.Close()
+	if err := dstC.Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", srcID).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := srcC.Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", dst.ID).Err(); err != nil {
+		t.Fatal(err)
+	}
+	some := srcC.ClusterGetKeysInSlot(ctx, slot, 20).Val()
+	host, port, _ := strings.Cut(dst.Addr, ":")
+	args := []any{"MIGRATE", host, port, "", 0, 5000, "KEYS"}
+	for _, k := range some {
+		args = append(args, k)
+	}
+	if err := srcC.Do(ctx, args...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if h := Assess(mustObserve(t, a, members), spec); h.OpenSlots != 1 || h.Converged {
+		t.Fatalf("half-migrated slot not reported: %+v", h)
+	}
+
+	s = waitConverged(t, a, members, spec, true)
+	if got := s.Owners()[slot]; got != dst.ID {
+		t.Errorf("slot %d owned by %s, want the importing node %s", slot, short(got), short(dst.ID))
+	}
+	for i := range 50 {
+		if got, err := cc.Get(ctx, fmt.Sprintf("{tag}:%d", i)).Int(); err != nil || got != i {
+			t.Errorf("{tag}:%d = %d, %v after repair", i, got, err)
+		}
+	}
+}

@@ -2,7 +2,6 @@ package rediscluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
 )
 
@@ -75,14 +74,6 @@ func (a *Admin) Form(ctx context.Context, members []Member, spec Spec) error {
 	}
 	if err := a.attach(ctx, c, s, PlanReplicas(s, spec)); err != nil {
 		return fmt.Errorf("form cluster: %w", err)
-	}
-	return nil
-}
-
-// joinErrs wraps a list of step errors under one operation name.
-func joinErrs(op string, errs []error) error {
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("%s: %w", op, err)
 	}
 	return nil
 }

@@ -214,3 +214,11 @@ func sortedKeys(m map[int]string) []int {
 	slices.Sort(out)
 	return out
 }
+
+// joinErrs wraps a list of step errors under one operation name.
+func joinErrs(op string, errs []error) error {
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return nil
+}
