@@ -162,9 +162,15 @@ func Build(p Params) ([]Directive, error) {
 	}
 	slices.Sort(names)
 	var added []Directive
+	seen := map[string]bool{}
 	for _, raw := range names {
 		name := strings.ToLower(strings.TrimSpace(raw))
 		value := strings.TrimSpace(p.Overrides[raw])
+		if seen[name] {
+			problems = append(problems, fmt.Errorf("override %q: given more than once (names are case-insensitive)", raw))
+			continue
+		}
+		seen[name] = true
 		if err := Validate(name, value); err != nil {
 			problems = append(problems, err)
 			continue
@@ -176,10 +182,6 @@ func Build(p Params) ([]Directive, error) {
 		}
 		if slices.ContainsFunc(settings, func(d Directive) bool { return d.Name == name }) {
 			set(name, value)
-			continue
-		}
-		if slices.ContainsFunc(added, func(d Directive) bool { return d.Name == name }) {
-			problems = append(problems, fmt.Errorf("override %q: given more than once (names are case-insensitive)", raw))
 			continue
 		}
 		added = append(added, Directive{name, value})

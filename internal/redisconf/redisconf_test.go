@@ -91,6 +91,7 @@ func TestRenderRefusesBadInput(t *testing.T) {
 		{"line break injection", Params{Overrides: map[string]string{"loglevel": "notice\nloadmodule /x.so"}}, nil, []string{"line breaks"}},
 		{"hz range", Params{Overrides: map[string]string{"hz": "1000"}}, nil, []string{"[1, 500]"}},
 		{"profile", Params{Profile: "Fast"}, nil, []string{"profile"}},
+		{"duplicate by case", Params{Overrides: map[string]string{"hz": "20", "HZ": "30"}}, nil, []string{"more than once"}},
 		{"durable never evicts", Params{Profile: Durable, Overrides: map[string]string{"maxmemory-policy": "volatile-lru"}}, nil, []string{"never evicts"}},
 		{"durable keeps its AOF", Params{Profile: Durable, Overrides: map[string]string{"appendonly": "no"}}, nil, []string{"append-only"}},
 		{"reports every problem", Params{Overrides: map[string]string{"hz": "0", "appendfsync": "sometimes"}}, nil, []string{`"hz"`, `"appendfsync"`}},
