@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 	"github.com/gatehouse-dev/gatehouse/sidecar/problem"
@@ -514,5 +516,35 @@ func TestClientCancelIsNotAnOutage(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(m.redisErrors.WithLabelValues("main")); got != 0 {
 		t.Errorf("redis errors = %v after a client cancel, want 0", got)
+	}
+}
+
+// TestSeveralConnections: policies on different Redis connections are
+// evaluated together (one pipeline per connection, concurrently) and each
+// keeps its counters on its own server.
+func TestSeveralConnections(t *testing.T) {
+	_, a := startRedis(t)
+	_, b := startRedis(t)
+	clients := map[string]redis.UniversalClient{"a": a, "b": b}
+	ra := newRule("per-ip", config.FixedWindow, 5, time.Minute)
+	ra.Key.ClientIP = true
+	rb := newRule("per-ip", config.SlidingWindow, 3, time.Minute)
+	rb.Key.ClientIP = true
+	h := newLimiter(t, clients, nil, testPolicy("ns", "on-a", "a", ra), testPolicy("ns", "on-b", "b", rb)).Middleware(okHandler)
+	var codes []int
+	for range 4 {
+		codes = append(codes, serve(h, req("GET", "/", "10.12.0.1", "")).StatusCode)
+	}
+	if diff := cmp.Diff([]int{200, 200, 200, 429}, codes); diff != "" {
+		t.Errorf("statuses (-want +got):\n%s", diff)
+	}
+	for name, c := range map[string]*redis.Client{"a": a, "b": b} {
+		keys, err := c.Keys(context.Background(), "rl:*").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(keys) != 1 || !strings.HasPrefix(keys[0], "rl:{ns/on-"+name+"/") {
+			t.Errorf("server %s holds %v, want only its policy's counter", name, keys)
+		}
 	}
 }
