@@ -12,3 +12,6 @@ const FieldOwner = "gatehouse"
 // +kubebuilder:rbac:groups=gatehouse.dev,resources=sessionpolicies;ratelimitpolicies;cachepolicies;redisclusters,verbs=get;list;watch
 // +kubebuilder:rbac:groups=gatehouse.dev,resources=sessionpolicies/status;ratelimitpolicies/status;cachepolicies/status;redisclusters/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch

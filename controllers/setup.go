@@ -25,8 +25,20 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 // Setup registers every reconciler and webhook with the manager. The manager
 // binary and the envtest suite both call it, so tests run exactly what ships.
 func Setup(mgr ctrl.Manager, opts Options) error {
+	if err := indexPodsWithSidecar(mgr); err != nil {
+		return fmt.Errorf("index pods: %w", err)
+	}
+	// One syncer for the three policy kinds: they all write the same
+	// per-namespace ConfigMap.
+	syncer := &configSyncer{client: mgr.GetClient()}
+	policies := func(setup func(ctrl.Manager, *configSyncer) error) func(ctrl.Manager, Options) error {
+		return func(mgr ctrl.Manager, _ Options) error { return setup(mgr, syncer) }
+	}
 	for name, setup := range map[string]func(ctrl.Manager, Options) error{
-		"pod-injector": setupPodInjector,
+		"sessionpolicy":   policies(setupSessionPolicy),
+		"ratelimitpolicy": policies(setupRateLimitPolicy),
+		"cachepolicy":     policies(setupCachePolicy),
+		"pod-injector":    setupPodInjector,
 	} {
 		if err := setup(mgr, opts); err != nil {
 			return fmt.Errorf("set up %s: %w", name, err)

@@ -18,7 +18,7 @@ type CacheRule struct {
 	// match selects cacheable requests; methods default to GET and HEAD.
 	// +optional
 	// +kubebuilder:default={}
-	Match HTTPMatch `json:"match"`
+	Match HTTPMatch `json:"match,omitempty"`
 
 	// ttl is how long an entry stays fresh. Every entry expires: there is no
 	// rule without a ttl.
@@ -79,7 +79,7 @@ type CacheRule struct {
 }
 
 // InvalidateRule evicts cached entries after a matching write succeeds (2xx).
-// +kubebuilder:validation:XValidation:rule="self.requestPath || (has(self.paths) && size(self.paths) > 0) || (has(self.pathPrefixes) && size(self.pathPrefixes) > 0) || (has(self.tags) && size(self.tags) > 0)",message="invalidate rule must evict something: set requestPath, paths, pathPrefixes or tags"
+// +kubebuilder:validation:XValidation:rule="(has(self.requestPath) && self.requestPath) || (has(self.paths) && size(self.paths) > 0) || (has(self.pathPrefixes) && size(self.pathPrefixes) > 0) || (has(self.tags) && size(self.tags) > 0)",message="invalidate rule must evict something: set requestPath, paths, pathPrefixes or tags"
 // +kubebuilder:validation:XValidation:rule="!has(self.match.methods) || self.match.methods.all(m, m in ['POST', 'PUT', 'PATCH', 'DELETE'])",message="invalidate rules match only POST, PUT, PATCH and DELETE"
 type InvalidateRule struct {
 	// name identifies the rule within the policy and in metrics.
@@ -92,12 +92,11 @@ type InvalidateRule struct {
 	// match selects the writes; methods default to POST, PUT, PATCH and DELETE.
 	// +optional
 	// +kubebuilder:default={}
-	Match HTTPMatch `json:"match"`
+	Match HTTPMatch `json:"match,omitempty"`
 
 	// requestPath evicts the entries of the written path itself.
 	// +optional
-	// +kubebuilder:default=false
-	RequestPath bool `json:"requestPath"`
+	RequestPath bool `json:"requestPath,omitempty"`
 
 	// paths evicts the entries of these exact paths.
 	// +optional
@@ -131,7 +130,7 @@ type InProcessTier struct {
 	// +kubebuilder:default=10000
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=1000000
-	MaxEntries int32 `json:"maxEntries"`
+	MaxEntries int32 `json:"maxEntries,omitempty"`
 
 	// maxBytes caps the memory the entries' bodies use per sidecar.
 	// +optional

@@ -43,12 +43,11 @@ const (
 
 // RateLimitKey says what a counter is kept per. The attributes combine (a
 // counter per client IP and path, say); global means one counter for all.
-// +kubebuilder:validation:XValidation:rule="self.global ? !(self.clientIP || self.subject || self.path || (has(self.header) && size(self.header) > 0)) : (self.clientIP || self.subject || self.path || (has(self.header) && size(self.header) > 0))",message="key needs at least one of clientIP, header, subject or path, or global: true alone"
+// +kubebuilder:validation:XValidation:rule="(has(self.global) && self.global) ? !((has(self.clientIP) && self.clientIP) || (has(self.subject) && self.subject) || (has(self.path) && self.path) || (has(self.header) && size(self.header) > 0)) : ((has(self.clientIP) && self.clientIP) || (has(self.subject) && self.subject) || (has(self.path) && self.path) || (has(self.header) && size(self.header) > 0))",message="key needs at least one of clientIP, header, subject or path, or global: true alone"
 type RateLimitKey struct {
 	// clientIP keys the counter by the client address.
 	// +optional
-	// +kubebuilder:default=false
-	ClientIP bool `json:"clientIP"`
+	ClientIP bool `json:"clientIP,omitempty"`
 
 	// header keys the counter by the value of this request header (an API key, say).
 	// +optional
@@ -59,18 +58,15 @@ type RateLimitKey struct {
 	// subject keys the counter by the session subject. Requests without a
 	// session are counted by client IP instead.
 	// +optional
-	// +kubebuilder:default=false
-	Subject bool `json:"subject"`
+	Subject bool `json:"subject,omitempty"`
 
 	// path keys the counter by the request path.
 	// +optional
-	// +kubebuilder:default=false
-	Path bool `json:"path"`
+	Path bool `json:"path,omitempty"`
 
 	// global keeps one counter for every request the rule matches.
 	// +optional
-	// +kubebuilder:default=false
-	Global bool `json:"global"`
+	Global bool `json:"global,omitempty"`
 }
 
 // RateLimitRule is one limit.
@@ -88,7 +84,7 @@ type RateLimitRule struct {
 	// against the rules it matches.
 	// +optional
 	// +kubebuilder:default={}
-	Match HTTPMatch `json:"match"`
+	Match HTTPMatch `json:"match,omitempty"`
 
 	// key says what a counter is kept per.
 	// +required
@@ -111,7 +107,7 @@ type RateLimitRule struct {
 	// algorithm is FixedWindow, SlidingWindow or TokenBucket.
 	// +optional
 	// +kubebuilder:default=FixedWindow
-	Algorithm RateLimitAlgorithm `json:"algorithm"`
+	Algorithm RateLimitAlgorithm `json:"algorithm,omitempty"`
 
 	// burst is how many requests a TokenBucket admits at once; defaults to limit.
 	// +optional
@@ -122,13 +118,13 @@ type RateLimitRule struct {
 	// mode is Enforce or Shadow.
 	// +optional
 	// +kubebuilder:default=Enforce
-	Mode RateLimitMode `json:"mode"`
+	Mode RateLimitMode `json:"mode,omitempty"`
 
 	// failureMode is what happens when Redis cannot answer: Open admits
 	// (capped by a per-sidecar fallback limiter), Closed answers 503.
 	// +optional
 	// +kubebuilder:default=Open
-	FailureMode FailureMode `json:"failureMode"`
+	FailureMode FailureMode `json:"failureMode,omitempty"`
 }
 
 // RateLimitPolicySpec defines limits for the selected pods.

@@ -56,14 +56,14 @@ type RedisClusterSpec struct {
 	// +kubebuilder:default=3
 	// +kubebuilder:validation:Minimum=3
 	// +kubebuilder:validation:Maximum=100
-	Shards int32 `json:"shards"`
+	Shards int32 `json:"shards,omitempty"`
 
 	// replicasPerShard is the number of replicas of each primary.
 	// +optional
 	// +kubebuilder:default=1
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=5
-	ReplicasPerShard int32 `json:"replicasPerShard"`
+	ReplicasPerShard *int32 `json:"replicasPerShard,omitempty"`
 
 	// image of redis-server (7.0 or newer, for hostname announcement and
 	// sharded Pub/Sub). Pin a digest in production.
@@ -71,7 +71,7 @@ type RedisClusterSpec struct {
 	// +kubebuilder:default="redis:7.2.5"
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=512
-	Image string `json:"image"`
+	Image string `json:"image,omitempty"`
 
 	// resources of each redis-server container. Set a memory limit above the
 	// maxmemory of the config, or the kernel kills the node before Redis evicts.
@@ -86,7 +86,7 @@ type RedisClusterSpec struct {
 	// profile is Cache (allkeys-lru eviction) or Durable (noeviction, AOF).
 	// +optional
 	// +kubebuilder:default=Durable
-	Profile RedisProfile `json:"profile"`
+	Profile RedisProfile `json:"profile,omitempty"`
 
 	// config holds redis.conf directives that override the baseline, such as
 	// maxmemory: 2gb. Directives the operator owns (cluster-*, port, bind,
@@ -121,7 +121,7 @@ type RedisClusterStatus struct {
 
 	// shards is the number of primaries that own slots.
 	// +optional
-	Shards int32 `json:"shards"`
+	Shards int32 `json:"shards,omitempty"`
 
 	// clusterState is Redis' own verdict (CLUSTER INFO cluster_state: ok or fail).
 	// +optional

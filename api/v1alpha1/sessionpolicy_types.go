@@ -11,14 +11,14 @@ type SessionTokenSource struct {
 	// +optional
 	// +kubebuilder:default="Authorization"
 	// +kubebuilder:validation:MaxLength=256
-	Header string `json:"header"`
+	Header *string `json:"header,omitempty"`
 
 	// scheme that precedes the token in the header, such as "Bearer". Empty
 	// accepts the bare token.
 	// +optional
 	// +kubebuilder:default="Bearer"
 	// +kubebuilder:validation:MaxLength=64
-	Scheme string `json:"scheme"`
+	Scheme *string `json:"scheme,omitempty"`
 
 	// cookie carrying the token, read when the header is absent.
 	// +optional
@@ -45,7 +45,7 @@ type SessionPolicySpec struct {
 	// token says where the token is read from.
 	// +optional
 	// +kubebuilder:default={}
-	Token SessionTokenSource `json:"token"`
+	Token SessionTokenSource `json:"token,omitempty"`
 
 	// ttl is how long a session lives (since its last use when sliding).
 	// +optional

@@ -36,7 +36,7 @@ func app(name string) metav1.LabelSelector {
 func session(name string, age time.Duration, sel metav1.LabelSelector, redis string) v1alpha1.SessionPolicy {
 	return v1alpha1.SessionPolicy{ObjectMeta: objMeta(name, age), Spec: v1alpha1.SessionPolicySpec{
 		PodSelector: sel, RedisRef: v1alpha1.RedisReference{Name: redis},
-		Token: v1alpha1.SessionTokenSource{Header: "Authorization", Scheme: "Bearer"},
+		Token: v1alpha1.SessionTokenSource{Cookie: "sid"},
 		TTL:   &metav1.Duration{Duration: 30 * time.Minute},
 	}}
 }

@@ -81,7 +81,7 @@ func sessionSection(namespace string, p v1alpha1.SessionPolicy) config.SessionPo
 	s := p.Spec
 	out := config.SessionPolicy{
 		PolicyMeta:    policyMeta(namespace, p.Name, s.PodSelector, s.RedisRef.Name),
-		Token:         config.TokenSource{Header: s.Token.Header, Scheme: s.Token.Scheme, Cookie: s.Token.Cookie},
+		Token:         config.TokenSource{Header: deref(s.Token.Header, "Authorization"), Scheme: deref(s.Token.Scheme, "Bearer"), Cookie: s.Token.Cookie},
 		TTL:           duration(s.TTL),
 		Sliding:       s.Sliding == nil || *s.Sliding,
 		RefreshBelow:  duration(s.RefreshBelow),
@@ -162,4 +162,13 @@ func cacheSection(namespace string, p v1alpha1.CachePolicy) (config.CachePolicy,
 		})
 	}
 	return out, nil
+}
+
+// deref returns *p, or def when the field was omitted (the API server fills
+// in defaults, but a policy built in Go may not have passed through it).
+func deref[T any](p *T, def T) T {
+	if p == nil {
+		return def
+	}
+	return *p
 }
