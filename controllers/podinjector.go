@@ -103,9 +103,9 @@ func defaultSidecarResources() corev1.ResourceRequirements {
 // setupPodInjector registers the webhook and, when enabled, the certificate
 // rotator.
 func setupPodInjector(mgr ctrl.Manager, opts Options) error {
-	io := opts.Injection
-	if io.CertRotation {
-		if err := SetupWebhookCertificates(mgr, io); err != nil {
+	inj := opts.Injection
+	if inj.CertRotation {
+		if err := SetupWebhookCertificates(mgr, inj); err != nil {
 			return err
 		}
 	}
@@ -127,7 +127,7 @@ func setupPodInjector(mgr ctrl.Manager, opts Options) error {
 		api:        mgr.GetAPIReader(),
 		decoder:    admission.NewDecoder(mgr.GetScheme()),
 		image:      opts.SidecarImage,
-		opts:       io,
+		opts:       inj,
 		injections: injections,
 	}})
 	return nil
@@ -135,11 +135,11 @@ func setupPodInjector(mgr ctrl.Manager, opts Options) error {
 
 // SetupWebhookCertificates makes the manager its own certificate authority
 // for the webhook (cert-controller): it keeps a CA and a serving certificate
-// for io.ServiceName in the Secret io.CertSecretName, patches the caBundle of
-// io.WebhookConfigName, and serves the pair from the webhook server's
+// for opts.ServiceName in the Secret opts.CertSecretName, patches the caBundle of
+// opts.WebhookConfigName, and serves the pair from the webhook server's
 // CertDir once the Secret is mounted there.
-func SetupWebhookCertificates(mgr ctrl.Manager, io InjectionOptions) error {
-	if io.Namespace == "" {
+func SetupWebhookCertificates(mgr ctrl.Manager, opts InjectionOptions) error {
+	if opts.Namespace == "" {
 		return errors.New("certificate rotation: the operator namespace is unknown: set --operator-namespace or POD_NAMESPACE")
 	}
 	srv := mgr.GetWebhookServer()
@@ -161,18 +161,18 @@ func SetupWebhookCertificates(mgr ctrl.Manager, io InjectionOptions) error {
 	loader := &keyPairLoader{certFile: filepath.Join(certDir, certName), keyFile: filepath.Join(certDir, keyName)}
 	dsrv.Options.TLSOpts = append(dsrv.Options.TLSOpts, func(c *tls.Config) { c.GetCertificate = loader.GetCertificate })
 
-	dns := io.ServiceName + "." + io.Namespace + ".svc"
+	dns := opts.ServiceName + "." + opts.Namespace + ".svc"
 	err := rotator.AddRotator(mgr, &rotator.CertRotator{
-		SecretKey:      types.NamespacedName{Namespace: io.Namespace, Name: io.CertSecretName},
+		SecretKey:      types.NamespacedName{Namespace: opts.Namespace, Name: opts.CertSecretName},
 		CertDir:        certDir,
 		CertName:       certName,
 		KeyName:        keyName,
 		CAName:         "gatehouse-webhook-ca",
 		CAOrganization: "gatehouse",
 		DNSName:        dns,
-		ExtraDNSNames:  []string{dns + ".cluster.local", io.ServiceName + "." + io.Namespace},
+		ExtraDNSNames:  []string{dns + ".cluster.local", opts.ServiceName + "." + opts.Namespace},
 		IsReady:        make(chan struct{}),
-		Webhooks:       []rotator.WebhookInfo{{Name: io.WebhookConfigName, Type: rotator.Mutating}},
+		Webhooks:       []rotator.WebhookInfo{{Name: opts.WebhookConfigName, Type: rotator.Mutating}},
 		FieldOwner:     FieldOwner,
 		// Every replica serves the webhook, so every replica must see the
 		// certificate; the Secret's resourceVersion serialises writers.
