@@ -45,6 +45,7 @@ type flags struct {
 	listen                string
 	upstream              string
 	adminListen           string
+	statusListen          string
 	podLabels             string
 	logLevel              string
 	drainTimeout          time.Duration
@@ -82,6 +83,7 @@ func parseFlags(args []string, getenv func(string) string) (flags, error) {
 	fs.StringVar(&f.config, "config", env("GATEHOUSE_CONFIG", ""), "sidecar config file (JSON); env GATEHOUSE_CONFIG")
 	fs.StringVar(&f.listen, "listen", env("GATEHOUSE_LISTEN", ":8080"), "data listen address; env GATEHOUSE_LISTEN")
 	fs.StringVar(&f.upstream, "upstream", env("GATEHOUSE_UPSTREAM", "http://127.0.0.1:8081"), "app base URL; env GATEHOUSE_UPSTREAM")
+	fs.StringVar(&f.statusListen, "status-listen", env("GATEHOUSE_STATUS_LISTEN", ""), "listen address of /healthz, /readyz and /metrics alone, for kubelet probes and Prometheus (e.g. :9902); empty disables; env GATEHOUSE_STATUS_LISTEN")
 	fs.StringVar(&f.adminListen, "admin-listen", env("GATEHOUSE_ADMIN_LISTEN", "127.0.0.1:9901"), "admin API listen address (keep it on loopback); env GATEHOUSE_ADMIN_LISTEN")
 	fs.StringVar(&f.podLabels, "pod-labels", env("GATEHOUSE_POD_LABELS", ""), "downward-API labels file; empty means no labels; env GATEHOUSE_POD_LABELS")
 	fs.StringVar(&f.logLevel, "log-level", env("GATEHOUSE_LOG_LEVEL", "info"), "debug, info, warn or error; env GATEHOUSE_LOG_LEVEL")
@@ -143,9 +145,17 @@ func run(args []string, getenv func(string) string) error {
 		data.Close()
 		return fmt.Errorf("admin listen: %w", err)
 	}
+	ls := proxy.Listeners{Data: data, Admin: admin}
+	if f.statusListen != "" {
+		if ls.Status, err = net.Listen("tcp", f.statusListen); err != nil {
+			data.Close()
+			admin.Close()
+			return fmt.Errorf("status listen: %w", err)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	if err := p.Run(ctx, data, admin); err != nil {
+	if err := p.Run(ctx, ls); err != nil {
 		log.Error("Stopped with errors", "error", err)
 		return err
 	}

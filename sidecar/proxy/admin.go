@@ -23,6 +23,16 @@ const pingTimeout = 2 * time.Second
 // the features in force. Bind it to loopback: feature routes (creating a
 // session, say) are for the app next to the sidecar, not for the network.
 func (p *Proxy) AdminHandler() http.Handler {
+	mux := p.statusMux()
+	mux.HandleFunc("/", p.serveFeatureAdmin)
+	return mux
+}
+
+// StatusHandler serves only /healthz, /readyz and /metrics: safe to expose
+// on the pod IP for kubelet probes and Prometheus scrapes.
+func (p *Proxy) StatusHandler() http.Handler { return p.statusMux() }
+
+func (p *Proxy) statusMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -30,7 +40,6 @@ func (p *Proxy) AdminHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", p.serveReadyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(p.gatherer, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/", p.serveFeatureAdmin)
 	return mux
 }
 

@@ -102,7 +102,7 @@ func (s *sidecar) start(t *testing.T) *sidecar {
 	s.data, s.admin = "http://"+dl.Addr().String(), "http://"+al.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel, s.done = cancel, make(chan error, 1)
-	go func() { s.done <- s.p.Run(ctx, dl, al) }()
+	go func() { s.done <- s.p.Run(ctx, Listeners{Data: dl, Admin: al}) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-s.done; err != nil {

@@ -338,7 +338,7 @@ func TestDrainFinishesInFlightRequests(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- s.p.Run(ctx, dl, al) }()
+	go func() { done <- s.p.Run(ctx, Listeners{Data: dl, Admin: al}) }()
 	eventually(t, "ready", func() bool { code, _ := readyz(t, s); return code == http.StatusOK })
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n}}
@@ -400,7 +400,7 @@ func TestDrainTimeoutCutsOffStragglers(t *testing.T) {
 	s.data = "http://" + dl.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.p.Run(ctx, dl, al) }()
+	go func() { done <- s.p.Run(ctx, Listeners{Data: dl, Admin: al}) }()
 	go func() {
 		resp, err := http.Get(s.data + "/stuck")
 		if err == nil {
@@ -425,5 +425,50 @@ func TestUpstreamDownIsProblem502(t *testing.T) {
 	}
 	if got := metric(t, s, `gatehouse_sidecar_requests_total{code="5xx"}`); got != "1" {
 		t.Errorf("requests_total{5xx} = %q", got)
+	}
+}
+
+// The status listener is exposed on the pod IP for probes and scrapes, so it
+// must never serve the feature admin API (which mints sessions).
+func TestStatusListenerServesOnlyHealthAndMetrics(t *testing.T) {
+	a := newApp(t)
+	s := newSidecar(t, a.URL, "")
+	s.p.builders = []builder{func(sel selection, clients map[string]redis.UniversalClient, log *slog.Logger) (feature, error) {
+		return &stub{name: sel.session.Name, block: make(chan struct{}), entered: make(chan struct{}, 1)}, nil
+	}}
+	writeFile(t, s.cfgPath, cfgDoc("v1", `"redis":[{"name":"r","mode":"Standalone","addrs":["127.0.0.1:1"]}],
+		"sessions":[{"namespace":"ns","name":"v1","redis":"r","ttl":"1m"}]`))
+	listen := func() net.Listener {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	dl, al, sl := listen(), listen(), listen()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.p.Run(ctx, Listeners{Data: dl, Admin: al, Status: sl}) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	admin, status := "http://"+al.Addr().String(), "http://"+sl.Addr().String()
+	eventually(t, "feature admin route on the admin listener", func() bool {
+		resp, body := get(t, admin+"/v1/stub", nil)
+		return resp.StatusCode == http.StatusOK && body == "v1"
+	})
+	if resp, _ := get(t, status+"/v1/stub", nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("status listener served a feature admin route: %d", resp.StatusCode)
+	}
+	for _, path := range []string{"/healthz", "/metrics"} {
+		if resp, _ := get(t, status+path, nil); resp.StatusCode != http.StatusOK {
+			t.Errorf("status listener %s = %d, want 200", path, resp.StatusCode)
+		}
+	}
+	if resp, _ := get(t, status+"/readyz", nil); resp.StatusCode == http.StatusNotFound {
+		t.Error("status listener does not serve /readyz")
 	}
 }

@@ -13,12 +13,25 @@ import (
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 )
 
-// Run loads the config, serves the data path on data and the admin API on
-// admin, and hot-reloads config and labels until ctx is done. Then it
+// Listeners are the sockets the sidecar serves.
+type Listeners struct {
+	// Data carries application traffic.
+	Data net.Listener
+	// Admin serves health, metrics and the feature admin API (creating
+	// sessions, purging the cache). Bind it to loopback.
+	Admin net.Listener
+	// Status, when set, serves only /healthz, /readyz and /metrics, for
+	// kubelet probes and Prometheus, which cannot reach a loopback listener.
+	Status net.Listener
+}
+
+// Run loads the config, serves the data path, the admin API and the status
+// endpoints, and hot-reloads config and labels until ctx is done. Then it
 // drains: /readyz turns unready, the data listener stops accepting, in-flight
-// requests finish within the drain timeout, and finally the admin listener
-// closes. It returns nil after a clean drain.
-func (p *Proxy) Run(ctx context.Context, data, admin net.Listener) error {
+// requests finish within the drain timeout, and finally the admin and status
+// listeners close. It returns nil after a clean drain.
+func (p *Proxy) Run(ctx context.Context, ls Listeners) error {
+	data, admin := ls.Data, ls.Admin
 	// A bad file at start-up is logged by the watcher and shown by /readyz;
 	// the sidecar keeps running so that fixing the ConfigMap is enough.
 	_ = p.watcher.Reload()
@@ -59,25 +72,35 @@ func (p *Proxy) Run(ctx context.Context, data, admin net.Listener) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          errLog,
 	}
-	errc := make(chan error, 2)
+	// The side servers (admin, status) outlive the data drain so that probes
+	// see "draining" instead of a refused connection.
+	side := []*http.Server{adminSrv}
+	errc := make(chan error, 3)
 	go func() { errc <- serve(dataSrv, data, "data") }()
 	go func() { errc <- serve(adminSrv, admin, "admin") }()
+	pending := 2
+	if ls.Status != nil {
+		statusSrv := &http.Server{Handler: p.StatusHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+		side = append(side, statusSrv)
+		go func() { errc <- serve(statusSrv, ls.Status, "status") }()
+		pending++
+		p.log.Info("Serving status endpoints", "status", ls.Status.Addr().String())
+	}
 	p.log.Info("Serving", "data", data.Addr().String(), "admin", admin.Addr().String())
 
 	var serveErr error
-	pending := 2
 	select {
 	case <-ctx.Done():
 	case serveErr = <-errc:
 		pending--
 	}
 	drainErr := p.drain(dataSrv)
-	// The admin listener outlives the data drain so that probes see
-	// "draining" instead of a refused connection.
 	closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	if err := adminSrv.Shutdown(closeCtx); err != nil {
-		_ = adminSrv.Close()
+	for _, srv := range side {
+		if err := srv.Shutdown(closeCtx); err != nil {
+			_ = srv.Close()
+		}
 	}
 	for ; pending > 0; pending-- {
 		if err := <-errc; err != nil && serveErr == nil {
