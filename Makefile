@@ -35,10 +35,14 @@ manifests: ## Generate CRDs, RBAC and webhook manifests from the Go markers.
 generate: ## Generate DeepCopy methods.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./..."
 
+.PHONY: api-docs
+api-docs: manifests ## Generate docs/api.md, the CRD field reference, from the CRDs.
+	go run ./hack/apidocs config/crd/bases docs/api.md
+
 .PHONY: verify-generated
-verify-generated: manifests generate ## Fail when generated files are not committed.
-	@git diff --exit-code -- api config || { echo "generated files are stale: run 'make manifests generate' and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- api config)" || { git status --porcelain -- api config; echo "untracked generated files: commit them"; exit 1; }
+verify-generated: manifests generate api-docs ## Fail when generated files are not committed.
+	@git diff --exit-code -- api config docs/api.md || { echo "generated files are stale: run 'make manifests generate api-docs' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- api config docs/api.md)" || { git status --porcelain -- api config docs/api.md; echo "untracked generated files: commit them"; exit 1; }
 
 .PHONY: fmt
 fmt: ## Run gofmt on the tree.
