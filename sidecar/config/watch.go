@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -123,6 +124,14 @@ func (w *Watcher) Run(ctx context.Context) error {
 // reasons (chmod, the ConfigMap's temporary directories) that change nothing.
 func (w *Watcher) load(force bool) error {
 	data, err := os.ReadFile(w.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		// The operator removes a namespace's ConfigMap exactly when no policy
+		// is left there, and the injected volume is optional so pods start
+		// before the first policy exists: a missing file means "no policy in
+		// force", not "configuration lost". An unreadable or invalid file
+		// still keeps the last good configuration (or none, failing closed).
+		data, err = []byte(emptyDocument), nil
+	}
 	if err == nil {
 		sum := sha256.Sum256(data)
 		if !force && w.attempted && sum == w.lastSum {
@@ -165,6 +174,9 @@ func (w *Watcher) load(force bool) error {
 	w.log.Info("Config loaded", "generation", w.status.Generation, "hash", c.Hash, "sha256", sum)
 	return nil
 }
+
+// emptyDocument is what a missing configuration file stands for.
+var emptyDocument = fmt.Sprintf(`{"apiVersion":%q,"kind":%q}`, APIVersion, Kind)
 
 func parseDefaultValidate(data []byte) (*Config, error) {
 	c, err := Parse(data)

@@ -226,3 +226,24 @@ func TestWatcherInitialFailure(t *testing.T) {
 		t.Errorf("status = %+v, want not loaded with an error", st)
 	}
 }
+
+// A missing file is the operator's "no policy in this namespace": the
+// watcher applies an empty document, then follows the file as it appears
+// and disappears.
+func TestWatcherMissingFileMeansNoPolicies(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.json")
+	a := &applied{refuse: "none"}
+	w, _ := startWatcher(t, path, a)
+	if st := w.Status(); !st.Loaded || st.LastError != "" || len(a.hashes) != 1 || a.last() != "" {
+		t.Fatalf("after start without a file: status %+v, applied %q; want an empty document in force", st, a.hashes)
+	}
+	if err := os.WriteFile(path, []byte(doc("h1")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the new file applied", func() bool { return a.last() == "h1" })
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the removal applied as no policies", func() bool { return a.last() == "" })
+}
