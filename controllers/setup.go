@@ -14,6 +14,10 @@ type Options struct {
 	SidecarImage string
 	// Injection configures the pod-injection webhook (podinjector.go).
 	Injection InjectionOptions
+	// RedisMembers names the redis-server nodes of each RedisCluster; nil
+	// means the pods of its StatefulSet. Tests and the local demo use
+	// LocalRedisMembers.
+	RedisMembers RedisMemberSource
 }
 
 // BindFlags registers the options as command-line flags.
@@ -39,6 +43,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		"ratelimitpolicy": policies(setupRateLimitPolicy),
 		"cachepolicy":     policies(setupCachePolicy),
 		"pod-injector":    setupPodInjector,
+		"rediscluster":    setupRedisCluster,
 	} {
 		if err := setup(mgr, opts); err != nil {
 			return fmt.Errorf("set up %s: %w", name, err)

@@ -1,0 +1,430 @@
+package controllers
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/redis/go-redis/v9"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/gatehouse-dev/gatehouse/api/v1alpha1"
+	"github.com/gatehouse-dev/gatehouse/internal/rediscluster"
+	"github.com/gatehouse-dev/gatehouse/internal/redisconf"
+)
+
+// +kubebuilder:rbac:groups=gatehouse.dev,resources=redisclusters,verbs=get;list;watch
+// +kubebuilder:rbac:groups=gatehouse.dev,resources=redisclusters/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+
+// passwordSecretIndex indexes RedisClusters by spec.passwordSecretRef.name,
+// so a change to a user's Secret finds the clusters using it.
+const passwordSecretIndex = "spec.passwordSecretRef.name"
+
+// errPasswordUnavailable: the Secret is missing or lacks its key. It is the
+// user's to fix, so it is reported in status rather than retried.
+var errPasswordUnavailable = errors.New("password unavailable")
+
+// redisClusterReconciler runs RedisClusters: it renders and applies the
+// Kubernetes objects, then forms, repairs and scales the Redis Cluster
+// itself through the nodes its member source names.
+type redisClusterReconciler struct {
+	client   client.Client
+	members  RedisMemberSource
+	recorder events.EventRecorder
+}
+
+// setupRedisCluster registers the RedisCluster reconciler. Options.RedisMembers
+// nil means the pods of each cluster's StatefulSet.
+func setupRedisCluster(mgr ctrl.Manager, opts Options) error {
+	members := opts.RedisMembers
+	if members == nil {
+		members = PodRedisMembers{Client: mgr.GetClient()}
+	}
+	r := &redisClusterReconciler{client: mgr.GetClient(), members: members, recorder: mgr.GetEventRecorder("gatehouse-rediscluster")}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.RedisCluster{}, passwordSecretIndex, func(o client.Object) []string {
+		if ref := o.(*v1alpha1.RedisCluster).Spec.PasswordSecretRef; ref != nil {
+			return []string{ref.Name}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("index RedisClusters by password Secret: %w", err)
+	}
+	b := ctrl.NewControllerManagedBy(mgr).
+		Named("rediscluster").
+		// Our own status writes bump no generation and need no reconcile.
+		For(&v1alpha1.RedisCluster{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Owns(&appsv1.StatefulSet{}).
+		Owns(&corev1.Service{}).
+		Owns(&corev1.ConfigMap{}).
+		Owns(&corev1.Secret{}).
+		Owns(&policyv1.PodDisruptionBudget{}).
+		// A user's password Secret appearing or changing.
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.usingSecret)).
+		// Pods starting, getting an IP, becoming ready or going away are
+		// when the cluster needs forming or repairing.
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(podCluster),
+			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+				return o.GetLabels()[labelName] == redisLabelName
+			})))
+	// Processes outside Kubernetes cannot be watched; such a source
+	// announces its changes itself.
+	if src, ok := members.(source.Source); ok {
+		b = b.WatchesRawSource(src)
+	}
+	return b.Complete(r)
+}
+
+func podCluster(_ context.Context, o client.Object) []reconcile.Request {
+	name := o.GetLabels()[labelInstance]
+	if name == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: name}}}
+}
+
+func (r *redisClusterReconciler) usingSecret(ctx context.Context, o client.Object) []reconcile.Request {
+	var list v1alpha1.RedisClusterList
+	if err := r.client.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{passwordSecretIndex: o.GetName()}); err != nil {
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(list.Items))
+	for _, rc := range list.Items {
+		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&rc)})
+	}
+	return out
+}
+
+// Reconcile brings one RedisCluster towards its spec and reports on it.
+func (r *redisClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	rc := &v1alpha1.RedisCluster{}
+	if err := r.client.Get(ctx, req.NamespacedName, rc); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if rc.DeletionTimestamp != nil {
+		// Owner references delete everything it owns.
+		return ctrl.Result{}, nil
+	}
+	obs, err := r.reconcile(ctx, rc)
+	obs.Failed = err != nil
+	if serr := r.writeStatus(ctx, rc, obs); serr != nil {
+		return ctrl.Result{}, errors.Join(err, serr)
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: redisRequeue(obs)}, nil
+}
+
+func (r *redisClusterReconciler) reconcile(ctx context.Context, rc *v1alpha1.RedisCluster) (redisObservation, error) {
+	log := ctrl.LoggerFrom(ctx)
+	shards, replicas := redisSpec(rc)
+	spec := rediscluster.Spec{Shards: int(shards), ReplicasPerShard: int(replicas)}
+	obs := redisObservation{Generation: rc.Generation, Spec: spec}
+
+	conf, err := renderRedisConfig(rc)
+	if err != nil {
+		// Nothing is applied: a crash-looping StatefulSet would be a worse
+		// report than this condition.
+		obs.ConfigErr = err
+		return obs, nil
+	}
+	ref := redisPasswordRef(rc)
+	obs.PasswordSecret = ref.Secret
+	password, err := r.password(ctx, rc, ref)
+	if errors.Is(err, errPasswordUnavailable) {
+		obs.PasswordErr = err
+		return obs, nil
+	}
+	if err != nil {
+		return obs, err
+	}
+	for _, ac := range []runtime.ApplyConfiguration{redisConfigMap(rc, conf), redisHeadlessService(rc), redisClientService(rc), redisPDB(rc)} {
+		if err := r.apply(ctx, ac); err != nil {
+			return obs, err
+		}
+	}
+
+	members, err := r.members.Members(ctx, rc)
+	if err != nil {
+		return obs, fmt.Errorf("list members: %w", err)
+	}
+	obs.Members = len(members)
+	obs.ClientService = r.members.ClientAddress(rc)
+	admin := &rediscluster.Admin{Password: password, Log: slog.New(logr.ToSlogHandler(log))}
+	var state *rediscluster.State
+	if len(members) > 0 {
+		if state, err = admin.Observe(ctx, members); err != nil {
+			log.V(1).Info("No Redis node answers", "err", err)
+			state = nil
+		}
+	}
+
+	desired := int(shards * (1 + replicas))
+	staying, leaving := members, []rediscluster.Member(nil)
+	if len(members) > desired {
+		staying, leaving = members[:desired], members[desired:]
+	}
+	pending := scaleInPending(state, leaving)
+	var sts appsv1.StatefulSet
+	current := int32(0)
+	if err := r.client.Get(ctx, client.ObjectKey{Namespace: rc.Namespace, Name: rc.Name}, &sts); err == nil && sts.Spec.Replicas != nil {
+		current = *sts.Spec.Replicas
+	} else if client.IgnoreNotFound(err) != nil {
+		return obs, fmt.Errorf("get StatefulSet: %w", err)
+	}
+	if err := r.apply(ctx, redisStatefulSet(rc, conf, ref, statefulSetReplicas(int32(desired), current, pending))); err != nil {
+		return obs, err
+	}
+	if state == nil {
+		return obs, nil
+	}
+	if len(leaving) > 0 && !pending {
+		// The leaving nodes are out of the cluster and only wait for their
+		// pods to go; the cluster is what stays.
+		members = staying
+		if state, err = admin.Observe(ctx, members); err != nil {
+			return obs, nil
+		}
+	}
+
+	health := rediscluster.Assess(state, spec)
+	obs.Operation, obs.OpErr, obs.Refused = r.operate(ctx, admin, rc, members, leaving, pending, health, spec)
+	if obs.Operation != "" {
+		// Report what the operation left, not what it started from.
+		if after, err := admin.Observe(ctx, members); err == nil {
+			health = rediscluster.Assess(after, spec)
+		}
+	}
+	obs.Health = &health
+
+	if rc.Status.ConfigHash != conf.Hash && health.SlotsAssigned > 0 && len(health.Unreachable) == 0 {
+		if err := applyLiveConfig(ctx, members, password, conf); err != nil {
+			obs.OpErr = errors.Join(obs.OpErr, err)
+		} else {
+			obs.ConfigHash = conf.Hash
+			if rc.Status.ConfigHash != "" {
+				r.event(rc, corev1.EventTypeNormal, "ConfigApplied", "Applied the live settings of redis.conf %s with CONFIG SET", shortHash(conf.Hash))
+			}
+		}
+	}
+	return obs, nil
+}
+
+// scaleInPending reports whether a leaving member still belongs to the
+// cluster (knows peers or owns slots) or cannot be checked; its pod must
+// not go yet.
+func scaleInPending(state *rediscluster.State, leaving []rediscluster.Member) bool {
+	if len(leaving) == 0 {
+		return false
+	}
+	if state == nil {
+		return true
+	}
+	for _, l := range leaving {
+		m, ok := state.Member(l.Name)
+		if !ok || !m.Reachable() || len(m.View) > 1 || len(m.Self().Slots) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// operate runs the one cluster operation the health calls for. It returns
+// the operation's reason, its error, and a scale-in refusal separately,
+// since a refusal is a verdict for the user rather than a failure to retry.
+func (r *redisClusterReconciler) operate(ctx context.Context, admin *rediscluster.Admin, rc *v1alpha1.RedisCluster,
+	members, leaving []rediscluster.Member, pending bool, h rediscluster.Health, spec rediscluster.Spec) (string, error, error) {
+	log := ctrl.LoggerFrom(ctx)
+	switch {
+	case h.SlotsAssigned == 0:
+		if len(members) < spec.Nodes() || len(h.Unreachable) > 0 {
+			// Forming with some nodes missing would give them no role;
+			// wait for every pod.
+			return v1alpha1.ReasonBootstrapping, nil, nil
+		}
+		r.event(rc, corev1.EventTypeNormal, v1alpha1.ReasonBootstrapping, "Forming the cluster: %d shards with %d replicas each", spec.Shards, spec.ReplicasPerShard)
+		log.Info("Forming Redis Cluster", "shards", spec.Shards, "replicasPerShard", spec.ReplicasPerShard)
+		if err := admin.Form(ctx, members, spec); err != nil {
+			return v1alpha1.ReasonBootstrapping, fmt.Errorf("form: %w", err), nil
+		}
+		return v1alpha1.ReasonBootstrapping, nil, nil
+	case pending:
+		r.event(rc, corev1.EventTypeNormal, v1alpha1.ReasonScaling, "Scaling in: removing %d nodes", len(leaving))
+		err := admin.ScaleIn(ctx, members[:len(members)-len(leaving)], leaving, spec)
+		if errors.Is(err, rediscluster.ErrUnsafe) || errors.Is(err, rediscluster.ErrUnreachable) {
+			r.event(rc, corev1.EventTypeWarning, v1alpha1.ReasonScaleInRefused, "%v", err)
+			return v1alpha1.ReasonScaling, nil, err
+		}
+		if err != nil {
+			return v1alpha1.ReasonScaling, fmt.Errorf("scale in: %w", err), nil
+		}
+		return v1alpha1.ReasonScaling, nil, nil
+	case h.Shards < spec.Shards && len(members) >= spec.Nodes() && len(h.Unreachable) == 0 && len(h.FailedNodes) == 0:
+		r.event(rc, corev1.EventTypeNormal, v1alpha1.ReasonScaling, "Scaling out from %d to %d shards", h.Shards, spec.Shards)
+		if err := admin.ScaleOut(ctx, members, spec); err != nil {
+			return v1alpha1.ReasonScaling, fmt.Errorf("scale out: %w", err), nil
+		}
+		return v1alpha1.ReasonScaling, nil, nil
+	case h.Converged:
+		return "", nil, nil
+	default:
+		if len(h.FailedNodes) > 0 {
+			log.Info("Repairing Redis Cluster", "problems", h.Problems)
+		}
+		if err := admin.Repair(ctx, members, spec); err != nil {
+			return v1alpha1.ReasonRepairing, fmt.Errorf("repair: %w", err), nil
+		}
+		return v1alpha1.ReasonRepairing, nil, nil
+	}
+}
+
+// applyLiveConfig brings every member's live settings to conf with one
+// atomic CONFIG SET each. Settings that need a restart roll the pods instead
+// (the restart hash in the pod template).
+func applyLiveConfig(ctx context.Context, members []rediscluster.Member, password string, conf redisConfig) error {
+	args := redisconfSetArgs(conf)
+	if args == nil {
+		return nil
+	}
+	var errs []error
+	for _, m := range members {
+		c := redis.NewClient(&redis.Options{Addr: m.Addr, Password: password, DialTimeout: 2 * time.Second,
+			ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, MaxRetries: -1, PoolSize: 1})
+		if err := c.Do(ctx, args...).Err(); err != nil {
+			errs = append(errs, fmt.Errorf("config set on %s: %w", m.Name, err))
+		}
+		_ = c.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// password returns the cluster's password, generating its Secret once when
+// the user gave none. An existing Secret is never changed: rotating the
+// password silently would lock out every sidecar.
+func (r *redisClusterReconciler) password(ctx context.Context, rc *v1alpha1.RedisCluster, ref passwordRef) (string, error) {
+	var s corev1.Secret
+	err := r.client.Get(ctx, client.ObjectKey{Namespace: rc.Namespace, Name: ref.Secret}, &s)
+	switch {
+	case apierrors.IsNotFound(err) && rc.Spec.PasswordSecretRef == nil:
+		pw, err := newPassword()
+		if err != nil {
+			return "", err
+		}
+		secret := redisPasswordSecret(rc, pw)
+		if err := r.client.Create(ctx, secret); err != nil {
+			// AlreadyExists: the cache lags behind an earlier create; the
+			// Secret event brings us back.
+			return "", fmt.Errorf("create Secret %s: %w", ref.Secret, err)
+		}
+		ctrl.LoggerFrom(ctx).Info("Created password Secret", "secret", klog.KObj(secret))
+		r.event(rc, corev1.EventTypeNormal, "PasswordGenerated", "Generated the password Secret %s", ref.Secret)
+		return pw, nil
+	case apierrors.IsNotFound(err):
+		return "", fmt.Errorf("%w: Secret %s not found", errPasswordUnavailable, ref.Secret)
+	case err != nil:
+		return "", fmt.Errorf("get Secret %s: %w", ref.Secret, err)
+	}
+	pw := s.Data[ref.Key]
+	if len(pw) == 0 {
+		return "", fmt.Errorf("%w: Secret %s has no key %q", errPasswordUnavailable, ref.Secret, ref.Key)
+	}
+	return string(pw), nil
+}
+
+// newPassword returns 32 random bytes, URL-safe encoded (no characters that
+// need quoting in redis.conf or a shell).
+func newPassword() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate password: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+func (r *redisClusterReconciler) apply(ctx context.Context, ac runtime.ApplyConfiguration) error {
+	if err := r.client.Apply(ctx, ac, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+		return fmt.Errorf("apply %T: %w", ac, err)
+	}
+	return nil
+}
+
+// writeStatus patches the status once, and only when it changed; condition
+// transitions become events.
+func (r *redisClusterReconciler) writeStatus(ctx context.Context, rc *v1alpha1.RedisCluster, obs redisObservation) error {
+	next := redisClusterStatus(rc.Status, obs)
+	if equality.Semantic.DeepEqual(rc.Status, next) {
+		return nil
+	}
+	r.statusEvents(rc, rc.Status.Conditions, next.Conditions)
+	patch := client.MergeFrom(rc.DeepCopy())
+	rc.Status = next
+	if err := r.client.Status().Patch(ctx, rc, patch); err != nil {
+		return fmt.Errorf("patch RedisCluster status: %w", client.IgnoreNotFound(err))
+	}
+	return nil
+}
+
+func (r *redisClusterReconciler) statusEvents(rc *v1alpha1.RedisCluster, prev, next []metav1.Condition) {
+	changed := func(typ string) *metav1.Condition {
+		n := meta.FindStatusCondition(next, typ)
+		p := meta.FindStatusCondition(prev, typ)
+		if n == nil || (p != nil && p.Status == n.Status && p.Reason == n.Reason) {
+			return nil
+		}
+		return n
+	}
+	if c := changed(v1alpha1.ConditionReady); c != nil {
+		typ := corev1.EventTypeNormal
+		if c.Status != metav1.ConditionTrue {
+			typ = corev1.EventTypeWarning
+		}
+		r.event(rc, typ, c.Reason, "%s", c.Message)
+	}
+	if c := changed(v1alpha1.ConditionDegraded); c != nil && c.Status == metav1.ConditionTrue && c.Reason != v1alpha1.ReasonScaleInRefused {
+		r.event(rc, corev1.EventTypeWarning, c.Reason, "%s", c.Message)
+	}
+}
+
+func (r *redisClusterReconciler) event(rc *v1alpha1.RedisCluster, typ, reason, format string, args ...any) {
+	if r.recorder != nil {
+		r.recorder.Eventf(rc, nil, typ, reason, "Reconcile", format, args...)
+	}
+}
+
+func shortHash(h string) string { return h[:min(len(h), 12)] }
+
+// redisconfSetArgs is the CONFIG SET of every live setting of conf, or nil.
+func redisconfSetArgs(conf redisConfig) []any {
+	changes := liveChanges(conf.Directives)
+	if len(changes) == 0 {
+		return nil
+	}
+	return redisconf.ConfigSetArgs(changes)
+}
