@@ -29,6 +29,7 @@ type SessionTokenSource struct {
 
 // SessionPolicySpec defines sessions for the selected pods.
 // +kubebuilder:validation:XValidation:rule="!has(self.refreshBelow) || duration(self.refreshBelow) < duration(self.ttl)",message="refreshBelow must be shorter than ttl"
+// +kubebuilder:validation:XValidation:rule="!has(self.maxLifetime) || duration(self.maxLifetime) >= duration(self.ttl)",message="maxLifetime must not be shorter than ttl"
 type SessionPolicySpec struct {
 	// podSelector selects the pods (with the Gatehouse sidecar) this policy
 	// applies to. It must not be empty: to cover every pod of the namespace say
@@ -59,6 +60,16 @@ type SessionPolicySpec struct {
 	// +optional
 	// +kubebuilder:default=true
 	Sliding *bool `json:"sliding,omitempty"`
+
+	// maxLifetime caps a sliding session: however often it is used, it ends
+	// this long after login, so a stolen token cannot be kept alive forever.
+	// The app can give a session a shorter lifetime when it creates it.
+	// +optional
+	// +kubebuilder:default="168h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('8784h')",message="maxLifetime must be between 1m and 8784h (366 days)"
+	MaxLifetime *metav1.Duration `json:"maxLifetime,omitempty"`
 
 	// refreshBelow, when set, extends a sliding session only when less than
 	// this remains, trading precision of the expiry for fewer Redis writes.

@@ -646,6 +646,11 @@ func (in *SessionPolicySpec) DeepCopyInto(out *SessionPolicySpec) {
 		*out = new(bool)
 		**out = **in
 	}
+	if in.MaxLifetime != nil {
+		in, out := &in.MaxLifetime, &out.MaxLifetime
+		*out = new(v1.Duration)
+		**out = **in
+	}
 	if in.RefreshBelow != nil {
 		in, out := &in.RefreshBelow, &out.RefreshBelow
 		*out = new(v1.Duration)

@@ -84,6 +84,7 @@ func sessionSection(namespace string, p v1alpha1.SessionPolicy) config.SessionPo
 		Token:         config.TokenSource{Header: deref(s.Token.Header, "Authorization"), Scheme: deref(s.Token.Scheme, "Bearer"), Cookie: s.Token.Cookie},
 		TTL:           duration(s.TTL),
 		Sliding:       s.Sliding == nil || *s.Sliding,
+		MaxLifetime:   duration(s.MaxLifetime),
 		RefreshBelow:  duration(s.RefreshBelow),
 		RequireFor:    s.RequireFor,
 		PublicPaths:   s.PublicPaths,

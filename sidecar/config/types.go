@@ -127,6 +127,9 @@ type SessionPolicy struct {
 	TTL Duration `json:"ttl"`
 	// sliding extends the session on every use.
 	Sliding bool `json:"sliding"`
+	// maxLifetime caps a sliding session created without its own ttl: however
+	// often it is used, it ends this long after creation (default 168h).
+	MaxLifetime Duration `json:"maxLifetime,omitempty"`
 	// refreshBelow, when positive, extends a sliding session only when less than
 	// this remains of it, saving a write per request.
 	RefreshBelow Duration `json:"refreshBelow,omitempty"`
@@ -146,7 +149,8 @@ type TokenSource struct {
 	// header carrying the token (default "Authorization"); empty string with
 	// cookie set disables header lookup.
 	Header string `json:"header,omitempty"`
-	// scheme expected before the token in the header (default "Bearer"); empty accepts the bare token.
+	// scheme expected before the token in the header. Empty means "Bearer" on
+	// the Authorization header and the bare token on any other header.
 	Scheme string `json:"scheme,omitempty"`
 	// cookie carrying the token, if any.
 	Cookie string `json:"cookie,omitempty"`

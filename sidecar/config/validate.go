@@ -265,9 +265,19 @@ func (v *validator) header(p, h string) {
 	}
 }
 
+// maxSessionLifetime bounds how long any session may live.
+const maxSessionLifetime = 366 * 24 * time.Hour
+
 func (v *validator) session(p string, s SessionPolicy) {
 	v.positive(p+".ttl", s.TTL)
 	v.nonNegative(p+".refreshBelow", s.RefreshBelow)
+	v.nonNegative(p+".maxLifetime", s.MaxLifetime)
+	if s.MaxLifetime.D() > maxSessionLifetime {
+		v.add(p+".maxLifetime", fmt.Sprintf("must be at most %s", maxSessionLifetime))
+	}
+	if s.MaxLifetime > 0 && s.MaxLifetime < s.TTL {
+		v.add(p+".maxLifetime", "must not be shorter than ttl")
+	}
 	if s.RefreshBelow > 0 {
 		if !s.Sliding {
 			v.add(p+".refreshBelow", "only meaningful when sliding is true")

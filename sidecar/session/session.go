@@ -74,7 +74,9 @@ type Manager struct {
 	now     func() time.Time
 	ttl     time.Duration
 	sliding bool
-	refresh time.Duration
+	// maxLifetime caps sliding sessions created without their own ttl.
+	maxLifetime time.Duration
+	refresh     time.Duration
 	// base is keyPrefix + namespace + ":" + name + ":"; session keys add
 	// "s:"+hash(id), subject indexes "u:"+hash(subject).
 	base       string
@@ -104,20 +106,27 @@ func New(p config.SessionPolicy, clients map[string]redis.UniversalClient, m *Me
 		return nil, fmt.Errorf("session policy %s/%s: unknown redis connection %q", p.Namespace, p.Name, p.Redis)
 	}
 	mgr := &Manager{
-		rdb:        c,
-		m:          m,
-		log:        log.With("policy", p.Namespace+"/"+p.Name),
-		now:        time.Now,
-		ttl:        p.TTL.D(),
-		sliding:    p.Sliding,
-		refresh:    p.RefreshBelow.D(),
-		requireFor: p.RequireFor,
-		public:     p.PublicPaths,
+		rdb:         c,
+		m:           m,
+		log:         log.With("policy", p.Namespace+"/"+p.Name),
+		now:         time.Now,
+		ttl:         p.TTL.D(),
+		sliding:     p.Sliding,
+		maxLifetime: p.MaxLifetime.D(),
+		refresh:     p.RefreshBelow.D(),
+		requireFor:  p.RequireFor,
+		public:      p.PublicPaths,
 	}
 	if mgr.ttl == 0 {
 		mgr.ttl = DefaultTTL
 	}
 	var errs []error
+	if mgr.maxLifetime == 0 {
+		mgr.maxLifetime = DefaultMaxLifetime
+	}
+	if mgr.maxLifetime < 0 || mgr.maxLifetime > maxLifetimeLimit {
+		errs = append(errs, fmt.Errorf("maxLifetime: must be positive and at most %s, got %s", maxLifetimeLimit, mgr.maxLifetime))
+	}
 	if mgr.ttl < time.Millisecond {
 		errs = append(errs, fmt.Errorf("ttl: must be at least 1ms, got %s", mgr.ttl))
 	}
@@ -287,7 +296,7 @@ func (m *Manager) create(ctx context.Context, subject string, claims map[string]
 	if lifetime == 0 {
 		lifetime = m.ttl
 		if m.sliding {
-			lifetime = max(DefaultMaxLifetime, m.ttl)
+			lifetime = max(m.maxLifetime, m.ttl)
 		}
 	}
 	t, err := newToken()

@@ -184,6 +184,7 @@ func TestRedis(t *testing.T) {
 					{"FixedTTL", testFixedTTL},
 					{"RefreshBelow", testRefreshBelow},
 					{"AbsoluteLifetime", testAbsoluteLifetime},
+					{"PolicyMaxLifetime", testPolicyMaxLifetime},
 					{"ForwardsIdentity", testForwardsIdentity},
 					{"OptionalPaths", testOptionalPaths},
 					{"RevokeOne", testRevokeOne},
@@ -297,6 +298,19 @@ func testAbsoluteLifetime(t *testing.T, b *backend) {
 	if n := b.rdb.Exists(context.Background(), h.m.keyFor(parsed)).Val(); n != 0 {
 		t.Error("the key of a session past its lifetime was left in Redis")
 	}
+}
+
+// testPolicyMaxLifetime: without a lifetime of its own, a sliding session
+// in constant use ends at the policy's maxLifetime.
+func testPolicyMaxLifetime(t *testing.T, b *backend) {
+	h := newHarness(t, b, config.SessionPolicy{TTL: config.Duration(time.Second), Sliding: true, MaxLifetime: config.Duration(1500 * time.Millisecond)})
+	tok := h.create("heidi", nil, 0)
+	if w := h.get("/api", tok); w.Code != http.StatusOK {
+		t.Fatalf("fresh session: %d %s", w.Code, w.Body)
+	}
+	eventually(t, 10*time.Second, "session in use ends at the policy maxLifetime", func() bool {
+		return h.get("/api", tok).Code == http.StatusUnauthorized
+	})
 }
 
 func testForwardsIdentity(t *testing.T, b *backend) {
