@@ -6,30 +6,19 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// resolveConflicts walks policies oldest first and returns, for each policy
-// that could select a pod an older accepted policy also selects, the name of
-// that older policy. Policies absent from the map win.
+// conflictWith returns the first of the older winners whose selector could
+// select a pod c also selects.
 //
 // Conflicts are decided on the selectors alone, not on the pods that exist
 // now: a conflict shows before the first pod is scheduled, and a winner does
 // not change when pods come and go.
-func resolveConflicts[T any](oldestFirst []T, name func(T) string, selector func(T) metav1.LabelSelector) map[string]string {
-	losers := map[string]string{}
-	var winners []T
-	for _, p := range oldestFirst {
-		lost := false
-		for _, w := range winners {
-			if Overlap(selector(p), selector(w)) {
-				losers[name(p)] = name(w)
-				lost = true
-				break
-			}
-		}
-		if !lost {
-			winners = append(winners, p)
+func conflictWith(winners []candidate, c candidate) (string, bool) {
+	for _, w := range winners {
+		if Overlap(c.selector, w.selector) {
+			return w.key.Name, true
 		}
 	}
-	return losers
+	return "", false
 }
 
 // keyRequirement is everything one selector says about one label key.

@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -74,6 +75,50 @@ type Result struct {
 	Verdicts map[Key]Verdict
 }
 
+// candidate is one policy on its way into the document.
+type candidate struct {
+	key      Key
+	meta     metav1.ObjectMeta
+	selector metav1.LabelSelector
+	redis    string
+	// exclusive kinds apply at most once per pod; the oldest policy wins.
+	exclusive bool
+	// add appends the policy's section to a document.
+	add func(*config.Config) error
+}
+
+func candidates(in Input) []candidate {
+	var cs []candidate
+	for _, p := range in.Sessions {
+		cs = append(cs, candidate{Key{KindSession, p.Name}, p.ObjectMeta, p.Spec.PodSelector, p.Spec.RedisRef.Name, true,
+			func(c *config.Config) error {
+				c.Sessions = append(c.Sessions, sessionSection(in.Namespace, p))
+				return nil
+			}})
+	}
+	for _, p := range in.Caches {
+		cs = append(cs, candidate{Key{KindCache, p.Name}, p.ObjectMeta, p.Spec.PodSelector, p.Spec.RedisRef.Name, true,
+			func(c *config.Config) error {
+				section, err := cacheSection(in.Namespace, p)
+				c.Caches = append(c.Caches, section)
+				return err
+			}})
+	}
+	for _, p := range in.RateLimits {
+		cs = append(cs, candidate{Key{KindRateLimit, p.Name}, p.ObjectMeta, p.Spec.PodSelector, p.Spec.RedisRef.Name, false,
+			func(c *config.Config) error {
+				c.RateLimits = append(c.RateLimits, rateLimitSection(in.Namespace, p))
+				return nil
+			}})
+	}
+	// Oldest first, so conflicts are won by age (then name); rendering order
+	// does not matter, sections are sorted by name at the end.
+	slices.SortStableFunc(cs, func(a, b candidate) int {
+		return cmp.Or(a.meta.CreationTimestamp.Compare(b.meta.CreationTimestamp.Time), cmp.Compare(a.key.Name, b.key.Name))
+	})
+	return cs
+}
+
 // Render renders a namespace. Policies that cannot be put in force (missing
 // or unready Redis, conflicts, sections the sidecar would refuse) are left
 // out whole and get a verdict saying why: nothing is half-rendered.
@@ -85,96 +130,38 @@ func Render(in Input) (Result, error) {
 	}
 	doc := config.Config{APIVersion: config.APIVersion, Kind: config.Kind}
 	usedRedis := map[string]bool{}
+	// winners holds the accepted-or-not-yet-refused exclusive policies per
+	// kind; conflicts are decided before Redis readiness, so a winner does
+	// not change when its cluster flaps.
+	winners := map[Kind][]candidate{}
 
-	// redisVerdict resolves a policy's redisRef; ok is false when the policy
-	// cannot be rendered for lack of a ready cluster.
-	redisVerdict := func(ref string) (Verdict, bool) {
-		rc, found := clusters[ref]
-		if !found {
-			return Verdict{Reason: v1alpha1.ReasonRedisClusterNotFound,
-				Message: fmt.Sprintf("RedisCluster %q does not exist in namespace %q", ref, in.Namespace)}, false
+	for _, c := range candidates(in) {
+		if c.exclusive {
+			if w, lost := conflictWith(winners[c.key.Kind], c); lost {
+				res.Verdicts[c.key] = conflictVerdict(c.key.Kind, w)
+				continue
+			}
+			winners[c.key.Kind] = append(winners[c.key.Kind], c)
 		}
-		if !meta.IsStatusConditionTrue(rc.Status.Conditions, v1alpha1.ConditionReady) {
-			return Verdict{Reason: v1alpha1.ReasonRedisClusterNotReady,
-				Message: fmt.Sprintf("RedisCluster %q is not ready yet", ref)}, false
-		}
-		return Verdict{}, true
-	}
-
-	// Sessions and caches: at most one per pod, oldest wins.
-	sessions := sortedByAge(in.Sessions, func(p v1alpha1.SessionPolicy) metav1.ObjectMeta { return p.ObjectMeta })
-	sessionConflicts := resolveConflicts(sessions,
-		func(p v1alpha1.SessionPolicy) string { return p.Name },
-		func(p v1alpha1.SessionPolicy) metav1.LabelSelector { return p.Spec.PodSelector })
-	for _, p := range sessions {
-		key := Key{KindSession, p.Name}
-		if winner, conflicted := sessionConflicts[p.Name]; conflicted {
-			res.Verdicts[key] = conflictVerdict(KindSession, winner)
+		if v, ok := redisVerdict(in.Namespace, clusters, c.redis); !ok {
+			res.Verdicts[c.key] = v
 			continue
 		}
-		if v, ok := redisVerdict(p.Spec.RedisRef.Name); !ok {
-			res.Verdicts[key] = v
+		if err := validateSection(clusters[c.redis], c.add); err != nil {
+			res.Verdicts[c.key] = invalidVerdict(err)
 			continue
 		}
-		section := sessionSection(in.Namespace, p)
-		if err := validateSection(clusters, func(c *config.Config) { c.Sessions = []config.SessionPolicy{section} }, p.Spec.RedisRef.Name); err != nil {
-			res.Verdicts[key] = invalidVerdict(err)
-			continue
-		}
-		doc.Sessions = append(doc.Sessions, section)
-		usedRedis[p.Spec.RedisRef.Name] = true
-		res.Verdicts[key] = acceptedVerdict()
-	}
-
-	caches := sortedByAge(in.Caches, func(p v1alpha1.CachePolicy) metav1.ObjectMeta { return p.ObjectMeta })
-	cacheConflicts := resolveConflicts(caches,
-		func(p v1alpha1.CachePolicy) string { return p.Name },
-		func(p v1alpha1.CachePolicy) metav1.LabelSelector { return p.Spec.PodSelector })
-	for _, p := range caches {
-		key := Key{KindCache, p.Name}
-		if winner, conflicted := cacheConflicts[p.Name]; conflicted {
-			res.Verdicts[key] = conflictVerdict(KindCache, winner)
-			continue
-		}
-		if v, ok := redisVerdict(p.Spec.RedisRef.Name); !ok {
-			res.Verdicts[key] = v
-			continue
-		}
-		section, err := cacheSection(in.Namespace, p)
-		if err == nil {
-			err = validateSection(clusters, func(c *config.Config) { c.Caches = []config.CachePolicy{section} }, p.Spec.RedisRef.Name)
-		}
-		if err != nil {
-			res.Verdicts[key] = invalidVerdict(err)
-			continue
-		}
-		doc.Caches = append(doc.Caches, section)
-		usedRedis[p.Spec.RedisRef.Name] = true
-		res.Verdicts[key] = acceptedVerdict()
-	}
-
-	// Rate limits add up: every policy that selects a pod applies.
-	for _, p := range sortedByName(in.RateLimits, func(p v1alpha1.RateLimitPolicy) string { return p.Name }) {
-		key := Key{KindRateLimit, p.Name}
-		if v, ok := redisVerdict(p.Spec.RedisRef.Name); !ok {
-			res.Verdicts[key] = v
-			continue
-		}
-		section := rateLimitSection(in.Namespace, p)
-		if err := validateSection(clusters, func(c *config.Config) { c.RateLimits = []config.RateLimitPolicy{section} }, p.Spec.RedisRef.Name); err != nil {
-			res.Verdicts[key] = invalidVerdict(err)
-			continue
-		}
-		doc.RateLimits = append(doc.RateLimits, section)
-		usedRedis[p.Spec.RedisRef.Name] = true
-		res.Verdicts[key] = acceptedVerdict()
+		_ = c.add(&doc)
+		usedRedis[c.redis] = true
+		res.Verdicts[c.key] = acceptedVerdict()
 	}
 
 	// Sections are ordered by name so the output does not depend on age ties
 	// or list order.
 	slices.SortFunc(doc.Sessions, func(a, b config.SessionPolicy) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortFunc(doc.RateLimits, func(a, b config.RateLimitPolicy) int { return cmp.Compare(a.Name, b.Name) })
 	slices.SortFunc(doc.Caches, func(a, b config.CachePolicy) int { return cmp.Compare(a.Name, b.Name) })
-	for _, name := range slices.Sorted(mapsKeys(usedRedis)) {
+	for _, name := range slices.Sorted(maps.Keys(usedRedis)) {
 		doc.Redis = append(doc.Redis, redisConnection(in.Namespace, clusters[name]))
 	}
 
@@ -191,6 +178,21 @@ func Render(in Input) (Result, error) {
 	return res, nil
 }
 
+// redisVerdict resolves a policy's redisRef; ok is false when the policy
+// cannot be rendered for lack of a ready cluster.
+func redisVerdict(namespace string, clusters map[string]*v1alpha1.RedisCluster, ref string) (Verdict, bool) {
+	rc, found := clusters[ref]
+	if !found {
+		return Verdict{Reason: v1alpha1.ReasonRedisClusterNotFound,
+			Message: fmt.Sprintf("RedisCluster %q does not exist in namespace %q", ref, namespace)}, false
+	}
+	if !meta.IsStatusConditionTrue(rc.Status.Conditions, v1alpha1.ConditionReady) {
+		return Verdict{Reason: v1alpha1.ReasonRedisClusterNotReady,
+			Message: fmt.Sprintf("RedisCluster %q is not ready yet", ref)}, false
+	}
+	return Verdict{}, true
+}
+
 // contentHash hashes the document without its hash field.
 func contentHash(doc config.Config) (string, error) {
 	doc.Hash = ""
@@ -204,10 +206,12 @@ func contentHash(doc config.Config) (string, error) {
 
 // validateSection checks one policy's section with the sidecar's own
 // validation, so the operator never ships a document the sidecar refuses.
-func validateSection(clusters map[string]*v1alpha1.RedisCluster, set func(*config.Config), redis string) error {
+func validateSection(rc *v1alpha1.RedisCluster, add func(*config.Config) error) error {
 	c := config.Config{APIVersion: config.APIVersion, Kind: config.Kind}
-	c.Redis = []config.RedisConnection{redisConnection("", clusters[redis])}
-	set(&c)
+	c.Redis = []config.RedisConnection{redisConnection("", rc)}
+	if err := add(&c); err != nil {
+		return err
+	}
 	c.Default()
 	return c.Validate()
 }
@@ -223,32 +227,4 @@ func conflictVerdict(kind Kind, winner string) Verdict {
 
 func invalidVerdict(err error) Verdict {
 	return Verdict{Reason: v1alpha1.ReasonInvalidSpec, Message: fmt.Sprintf("The sidecar would refuse this policy: %v", err)}
-}
-
-func sortedByAge[T any](items []T, objMeta func(T) metav1.ObjectMeta) []T {
-	out := slices.Clone(items)
-	slices.SortStableFunc(out, func(a, b T) int {
-		ma, mb := objMeta(a), objMeta(b)
-		if c := ma.CreationTimestamp.Compare(mb.CreationTimestamp.Time); c != 0 {
-			return c
-		}
-		return cmp.Compare(ma.Name, mb.Name)
-	})
-	return out
-}
-
-func sortedByName[T any](items []T, name func(T) string) []T {
-	out := slices.Clone(items)
-	slices.SortStableFunc(out, func(a, b T) int { return cmp.Compare(name(a), name(b)) })
-	return out
-}
-
-func mapsKeys(m map[string]bool) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
