@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# `make bench`: measures the sidecar against its peers on loopback and
+# rewrites the generated block of docs/benchmarks.md (hack/bench/main.go
+# explains what runs). Takes about 6-8 minutes with the defaults.
+#
+# Knobs (environment): BENCH_DURATION (5s), BENCH_REPS (3), BENCH_CONNECTIONS
+# (32), BENCH_THREADS (2), BENCH_WARMUP (1s), BENCH_ONLY (regexp of
+# configurations, for development), BENCH_OUT (docs/benchmarks.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="/usr/local/go/bin:${PATH}"
+
+hack/install-redis.sh
+
+# wrk and nginx come from the OS packages, like redis.
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v nginx >/dev/null || missing+=(nginx-light)
+if ((${#missing[@]})); then
+	if [[ "$(id -u)" != 0 ]] || ! command -v apt-get >/dev/null; then
+		echo "bench: missing ${missing[*]}: install with 'sudo apt-get install -y ${missing[*]}', then retry" >&2
+		exit 1
+	fi
+	echo "bench: installing ${missing[*]} from the OS packages" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq >&2
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+	# The package may start a system nginx on :80; the benchmark runs its own.
+	if command -v systemctl >/dev/null; then systemctl disable --now nginx >/dev/null 2>&1 || true; fi
+fi
+
+bindir="$(mktemp -d)"
+trap 'rm -rf "${bindir}"' EXIT
+# Built exactly as `make build` builds the shipped binary.
+CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "${bindir}/gatehouse-sidecar" ./cmd/sidecar
+go build -o "${bindir}/bench" ./hack/bench
+
+"${bindir}/bench" run \
+	--sidecar "${bindir}/gatehouse-sidecar" \
+	--out "${BENCH_OUT:-docs/benchmarks.md}" \
+	--duration "${BENCH_DURATION:-5s}" \
+	--warmup "${BENCH_WARMUP:-1s}" \
+	--reps "${BENCH_REPS:-3}" \
+	--connections "${BENCH_CONNECTIONS:-32}" \
+	--threads "${BENCH_THREADS:-2}" \
+	--only "${BENCH_ONLY:-}" \
+	--command "make bench"

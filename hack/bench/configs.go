@@ -1,0 +1,173 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// features is what one gatehouse configuration enables.
+type features struct {
+	session   bool
+	ratelimit bool
+	cache     bool // a cache rule on the measured path
+	inProcess bool // with the in-process tier
+}
+
+// sidecarConfig renders the sidecar config for f against the Redis
+// connection (mode "Standalone" or "Cluster"); mode "" means no Redis and no
+// policy at all (passthrough).
+func sidecarConfig(f features, mode string, addrs []string) ([]byte, error) {
+	doc := map[string]any{
+		"apiVersion": "sidecar.gatehouse.dev/v1alpha1",
+		"kind":       "SidecarConfig",
+	}
+	if mode == "" {
+		return json.MarshalIndent(doc, "", "  ")
+	}
+	doc["redis"] = []any{map[string]any{
+		"name":  "bench",
+		"mode":  mode,
+		"addrs": addrs,
+	}}
+	meta := func(name string) map[string]any {
+		return map[string]any{"namespace": "bench", "name": name, "redis": "bench"}
+	}
+	if f.session {
+		s := meta("sessions")
+		// Sliding is what the SessionPolicy CRD defaults to.
+		s["ttl"] = "1h"
+		s["sliding"] = true
+		doc["sessions"] = []any{s}
+	}
+	if f.ratelimit {
+		rl := meta("limits")
+		// Limits no benchmark reaches: every request is counted in Redis and
+		// admitted, which is the common case worth measuring. One limit does
+		// not depend on the session (client IP), one does (subject).
+		rl["rules"] = []any{
+			map[string]any{"name": "per-ip", "key": map[string]any{"clientIP": true}, "limit": 1_000_000_000, "window": "1m", "algorithm": "FixedWindow"},
+			map[string]any{"name": "per-user", "key": map[string]any{"subject": true}, "limit": 1_000_000_000, "window": "1m", "algorithm": "FixedWindow"},
+		}
+		doc["rateLimits"] = []any{rl}
+	}
+	if f.cache {
+		c := meta("cache")
+		rule := map[string]any{"name": "all", "ttl": "60s"}
+		if f.session {
+			// A shared cache must not serve one user's answer to another:
+			// requests with a token are cached per subject, or not at all.
+			rule["varyBySubject"] = true
+		}
+		c["rules"] = []any{rule}
+		if f.inProcess {
+			c["inProcess"] = map[string]any{"maxEntries": 10000, "maxBytes": 64 << 20}
+		}
+		doc["caches"] = []any{c}
+	}
+	return json.MarshalIndent(doc, "", "  ")
+}
+
+// nginxConf is one nginx serving two ports: plain proxy_pass and proxy_cache.
+// Workers match the sidecar's GOMAXPROCS (one per core).
+func nginxConf(dir, upstream, plainAddr, cacheAddr string, root bool) string {
+	user := ""
+	if root {
+		// As root nginx would drop to "nobody", which cannot write the
+		// temporary cache directory.
+		user = "user root root;\n"
+	}
+	p := func(name string) string { return filepath.Join(dir, name) }
+	return user + fmt.Sprintf(`worker_processes auto;
+daemon off;
+master_process on;
+pid %s;
+error_log %s warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path %s;
+  proxy_temp_path %s;
+  fastcgi_temp_path %s;
+  uwsgi_temp_path %s;
+  scgi_temp_path %s;
+  upstream app {
+    server %s;
+    keepalive 256;
+  }
+  proxy_cache_path %s levels=1:2 keys_zone=bench:10m max_size=256m inactive=10m use_temp_path=off;
+  server {
+    listen %s;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+  server {
+    listen %s;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache bench;
+      proxy_cache_valid 200 10m;
+      add_header X-Cache $upstream_cache_status;
+    }
+  }
+}
+`, p("nginx.pid"), p("nginx-error.log"), p("body"), p("proxy"), p("fastcgi"), p("uwsgi"), p("scgi"),
+		upstream, p("cache"), plainAddr, cacheAddr)
+}
+
+// wrkScript renders the Lua script of one wrk run: a bearer token per wrk
+// thread (sessions), a unique path per request (cache misses) and a done()
+// that prints the figures wrk's text report lacks (p99.9) as one JSON line.
+func wrkScript(dir, name string, tokens []string, uniquePrefix string) (string, error) {
+	quoted := make([]string, len(tokens))
+	for i, t := range tokens {
+		quoted[i] = fmt.Sprintf("%q", t)
+	}
+	unique := "false"
+	if uniquePrefix != "" {
+		unique = "true"
+	}
+	src := fmt.Sprintf(`local tokens = {%s}
+local unique = %s
+local prefix = %q
+local threads = {}
+local counter = 0
+
+function setup(thread)
+  table.insert(threads, thread)
+  thread:set("id", #threads)
+end
+
+function init(args)
+  if #tokens > 0 then
+    wrk.headers["Authorization"] = "Bearer " .. tokens[((id - 1) %% #tokens) + 1]
+  end
+end
+
+if unique then
+  request = function()
+    counter = counter + 1
+    return wrk.format("GET", prefix .. id .. "-" .. counter)
+  end
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('BENCH {"requests":%%d,"duration_us":%%d,"socket_errors":%%d,"status_errors":%%d,"p50_us":%%d,"p99_us":%%d,"p999_us":%%d}\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))
+end
+`, strings.Join(quoted, ", "), unique, uniquePrefix)
+	path := filepath.Join(dir, name+".lua")
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		return "", fmt.Errorf("write wrk script: %w", err)
+	}
+	return path, nil
+}

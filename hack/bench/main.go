@@ -1,0 +1,517 @@
+// Command bench measures what the Gatehouse sidecar costs per request next to
+// its peers (the app alone, a bare httputil.ReverseProxy, nginx) and writes
+// docs/benchmarks.md. Run it through `make bench` (hack/bench.sh), which
+// builds the sidecar and checks the tools.
+//
+// Everything runs on loopback: an upstream app, Redis standalone and a 3+3
+// Redis Cluster (real redis-server via internal/redistest), one sidecar
+// process per configuration, the peers, and wrk driving each in turn at fixed
+// concurrency. Configurations are interleaved within each repetition so that
+// noise from the shared machine spreads over all of them; the report shows
+// medians over the repetitions.
+//
+// The same binary is the upstream and the plain proxy (`bench upstream`,
+// `bench plain-proxy`), so that each runs in its own process like the sidecar.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gatehouse-dev/gatehouse/internal/redistest"
+)
+
+func main() {
+	if len(os.Args) > 1 {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+		defer stop()
+		fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
+		listen := fs.String("listen", "127.0.0.1:0", "listen address")
+		upstream := fs.String("upstream", "", "upstream base URL")
+		var err error
+		switch os.Args[1] {
+		case "upstream":
+			_ = fs.Parse(os.Args[2:])
+			err = serveUpstream(ctx, *listen)
+		case "plain-proxy":
+			_ = fs.Parse(os.Args[2:])
+			err = servePlainProxy(ctx, *listen, *upstream)
+		case "run":
+			err = run(os.Args[2:])
+		default:
+			err = fmt.Errorf("unknown command %q: want run, upstream or plain-proxy", os.Args[1])
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	fmt.Fprintln(os.Stderr, "usage: bench run --sidecar bin/gatehouse-sidecar [flags]")
+	os.Exit(2)
+}
+
+type options struct {
+	sidecar     string
+	wrk         string
+	nginx       string
+	out         string
+	command     string
+	duration    time.Duration
+	warmup      time.Duration
+	reps        int
+	connections int
+	threads     int
+	only        *regexp.Regexp
+}
+
+// target is one configuration under load.
+type target struct {
+	name  string
+	group string // "peer" or "gatehouse"
+	redis string // "", "standalone" or "cluster"
+	url   string
+	// uniquePrefix makes every request a distinct path (cache misses).
+	uniquePrefix string
+	tokens       []string
+	pids         func() []int
+	redisNodes   []string // the primaries whose counters the run moves
+	idleRSSKB    int64
+	runs         []result
+}
+
+// result is one measured wrk run.
+type result struct {
+	requests     int64
+	rps          float64
+	p50, p99     time.Duration
+	p999         time.Duration
+	cpuPer10k    time.Duration
+	hwmKB        int64
+	cmdsPerReq   float64
+	tripsPerReq  float64
+	socketErrors int64
+	statusErrors int64
+}
+
+func run(args []string) error {
+	var o options
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.StringVar(&o.sidecar, "sidecar", "bin/gatehouse-sidecar", "gatehouse-sidecar binary")
+	fs.StringVar(&o.wrk, "wrk", "wrk", "wrk binary")
+	fs.StringVar(&o.nginx, "nginx", "nginx", "nginx binary")
+	fs.StringVar(&o.out, "out", "docs/benchmarks.md", "report to (re)write; text outside the generated block is kept")
+	fs.StringVar(&o.command, "command", "make bench", "the command to record in the report")
+	fs.DurationVar(&o.duration, "duration", 5*time.Second, "measured time per run")
+	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load before each run (fills caches, warms pools)")
+	fs.IntVar(&o.reps, "reps", 3, "repetitions of every configuration (medians are reported)")
+	fs.IntVar(&o.connections, "connections", 32, "wrk connections")
+	fs.IntVar(&o.threads, "threads", 2, "wrk threads")
+	only := fs.String("only", "", "regexp: run only configurations whose name matches (development)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *only != "" {
+		re, err := regexp.Compile(*only)
+		if err != nil {
+			return fmt.Errorf("--only: %w", err)
+		}
+		o.only = re
+	}
+	dir, err := os.MkdirTemp("", "gatehouse-bench-")
+	if err != nil {
+		return fmt.Errorf("temp dir: %w", err)
+	}
+	r := &runner{dir: dir}
+	defer r.close()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, os.Interrupt)
+	go func() {
+		if s, ok := <-sigs; ok {
+			r.fail(fmt.Errorf("interrupted by %v", s))
+		}
+	}()
+	defer signal.Stop(sigs)
+
+	started := time.Now()
+	targets, binSize, err := setUp(r, o)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "bench: set up in %v; %d configurations × %d repetitions of %v\n",
+		time.Since(started).Round(time.Second), len(targets), o.reps, o.duration)
+	ctx := context.Background()
+	for rep := range o.reps {
+		for i, t := range targets {
+			res, err := measure(ctx, r, o, t, fmt.Sprintf("r%d-%d", rep, i))
+			if err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+			t.runs = append(t.runs, res)
+			fmt.Fprintf(os.Stderr, "bench: rep %d %-44s %8.0f req/s  p50 %v  p99 %v  p99.9 %v  rt/req %.2f  errors %d/%d\n",
+				rep+1, t.name, res.rps, res.p50, res.p99, res.p999, res.tripsPerReq, res.socketErrors, res.statusErrors)
+		}
+	}
+	report := render(o, targets, binSize, time.Since(started))
+	if err := writeReport(o.out, report); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "bench: wrote %s in %v\n", o.out, time.Since(started).Round(time.Second))
+	return nil
+}
+
+// setUp starts every process and returns the configurations in run order.
+func setUp(r *runner, o options) ([]*target, int64, error) {
+	ctx := context.Background()
+	for _, bin := range []string{o.sidecar, o.wrk, o.nginx} {
+		if _, err := exec.LookPath(bin); err != nil {
+			return nil, 0, fmt.Errorf("%s: %w (hack/bench.sh installs wrk and nginx-light)", bin, err)
+		}
+	}
+	st, err := os.Stat(o.sidecar)
+	if err != nil {
+		return nil, 0, fmt.Errorf("sidecar binary: %w", err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, 0, fmt.Errorf("own executable: %w", err)
+	}
+	addr := func() string {
+		a, err := freeAddr()
+		if err != nil {
+			r.fail(err)
+		}
+		return a
+	}
+
+	upAddr := addr()
+	r.start(self, "upstream", "--listen", upAddr)
+	upstream := "http://" + upAddr
+	if err := waitHTTP(ctx, upstream+"/"); err != nil {
+		return nil, 0, err
+	}
+	plainAddr := addr()
+	plain := r.start(self, "plain-proxy", "--listen", plainAddr, "--upstream", upstream)
+	if err := waitHTTP(ctx, "http://"+plainAddr+"/"); err != nil {
+		return nil, 0, err
+	}
+	nginxDir := r.TempDir()
+	ngPlain, ngCache := addr(), addr()
+	conf := filepath.Join(nginxDir, "nginx.conf")
+	if err := os.WriteFile(conf, []byte(nginxConf(nginxDir, upAddr, ngPlain, ngCache, os.Geteuid() == 0)), 0o644); err != nil {
+		return nil, 0, fmt.Errorf("write nginx.conf: %w", err)
+	}
+	ng := r.start(o.nginx, "-p", nginxDir, "-c", conf, "-e", filepath.Join(nginxDir, "nginx-error.log"))
+	for _, a := range []string{ngPlain, ngCache} {
+		if err := waitHTTP(ctx, "http://"+a+"/"); err != nil {
+			return nil, 0, fmt.Errorf("nginx: %w", err)
+		}
+	}
+	nginxPids := func() []int { return append([]int{ng.Process.Pid}, childrenOf(ng.Process.Pid)...) }
+
+	standalone := redistest.StartStandalone(r)
+	cluster := redistest.StartCluster(r)
+	var primaries []string
+	for _, p := range cluster.Primaries {
+		primaries = append(primaries, p.Addr())
+	}
+
+	pidOf := func(c *exec.Cmd) func() []int { return func() []int { return []int{c.Process.Pid} } }
+	targets := []*target{
+		{name: "direct", group: "peer", url: upstream + "/item", pids: func() []int { return nil }},
+		{name: "plain-proxy", group: "peer", url: "http://" + plainAddr + "/item", pids: pidOf(plain)},
+		{name: "nginx", group: "peer", url: "http://" + ngPlain + "/item", pids: nginxPids},
+		{name: "nginx-cache-hit", group: "peer", url: "http://" + ngCache + "/hit", pids: nginxPids},
+	}
+	type variant struct {
+		name string
+		f    features
+		path string
+	}
+	variants := []variant{
+		{"session", features{session: true}, "/item"},
+		{"session+ratelimit", features{session: true, ratelimit: true}, "/item"},
+		{"session+ratelimit+cache-miss", features{session: true, ratelimit: true, cache: true}, ""},
+		{"cache-hit (shared tier)", features{cache: true}, "/hit"},
+		{"cache-hit (in-process tier)", features{cache: true, inProcess: true}, "/hit"},
+	}
+	startSidecar := func(name string, f features, mode string, addrs []string) (*target, string, error) {
+		doc, err := sidecarConfig(f, mode, addrs)
+		if err != nil {
+			return nil, "", fmt.Errorf("render config: %w", err)
+		}
+		cdir := r.TempDir()
+		cfg := filepath.Join(cdir, "config.json")
+		if err := os.WriteFile(cfg, doc, 0o644); err != nil {
+			return nil, "", fmt.Errorf("write config: %w", err)
+		}
+		data, admin := addr(), addr()
+		cmd := r.start(o.sidecar, "--config", cfg, "--listen", data, "--admin-listen", admin,
+			"--upstream", upstream, "--log-level", "warn", "--drain-timeout", "2s")
+		if err := waitHTTP(ctx, "http://"+admin+"/readyz"); err != nil {
+			return nil, "", fmt.Errorf("sidecar %s: %w", name, err)
+		}
+		return &target{name: name, group: "gatehouse", url: "http://" + data, pids: pidOf(cmd)}, admin, nil
+	}
+	pass, _, err := startSidecar("gatehouse passthrough", features{}, "", nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	pass.url += "/item"
+	targets = append(targets, pass)
+	for _, backend := range []struct {
+		name, mode string
+		addrs      []string
+		nodes      []string
+	}{
+		{"standalone", "Standalone", []string{standalone.Addr()}, []string{standalone.Addr()}},
+		{"cluster", "Cluster", cluster.Addrs(), primaries},
+	} {
+		for _, v := range variants {
+			t, admin, err := startSidecar("gatehouse "+v.name, v.f, backend.mode, backend.addrs)
+			if err != nil {
+				return nil, 0, err
+			}
+			t.redis = backend.name
+			t.redisNodes = backend.nodes
+			if v.path == "" {
+				// A path per request and per run: every request misses, is
+				// fetched from the app and stored (60s TTL keeps Redis small).
+				t.uniquePrefix = "/miss/" + backend.name + "/"
+			} else {
+				t.url += v.path
+			}
+			if v.f.session {
+				for i := range o.threads {
+					tok, err := createSession(ctx, admin, fmt.Sprintf("bench-user-%d", i))
+					if err != nil {
+						return nil, 0, fmt.Errorf("%s: %w", t.name, err)
+					}
+					t.tokens = append(t.tokens, tok)
+				}
+			}
+			targets = append(targets, t)
+		}
+	}
+	// Idle RSS: after start-up and the first (admin) requests, before load.
+	time.Sleep(2 * time.Second)
+	for _, t := range targets {
+		if t.group != "gatehouse" {
+			continue
+		}
+		s, err := readProcs(t.pids())
+		if err != nil {
+			return nil, 0, fmt.Errorf("%s: %w", t.name, err)
+		}
+		t.idleRSSKB = s.rssKB
+	}
+	if o.only != nil {
+		var kept []*target
+		for _, t := range targets {
+			if o.only.MatchString(t.label()) || t.name == "plain-proxy" || t.name == "direct" {
+				kept = append(kept, t)
+			}
+		}
+		targets = kept
+	}
+	return targets, st.Size(), nil
+}
+
+func (t *target) label() string {
+	if t.redis == "" {
+		return t.name
+	}
+	return t.name + " / " + t.redis
+}
+
+// createSession mints a session through the sidecar's admin API.
+func createSession(ctx context.Context, admin, subject string) (string, error) {
+	body := strings.NewReader(fmt.Sprintf(`{"subject":%q}`, subject))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+admin+"/v1/sessions", body)
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("create session: %w", err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Token string `json:"token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusCreated || out.Token == "" {
+		return "", fmt.Errorf("create session: status %d: %v", resp.StatusCode, err)
+	}
+	return out.Token, nil
+}
+
+// measure runs a warm-up and then one measured wrk run against t.
+func measure(ctx context.Context, r *runner, o options, t *target, runID string) (result, error) {
+	var res result
+	prefix := ""
+	if t.uniquePrefix != "" {
+		prefix = t.uniquePrefix + runID + "/"
+	}
+	script, err := wrkScript(r.dir, runID, t.tokens, prefix)
+	if err != nil {
+		return res, err
+	}
+	if o.warmup > 0 {
+		if _, err := runWrk(ctx, o, t.url, script, o.warmup); err != nil {
+			return res, fmt.Errorf("warm-up: %w", err)
+		}
+		if prefix != "" {
+			// The warm-up filled the paths the measured run would request.
+			if script, err = wrkScript(r.dir, runID+"m", t.tokens, prefix+"m"); err != nil {
+				return res, err
+			}
+		}
+	}
+	before, err := readProcs(t.pids())
+	if err != nil {
+		return res, err
+	}
+	rBefore, err := redisCounters(ctx, t.redisNodes)
+	if err != nil {
+		return res, err
+	}
+	out, err := runWrk(ctx, o, t.url, script, o.duration)
+	if err != nil {
+		return res, err
+	}
+	after, err := readProcs(t.pids())
+	if err != nil {
+		return res, err
+	}
+	rAfter, err := redisCounters(ctx, t.redisNodes)
+	if err != nil {
+		return res, err
+	}
+	res.requests = out.Requests
+	res.rps = float64(out.Requests) / (float64(out.DurationUS) / 1e6)
+	res.p50 = time.Duration(out.P50) * time.Microsecond
+	res.p99 = time.Duration(out.P99) * time.Microsecond
+	res.p999 = time.Duration(out.P999) * time.Microsecond
+	res.socketErrors, res.statusErrors = out.SocketErrors, out.StatusErrors
+	if out.Requests > 0 {
+		res.cpuPer10k = (after.cpu - before.cpu) * 10000 / time.Duration(out.Requests)
+		res.cmdsPerReq = float64(rAfter.commands-rBefore.commands) / float64(out.Requests)
+		res.tripsPerReq = float64(rAfter.reads-rBefore.reads) / float64(out.Requests)
+	}
+	res.hwmKB = after.hwmKB
+	return res, nil
+}
+
+// wrkOutput is the JSON line the done() hook of wrkScript prints.
+type wrkOutput struct {
+	Requests     int64 `json:"requests"`
+	DurationUS   int64 `json:"duration_us"`
+	SocketErrors int64 `json:"socket_errors"`
+	StatusErrors int64 `json:"status_errors"`
+	P50          int64 `json:"p50_us"`
+	P99          int64 `json:"p99_us"`
+	P999         int64 `json:"p999_us"`
+}
+
+func runWrk(ctx context.Context, o options, url, script string, d time.Duration) (wrkOutput, error) {
+	var out wrkOutput
+	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, o.wrk, "-t", fmt.Sprint(o.threads), "-c", fmt.Sprint(o.connections),
+		"-d", fmt.Sprintf("%ds", max(1, int(d.Round(time.Second)/time.Second))), "--timeout", "5s", "-s", script, url)
+	raw, err := cmd.CombinedOutput()
+	if err != nil {
+		return out, fmt.Errorf("wrk: %w: %s", err, raw)
+	}
+	for line := range strings.Lines(string(raw)) {
+		if rest, ok := strings.CutPrefix(line, "BENCH "); ok {
+			if err := json.Unmarshal([]byte(rest), &out); err != nil {
+				return out, fmt.Errorf("wrk output %q: %w", rest, err)
+			}
+			return out, nil
+		}
+	}
+	return out, fmt.Errorf("wrk printed no BENCH line: %s", raw)
+}
+
+// counters are the Redis figures a run moves, summed over the nodes.
+type counters struct {
+	commands int64 // INFO commandstats calls, INFO itself excluded
+	reads    int64 // INFO stats total_reads_processed: one per batch a client sent
+}
+
+// redisCounters reads the counters of nodes. A pipelined batch arrives in one
+// read, so the read count is the number of client round trips (plus a few
+// from replication acknowledgements and the cache subscriber's pings, which
+// are negligible over thousands of requests).
+func redisCounters(ctx context.Context, nodes []string) (counters, error) {
+	var c counters
+	for _, addr := range nodes {
+		cl := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+		info, err := cl.Info(ctx, "commandstats", "stats").Result()
+		cl.Close()
+		if err != nil {
+			return c, fmt.Errorf("INFO %s: %w", addr, err)
+		}
+		for line := range strings.Lines(info) {
+			line = strings.TrimSpace(line)
+			if name, rest, ok := strings.Cut(line, ":"); ok && strings.HasPrefix(name, "cmdstat_") {
+				if name == "cmdstat_info" || name == "cmdstat_hello" || name == "cmdstat_client|setinfo" {
+					continue
+				}
+				var calls int64
+				if _, err := fmt.Sscanf(rest, "calls=%d", &calls); err == nil {
+					c.commands += calls
+				}
+			}
+			if v, ok := strings.CutPrefix(line, "total_reads_processed:"); ok {
+				var n int64
+				if _, err := fmt.Sscan(v, &n); err != nil {
+					return c, fmt.Errorf("total_reads_processed %q: %w", v, err)
+				}
+				c.reads += n
+			}
+		}
+	}
+	return c, nil
+}
+
+// writeReport replaces the generated block of path (or creates the file),
+// keeping the hand-written analysis around it.
+func writeReport(path, block string) error {
+	const begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+	block = begin + "\n" + block + end
+	old, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		old = []byte("# Benchmarks\n\n" + begin + "\n" + end + "\n")
+	case err != nil:
+		return fmt.Errorf("read report: %w", err)
+	}
+	s := string(old)
+	i, j := strings.Index(s, begin), strings.Index(s, end)
+	if i < 0 || j < i {
+		s = strings.TrimRight(s, "\n") + "\n\n" + block + "\n"
+	} else {
+		s = s[:i] + block + s[j+len(end):]
+	}
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	return nil
+}
