@@ -77,6 +77,9 @@ var _ = BeforeSuite(func() {
 		}),
 	})
 	Expect(err).NotTo(HaveOccurred())
+	// Every RedisCluster is served by one shared set of real redis-server
+	// nodes unless a spec maps it elsewhere (rediscluster_controller_test.go).
+	testOptions.RedisMembers = startSharedRedis()
 	Expect(controllers.Setup(mgr, testOptions)).To(Succeed())
 	go func() {
 		defer GinkgoRecover()
