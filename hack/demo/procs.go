@@ -1,0 +1,121 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// procs tracks the child processes the demo starts, so that every exit
+// path (success, failure, Ctrl-C) stops exactly those, by pid.
+type procs struct {
+	mu   sync.Mutex
+	list []*proc
+}
+
+// proc is one child process. Its output goes to a log file in the demo's
+// temporary directory.
+type proc struct {
+	name string
+	log  string
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error // valid once done is closed
+}
+
+// start runs bin with exactly args and env (nil env means an empty
+// environment, not the demo's). The child gets SIGKILL if the demo dies
+// without cleaning up (Pdeathsig), and its own process group so a Ctrl-C
+// on the terminal reaches only the demo, which then stops it in order.
+func (ps *procs) start(name, logPath, bin string, args, env []string) (*proc, error) {
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Env = env
+	if cmd.Env == nil {
+		cmd.Env = []string{}
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &proc{name: name, log: logPath, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	ps.mu.Lock()
+	ps.list = append(ps.list, p)
+	ps.mu.Unlock()
+	return p, nil
+}
+
+// exited reports whether the process has ended, and how.
+func (p *proc) exited() (bool, error) {
+	select {
+	case <-p.done:
+		return true, p.err
+	default:
+		return false, nil
+	}
+}
+
+// stop sends SIGTERM, waits up to grace, then SIGKILLs.
+func (p *proc) stop(grace time.Duration) {
+	if ok, _ := p.exited(); ok {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return
+	case <-time.After(grace):
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// stopAll stops every process, newest first (the sidecar before Redis).
+func (ps *procs) stopAll(grace time.Duration) {
+	ps.mu.Lock()
+	list := slices.Clone(ps.list)
+	ps.list = nil
+	ps.mu.Unlock()
+	slices.Reverse(list)
+	var wg sync.WaitGroup
+	for _, p := range list {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.stop(grace)
+		}()
+	}
+	wg.Wait()
+}
+
+// freePort asks the kernel for an unused loopback port. Another process may
+// take it before the demo binds it; the window is small and a collision
+// fails the demo loudly rather than silently.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	addr, ok := l.Addr().(*net.TCPAddr)
+	if !ok {
+		return 0, errors.New("find a free port: not a TCP address")
+	}
+	return addr.Port, nil
+}
