@@ -190,4 +190,3 @@ func (d *demo) secretValue(ctx context.Context, name, key string) (string, error
 	}
 	return string(v), nil
 }
-
