@@ -28,6 +28,12 @@ import (
 // controller-runtime source: Set and Delete enqueue the affected cluster,
 // the way a pod event would.
 type LocalRedisMembers struct {
+	// ClientAddressOf, when set before the source is used, gives the
+	// address reported as status.clientService (for example the in-cluster
+	// Service name, PodRedisMembers.ClientAddress); nil reports the first
+	// node's address, which local sidecars can dial.
+	ClientAddressOf func(*v1alpha1.RedisCluster) string
+
 	mu       sync.Mutex
 	clusters map[types.NamespacedName][]rediscluster.Member
 	fallback []rediscluster.Member
@@ -82,9 +88,12 @@ func (l *LocalRedisMembers) lookup(rc *v1alpha1.RedisCluster) []rediscluster.Mem
 	return slices.Clone(l.fallback)
 }
 
-// ClientAddress is the first node's address: go-redis discovers the rest.
-// Empty when the cluster has no nodes.
+// ClientAddress is ClientAddressOf(rc), else the first node's address
+// (go-redis discovers the rest), empty when the cluster has no nodes.
 func (l *LocalRedisMembers) ClientAddress(rc *v1alpha1.RedisCluster) string {
+	if l.ClientAddressOf != nil {
+		return l.ClientAddressOf(rc)
+	}
 	m := l.lookup(rc)
 	if len(m) == 0 {
 		return ""

@@ -50,6 +50,9 @@ func startSharedRedis() *controllers.LocalRedisMembers {
 	GinkgoHelper()
 	sharedRedis = startRedisNodes(6)
 	localRedis = controllers.NewLocalRedisMembers(sharedRedis)
+	// Status reports the in-cluster client Service, as in a real cluster,
+	// so policy specs see each namespace's own address.
+	localRedis.ClientAddressOf = controllers.PodRedisMembers{}.ClientAddress
 	return localRedis
 }
 
@@ -269,7 +272,7 @@ var _ = Describe("RedisCluster reconciler", func() {
 		Expect(rc.Status.SlotsAssigned).To(BeEquivalentTo(rediscluster.Slots))
 		Expect(rc.Status.Shards).To(BeEquivalentTo(3))
 		Expect(rc.Status.ReadyNodes).To(BeEquivalentTo(6))
-		Expect(rc.Status.ClientService).To(Equal(sharedRedis[0].Addr))
+		Expect(rc.Status.ClientService).To(Equal("shop-redis-client." + ns + ".svc:6379"))
 		Expect(rc.Status.PasswordSecret).To(Equal(testRedisSecretName))
 		Expect(rc.Status.ObservedGeneration).To(Equal(rc.Generation))
 		Expect(rc.Status.ConfigHash).NotTo(BeEmpty())

@@ -87,7 +87,11 @@ func redisClusterStatus(cur v1alpha1.RedisClusterStatus, o redisObservation) v1a
 		} else {
 			set(v1alpha1.ConditionProgressing, true, v1alpha1.ReasonBootstrapping, "waiting for the nodes to start")
 		}
-		set(v1alpha1.ConditionDegraded, formed, v1alpha1.ReasonNodesNotReady, msg)
+		if formed {
+			set(v1alpha1.ConditionDegraded, true, v1alpha1.ReasonNodesNotReady, msg)
+		} else {
+			set(v1alpha1.ConditionDegraded, false, v1alpha1.ReasonAsExpected, "")
+		}
 		return next
 	}
 
