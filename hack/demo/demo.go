@@ -261,6 +261,7 @@ func (r *reporter) fail(err error) {
 // poll calls f until it succeeds or ctx/timeout ends; the error then
 // carries f's last complaint.
 func poll(ctx context.Context, timeout time.Duration, f func() error) error {
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
@@ -270,7 +271,7 @@ func poll(ctx context.Context, timeout time.Duration, f func() error) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("gave up after %s: %w", timeout, err)
+			return fmt.Errorf("gave up after %s: %w", time.Since(start).Round(100*time.Millisecond), err)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
