@@ -332,4 +332,86 @@ var _ = Describe("RedisCluster reconciler", func() {
 		Expect(k8sClient.Update(ctx, rc)).To(Succeed())
 		Eventually(restartHash, eventually, poll).ShouldNot(Equal(before))
 	})
+
+	It("scales out from 3 to 4 shards and back without losing a key", func() {
+		// Its own nodes: scaling the shared cluster would change it under
+		// every other spec.
+		nodes := startRedisNodes(8)
+		key := client.ObjectKey{Namespace: ns, Name: "scaling"}
+		localRedis.Set(key, nodes[:6])
+		DeferCleanup(localRedis.Delete, key)
+		rc := newRedisCluster(ns, "scaling", nil)
+		expectRedisCondition(rc, v1alpha1.ConditionReady, metav1.ConditionTrue, redisConverge)
+
+		addrs := make([]string, len(nodes))
+		for i, n := range nodes {
+			addrs[i] = n.Addr
+		}
+		cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs[:6], Password: testRedisPassword})
+		DeferCleanup(cc.Close)
+		const keys = 2000
+		for i := range keys {
+			Expect(cc.Set(ctx, fmt.Sprintf("key:%d", i), i, 0).Err()).To(Succeed())
+		}
+
+		By("adding two nodes (the StatefulSet growing) and a shard")
+		localRedis.Set(key, nodes)
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, key, rc)).To(Succeed())
+			rc.Spec.Shards = 4
+			g.Expect(k8sClient.Update(ctx, rc)).To(Succeed())
+		}, eventually, poll).Should(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, key, rc)).To(Succeed())
+			g.Expect(rc.Status.Shards).To(BeEquivalentTo(4))
+			g.Expect(meta.IsStatusConditionTrue(rc.Status.Conditions, v1alpha1.ConditionReady)).To(BeTrue())
+			g.Expect(rc.Status.SlotsAssigned).To(BeEquivalentTo(rediscluster.Slots))
+		}, redisConverge, poll).Should(Succeed())
+		sts := &appsv1.StatefulSet{}
+		Expect(k8sClient.Get(ctx, key, sts)).To(Succeed())
+		Expect(sts.Spec.Replicas).To(HaveValue(BeEquivalentTo(8)))
+
+		// Balanced: every primary owns a quarter of the slots, ±1.
+		shards, err := cc.ClusterShards(ctx).Result()
+		Expect(err).NotTo(HaveOccurred())
+		var owned []int64
+		for _, sh := range shards {
+			var n int64
+			for _, r := range sh.Slots {
+				n += r.End - r.Start + 1
+			}
+			if n > 0 {
+				owned = append(owned, n)
+			}
+		}
+		Expect(owned).To(HaveLen(4))
+		Expect(owned).To(HaveEach(BeNumerically("~", rediscluster.Slots/4, 1)))
+		cc.ReloadState(ctx)
+		for i := range keys {
+			Expect(cc.Get(ctx, fmt.Sprintf("key:%d", i)).Int()).To(Equal(i))
+		}
+
+		By("scaling back in to 3 shards: slots move off the leaving nodes before their pods go")
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, key, rc)).To(Succeed())
+			rc.Spec.Shards = 3
+			g.Expect(k8sClient.Update(ctx, rc)).To(Succeed())
+		}, eventually, poll).Should(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, key, rc)).To(Succeed())
+			g.Expect(rc.Status.Shards).To(BeEquivalentTo(3))
+			g.Expect(meta.IsStatusConditionTrue(rc.Status.Conditions, v1alpha1.ConditionReady)).To(BeTrue())
+			g.Expect(k8sClient.Get(ctx, key, sts)).To(Succeed())
+			g.Expect(sts.Spec.Replicas).To(HaveValue(BeEquivalentTo(6)))
+		}, redisConverge, poll).Should(Succeed())
+		for _, n := range nodes[6:] {
+			info, err := nodeClient(n).ClusterInfo(ctx).Result()
+			Expect(err).NotTo(HaveOccurred())
+			Expect(rediscluster.ParseInfo(info)).To(HaveKeyWithValue("cluster_known_nodes", "1"), "a left node is reset")
+		}
+		cc.ReloadState(ctx)
+		for i := range keys {
+			Expect(cc.Get(ctx, fmt.Sprintf("key:%d", i)).Int()).To(Equal(i))
+		}
+	})
 })
