@@ -109,3 +109,13 @@ deploy: manifests ## Deploy the operator (CRDs, RBAC, manager, webhook) to the c
 .PHONY: undeploy
 undeploy: ## Remove the operator from the cluster.
 	$(KUBECTL) delete --ignore-not-found -k config/default
+
+##@ Benchmarks and reliability
+
+.PHONY: bench
+bench: redis ## Measure the sidecar against a bare reverse proxy and nginx; rewrites docs/benchmarks.md (about 7 minutes).
+	hack/bench.sh
+
+.PHONY: test-reliability
+test-reliability: redis ## Run the reliability suite: faults under load through two sidecars on a Redis Cluster; prints what was lost.
+	go test -count=1 -v -timeout 10m ./test/reliability/

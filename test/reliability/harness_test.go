@@ -1,0 +1,359 @@
+package reliability
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/redistest"
+)
+
+// sidecarBin is the gatehouse-sidecar binary under test, built once by TestMain
+// exactly as it ships (the suite exercises the real process: signals, file
+// descriptors, the config watcher).
+var sidecarBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "gatehouse-reliability-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "temp dir:", err)
+		os.Exit(1)
+	}
+	sidecarBin = filepath.Join(dir, "gatehouse-sidecar")
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	build := exec.Command(goBin, "build", "-trimpath", "-o", sidecarBin, "github.com/gatehouse-dev/gatehouse/cmd/sidecar")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build gatehouse-sidecar: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// app is the upstream: instant answers, plus /slow (delay before headers)
+// and /drip (headers, then a byte every 50ms) that count how many of their
+// handlers are running, so a test can see the sidecar cancel abandoned ones.
+type app struct {
+	inflight atomic.Int64
+	srv      *http.Server
+	addr     string
+}
+
+func startApp(t *testing.T) *app {
+	t.Helper()
+	a := &app{}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("app listen: %v", err)
+	}
+	a.addr = l.Addr().String()
+	a.srv = &http.Server{Handler: http.HandlerFunc(a.serve), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = a.srv.Serve(l) }()
+	t.Cleanup(func() { _ = a.srv.Close() })
+	return a
+}
+
+func (a *app) serve(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case strings.HasSuffix(r.URL.Path, "/slow"):
+		a.inflight.Add(1)
+		defer a.inflight.Add(-1)
+		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+		select {
+		case <-time.After(time.Duration(ms) * time.Millisecond):
+		case <-r.Context().Done():
+			return
+		}
+	case strings.HasSuffix(r.URL.Path, "/drip"):
+		a.inflight.Add(1)
+		defer a.inflight.Add(-1)
+		w.WriteHeader(http.StatusOK)
+		rc := http.NewResponseController(w)
+		for range 60 {
+			if _, err := w.Write([]byte("x")); err != nil {
+				return
+			}
+			if rc.Flush() != nil {
+				return
+			}
+			select {
+			case <-time.After(50 * time.Millisecond):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	_, _ = io.WriteString(w, "ok "+r.URL.Path+"\n")
+}
+
+// sidecar is one gatehouse-sidecar process.
+type sidecar struct {
+	name        string
+	data, admin string
+	configPath  string
+	logPath     string
+	cmd         *exec.Cmd
+	done        chan struct{}
+	exitErr     error
+	client      *http.Client
+	terminated  atomic.Bool // SIGTERM sent: refused connections are expected
+}
+
+func startSidecar(t *testing.T, name, upstream string, config []byte) *sidecar {
+	t.Helper()
+	dir := t.TempDir()
+	s := &sidecar{
+		name:       name,
+		data:       net.JoinHostPort("127.0.0.1", strconv.Itoa(redistest.FreePort(t))),
+		admin:      net.JoinHostPort("127.0.0.1", strconv.Itoa(redistest.FreePort(t))),
+		configPath: filepath.Join(dir, "config.json"),
+		logPath:    filepath.Join(dir, "sidecar.log"),
+		done:       make(chan struct{}),
+		client: &http.Client{
+			Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64, DisableCompression: true},
+			Timeout:   10 * time.Second,
+		},
+	}
+	if err := os.WriteFile(s.configPath, config, 0o644); err != nil {
+		t.Fatalf("write config: %v", err)
+	}
+	logf, err := os.Create(s.logPath)
+	if err != nil {
+		t.Fatalf("sidecar log: %v", err)
+	}
+	s.cmd = exec.Command(sidecarBin, "--config", s.configPath, "--listen", s.data, "--admin-listen", s.admin,
+		"--upstream", "http://"+upstream, "--drain-timeout", "10s", "--log-level", "info")
+	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("start sidecar: %v", err)
+	}
+	go func() {
+		s.exitErr = s.cmd.Wait()
+		logf.Close()
+		close(s.done)
+	}()
+	t.Cleanup(func() {
+		_ = s.cmd.Process.Kill()
+		<-s.done
+		if t.Failed() {
+			if raw, err := os.ReadFile(s.logPath); err == nil {
+				t.Logf("sidecar %s log (tail):\n%s", s.name, tail(string(raw), 40))
+			}
+		}
+	})
+	eventually(t, 20*time.Second, "sidecar "+name+" ready", func() error {
+		r, err := s.readiness()
+		if err != nil {
+			return err
+		}
+		if !r.Ready {
+			return fmt.Errorf("not ready: %+v", r.Checks)
+		}
+		return nil
+	})
+	return s
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// readiness is the part of /readyz the suite reads.
+type readiness struct {
+	Ready    bool `json:"ready"`
+	Checks   []struct{ Name, Error string }
+	Warnings []string `json:"warnings"`
+	Config   struct {
+		Generation uint64 `json:"generation"`
+		LastError  string `json:"lastError"`
+	} `json:"config"`
+	Policies []string `json:"policies"`
+}
+
+func (s *sidecar) readiness() (readiness, error) {
+	var r readiness
+	resp, err := s.client.Get("http://" + s.admin + "/readyz")
+	if err != nil {
+		return r, err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return r, fmt.Errorf("decode /readyz: %w", err)
+	}
+	return r, nil
+}
+
+// goroutines reads go_goroutines from the sidecar's /metrics.
+func (s *sidecar) goroutines() (int, error) {
+	resp, err := s.client.Get("http://" + s.admin + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return int(f), err
+		}
+	}
+	return 0, errors.New("no go_goroutines in /metrics")
+}
+
+// fds counts the sidecar's open file descriptors (sockets included).
+func (s *sidecar) fds() (int, error) {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", s.cmd.Process.Pid))
+	return len(ents), err
+}
+
+// createSession mints a session through the admin API.
+func (s *sidecar) createSession(t *testing.T, subject string) string {
+	t.Helper()
+	resp, err := s.client.Post("http://"+s.admin+"/v1/sessions", "application/json", strings.NewReader(fmt.Sprintf(`{"subject":%q,"ttl":"1h"}`, subject)))
+	if err != nil {
+		t.Fatalf("create session: %v", err)
+	}
+	defer resp.Body.Close()
+	var out struct{ Token string }
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create session: status %d, %v", resp.StatusCode, err)
+	}
+	return out.Token
+}
+
+// eventually polls f until it returns nil or the generous deadline passes.
+func eventually(t *testing.T, within time.Duration, what string, f func() error) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var err error
+	for time.Since(start) < within {
+		if err = f(); err == nil {
+			return time.Since(start)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %v: %v", what, within, err)
+	return 0
+}
+
+// record is one request of the steady load.
+type record struct {
+	phase   string
+	sidecar string
+	path    string
+	status  int // 0: transport error
+	err     error
+	refused bool // the connection was refused: never accepted
+	start   time.Time
+	end     time.Time
+	// remaining and reset are the RateLimit-* headers; -1 when absent.
+	remaining, reset int
+}
+
+// load is the steady background traffic: one worker per sidecar and path.
+type load struct {
+	phase atomic.Pointer[string]
+	token string
+
+	mu      sync.Mutex
+	records []record
+	wg      sync.WaitGroup
+}
+
+// paths are what the load requests; the config gives each its policy.
+var paths = []string{"/plain/x", "/app/x", "/limited/x", "/open/x", "/cached/x"}
+
+func (l *load) setPhase(p string) { l.phase.Store(&p) }
+
+func (l *load) run(ctx context.Context, sidecars []*sidecar) {
+	for _, s := range sidecars {
+		for _, p := range paths {
+			l.wg.Add(1)
+			go func() {
+				defer l.wg.Done()
+				for ctx.Err() == nil {
+					rec := l.one(ctx, s, p)
+					if ctx.Err() != nil && rec.err != nil {
+						return // the suite ended, not the sidecar
+					}
+					l.mu.Lock()
+					l.records = append(l.records, rec)
+					l.mu.Unlock()
+					if rec.refused && s.terminated.Load() {
+						return // this sidecar is gone for good
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			}()
+		}
+	}
+}
+
+func (l *load) one(ctx context.Context, s *sidecar, path string) record {
+	rec := record{phase: *l.phase.Load(), sidecar: s.name, path: path, start: time.Now(), remaining: -1, reset: -1}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.data+path, nil)
+	req.Header.Set("Authorization", "Bearer "+l.token)
+	resp, err := s.client.Do(req)
+	if err == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		rec.status = resp.StatusCode
+		if v, e := strconv.Atoi(resp.Header.Get("RateLimit-Remaining")); e == nil {
+			rec.remaining = v
+		}
+		if v, e := strconv.Atoi(resp.Header.Get("RateLimit-Reset")); e == nil {
+			rec.reset = v
+		}
+	}
+	rec.end = time.Now()
+	if err != nil {
+		rec.status, rec.err = 0, err
+		rec.refused = errors.Is(err, syscall.ECONNREFUSED)
+	}
+	return rec
+}
+
+func (l *load) snapshot() []record {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.records)
+}
+
+// outcome names a record's result for the table.
+func (r record) outcome() string {
+	switch {
+	case r.refused:
+		return "refused"
+	case r.err != nil:
+		return "error"
+	}
+	return strconv.Itoa(r.status)
+}
