@@ -52,11 +52,15 @@ func (d *demo) startAPIServer(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	assets, err := shimAssets(filepath.Join(d.tmp, "assets"), d.o.assets)
+	if err != nil {
+		return err
+	}
 	d.env = &envtest.Environment{
 		Scheme:                scheme,
 		CRDDirectoryPaths:     []string{filepath.Join(d.o.root, "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
-		BinaryAssetsDirectory: d.o.assets,
+		BinaryAssetsDirectory: assets,
 		// The API server calls the in-process manager's webhook through the
 		// configuration `make manifests` generated; envtest points it at a
 		// local port with its own serving certificate.

@@ -35,7 +35,10 @@ type options struct {
 	keepTemp   bool
 }
 
-func main() { os.Exit(run()) }
+func main() {
+	runAsShim()
+	os.Exit(run())
+}
 
 func run() int {
 	var o options

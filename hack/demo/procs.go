@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"sync"
 	"syscall"
@@ -118,4 +119,57 @@ func freePort() (int, error) {
 		return 0, errors.New("find a free port: not a TCP address")
 	}
 	return addr.Port, nil
+}
+
+// realAssetsEnv tells the demo binary, started under the name of an
+// envtest binary, where the real one is (see shimAssets).
+const realAssetsEnv = "GATEHOUSE_DEMO_REAL_ASSETS"
+
+// shimAssets returns a directory whose kube-apiserver and etcd are this
+// very binary. envtest starts its processes without a parent-death signal,
+// so a demo killed with SIGKILL would leave them running; started through
+// the shim, each first asks the kernel for SIGKILL when the demo dies and
+// then becomes the real binary (the setting survives exec).
+func shimAssets(dir, real string) (string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("asset shim: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("asset shim: %w", err)
+	}
+	for name, target := range map[string]string{
+		"kube-apiserver": self,
+		"etcd":           self,
+		"kubectl":        filepath.Join(real, "kubectl"),
+	} {
+		if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {
+			return "", fmt.Errorf("asset shim: %w", err)
+		}
+	}
+	if err := os.Setenv(realAssetsEnv, real); err != nil {
+		return "", fmt.Errorf("asset shim: %w", err)
+	}
+	return dir, nil
+}
+
+// runAsShim replaces the process with the real envtest binary when the
+// demo binary was started as one (shimAssets); otherwise it returns.
+func runAsShim() {
+	real := os.Getenv(realAssetsEnv)
+	name := filepath.Base(os.Args[0])
+	if real == "" || (name != "kube-apiserver" && name != "etcd") {
+		return
+	}
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0); errno != 0 {
+		fmt.Fprintln(os.Stderr, "demo shim: prctl:", errno)
+		os.Exit(1)
+	}
+	// The demo may have died between fork and prctl.
+	if os.Getppid() == 1 {
+		os.Exit(1)
+	}
+	err := syscall.Exec(filepath.Join(real, name), append([]string{name}, os.Args[1:]...), os.Environ())
+	fmt.Fprintln(os.Stderr, "demo shim: exec", name+":", err)
+	os.Exit(1)
 }
