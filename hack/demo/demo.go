@@ -67,6 +67,7 @@ type demo struct {
 	sync     *volumeSync
 
 	dataURL, adminURL, statusURL, appURL string
+	readyURL                             string
 	token                                string
 }
 

@@ -168,6 +168,12 @@ func (d *demo) runPod(ctx, bgCtx context.Context, pod *corev1.Pod) error {
 	}
 	d.dataURL = fmt.Sprintf("http://127.0.0.1:%d", d.ports.local(controllers.DefaultSidecarPort))
 	d.statusURL = fmt.Sprintf("http://127.0.0.1:%d", d.ports.local(controllers.SidecarStatusPort))
+	// Probe readiness where the kubelet would: the readiness probe's path
+	// on its (named) port.
+	if d.readyURL, err = d.probeURL(sc); err != nil {
+		return err
+	}
+	d.out.say("readiness probe (as the kubelet runs it): GET %s", d.readyURL)
 	start := time.Now()
 	if err := poll(ctx, 30*time.Second, func() error {
 		if done, perr := d.sidecar.exited(); done {
@@ -188,6 +194,23 @@ func (d *demo) runPod(ctx, bgCtx context.Context, pod *corev1.Pod) error {
 	d.out.ok("sidecar ready in %s (config %s, policies %s)", time.Since(start).Round(100*time.Millisecond), rd.Config.Hash, strings.Join(rd.Policies, ", "))
 	d.out.ok("catalogue app on %s, sidecar data port %s", d.appURL, d.dataURL)
 	return nil
+}
+
+// probeURL is the local URL of the container's readiness probe.
+func (d *demo) probeURL(c *corev1.Container) (string, error) {
+	p := c.ReadinessProbe
+	if p == nil || p.HTTPGet == nil {
+		return "", fmt.Errorf("container %s: no HTTP readiness probe", c.Name)
+	}
+	port := p.HTTPGet.Port.IntValue()
+	if name := p.HTTPGet.Port.StrVal; name != "" {
+		i := slices.IndexFunc(c.Ports, func(cp corev1.ContainerPort) bool { return cp.Name == name })
+		if i < 0 {
+			return "", fmt.Errorf("container %s: readiness probe port %q is not a container port", c.Name, name)
+		}
+		port = int(c.Ports[i].ContainerPort)
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d%s", d.ports.local(port), p.HTTPGet.Path), nil
 }
 
 // checkFlags fails early, and clearly, when the webhook injects a flag the

@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -94,10 +97,10 @@ func expectStatus(r response, want int) error {
 	return nil
 }
 
-// readiness reads the sidecar's /readyz from the admin listener.
+// readiness reads the sidecar's /readyz where the readiness probe does.
 func (d *demo) readiness(ctx context.Context) (proxy.Readiness, error) {
 	var rd proxy.Readiness
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.adminURL+"/readyz", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.readyURL, nil)
 	if err != nil {
 		return rd, err
 	}
@@ -358,6 +361,46 @@ func (d *demo) cacheTour(ctx context.Context) error {
 		return fmt.Errorf("GET after PUT: X-Cache %q name %q, want MISS %q", r.header.Get("X-Cache"), third.Name, update.Name)
 	}
 	d.out.ok("invalidated on write: MISS with the new name")
+	return d.redisTour(ctx)
+}
+
+// redisTour shows where the state of the tour lives: in the Redis Cluster
+// the operator formed, spread over its primaries by hash slot.
+func (d *demo) redisTour(ctx context.Context) error {
+	d.out.begin("Redis Cluster: the sessions, counters and cache entries of the tour, by primary")
+	var rc v1alpha1.RedisCluster
+	if err := d.k8s.Get(ctx, client.ObjectKey{Namespace: shopNamespace, Name: redisName}, &rc); err != nil {
+		return err
+	}
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{rc.Status.ClientService}, Password: d.password})
+	defer cc.Close()
+	var (
+		mu    sync.Mutex
+		lines []string
+		total int64
+	)
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+		size, err := n.DBSize(ctx).Result()
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		lines = append(lines, fmt.Sprintf("%s: %d keys", n.Options().Addr, size))
+		total += size
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read the cluster through %s: %w", rc.Status.ClientService, err)
+	}
+	slices.Sort(lines)
+	for _, l := range lines {
+		d.out.say("primary %s", l)
+	}
+	if len(lines) != 3 || total == 0 {
+		return fmt.Errorf("want 3 primaries holding the tour's keys, got %d primaries and %d keys", len(lines), total)
+	}
+	d.out.ok("%d keys across the 3 primaries; the sidecar found them from the seed %s, like any cluster client", total, rc.Status.ClientService)
 	return nil
 }
 
