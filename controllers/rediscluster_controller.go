@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -215,7 +216,7 @@ func (r *redisClusterReconciler) reconcile(ctx context.Context, rc *v1alpha1.Red
 	}
 
 	health := rediscluster.Assess(state, spec)
-	obs.Operation, obs.OpErr, obs.Refused = r.operate(ctx, admin, rc, members, leaving, pending, health, spec)
+	obs.Operation, obs.Refused, obs.OpErr = r.operate(ctx, admin, rc, members, leaving, pending, health, spec)
 	if obs.Operation != "" {
 		// Report what the operation left, not what it started from.
 		if after, err := admin.Observe(ctx, members); err == nil {
@@ -257,10 +258,10 @@ func scaleInPending(state *rediscluster.State, leaving []rediscluster.Member) bo
 }
 
 // operate runs the one cluster operation the health calls for. It returns
-// the operation's reason, its error, and a scale-in refusal separately,
-// since a refusal is a verdict for the user rather than a failure to retry.
+// the operation's reason, a scale-in refusal and the operation's error
+// separately: a refusal is a verdict for the user, not a failure to retry.
 func (r *redisClusterReconciler) operate(ctx context.Context, admin *rediscluster.Admin, rc *v1alpha1.RedisCluster,
-	members, leaving []rediscluster.Member, pending bool, h rediscluster.Health, spec rediscluster.Spec) (string, error, error) {
+	members, leaving []rediscluster.Member, pending bool, h rediscluster.Health, spec rediscluster.Spec) (op string, refused, err error) {
 	log := ctrl.LoggerFrom(ctx)
 	switch {
 	case h.SlotsAssigned == 0:
@@ -272,34 +273,37 @@ func (r *redisClusterReconciler) operate(ctx context.Context, admin *rediscluste
 		r.event(rc, corev1.EventTypeNormal, v1alpha1.ReasonBootstrapping, "Forming the cluster: %d shards with %d replicas each", spec.Shards, spec.ReplicasPerShard)
 		log.Info("Forming Redis Cluster", "shards", spec.Shards, "replicasPerShard", spec.ReplicasPerShard)
 		if err := admin.Form(ctx, members, spec); err != nil {
-			return v1alpha1.ReasonBootstrapping, fmt.Errorf("form: %w", err), nil
+			return v1alpha1.ReasonBootstrapping, nil, fmt.Errorf("form: %w", err)
 		}
 		return v1alpha1.ReasonBootstrapping, nil, nil
 	case pending:
 		r.event(rc, corev1.EventTypeNormal, v1alpha1.ReasonScaling, "Scaling in: removing %d nodes", len(leaving))
-		err := admin.ScaleIn(ctx, members[:len(members)-len(leaving)], leaving, spec)
+		err = admin.ScaleIn(ctx, members[:len(members)-len(leaving)], leaving, spec)
 		if errors.Is(err, rediscluster.ErrUnsafe) || errors.Is(err, rediscluster.ErrUnreachable) {
 			r.event(rc, corev1.EventTypeWarning, v1alpha1.ReasonScaleInRefused, "%v", err)
-			return v1alpha1.ReasonScaling, nil, err
+			return v1alpha1.ReasonScaling, err, nil
 		}
 		if err != nil {
-			return v1alpha1.ReasonScaling, fmt.Errorf("scale in: %w", err), nil
+			return v1alpha1.ReasonScaling, nil, fmt.Errorf("scale in: %w", err)
 		}
 		return v1alpha1.ReasonScaling, nil, nil
 	case h.Shards < spec.Shards && len(members) >= spec.Nodes() && len(h.Unreachable) == 0 && len(h.FailedNodes) == 0:
 		r.event(rc, corev1.EventTypeNormal, v1alpha1.ReasonScaling, "Scaling out from %d to %d shards", h.Shards, spec.Shards)
 		if err := admin.ScaleOut(ctx, members, spec); err != nil {
-			return v1alpha1.ReasonScaling, fmt.Errorf("scale out: %w", err), nil
+			return v1alpha1.ReasonScaling, nil, fmt.Errorf("scale out: %w", err)
 		}
 		return v1alpha1.ReasonScaling, nil, nil
 	case h.Converged:
 		return "", nil, nil
 	default:
 		if len(h.FailedNodes) > 0 {
+			// Redis fails over by itself; Repair forces it only past
+			// FailoverAfter. Either way users should see it happening.
 			log.Info("Repairing Redis Cluster", "problems", h.Problems)
+			r.event(rc, corev1.EventTypeWarning, v1alpha1.ReasonRepairing, "Failed nodes, failing over and repairing: %s", strings.Join(h.Problems, "; "))
 		}
 		if err := admin.Repair(ctx, members, spec); err != nil {
-			return v1alpha1.ReasonRepairing, fmt.Errorf("repair: %w", err), nil
+			return v1alpha1.ReasonRepairing, nil, fmt.Errorf("repair: %w", err)
 		}
 		return v1alpha1.ReasonRepairing, nil, nil
 	}

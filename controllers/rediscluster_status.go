@@ -167,6 +167,10 @@ func redisRequeue(o redisObservation) time.Duration {
 		return 0 // pods appearing (or the local source changing) trigger it
 	case o.Health == nil:
 		return rediscluster.NextRequeue(rediscluster.Health{Unreachable: []string{"all"}})
+	case o.Health.Converged && o.OpErr != nil:
+		// Converged by Redis' own account, but our CONFIG SET or operation
+		// failed: retry as for an unreachable member.
+		return rediscluster.NextRequeue(rediscluster.Health{Unreachable: []string{"retry"}})
 	default:
 		return rediscluster.NextRequeue(*o.Health)
 	}

@@ -109,6 +109,14 @@ func TestRedisClusterStatus(t *testing.T) {
 			"Degraded":    {"True", v1alpha1.ReasonScaleInRefused},
 		}},
 	}, {
+		name: "a failed CONFIG SET on a converged cluster is degraded and retried",
+		obs:  redisObservation{Members: 6, Health: &healthy, OpErr: errors.New("config set on n0: refused")},
+		want: want{observedGeneration: 7, state: "ok", slots: rediscluster.Slots, nodes: 6, shards: 3, requeue: 10 * time.Second, conds: map[string]cond{
+			"Ready":       {"True", v1alpha1.ReasonClusterReady},
+			"Progressing": {"False", v1alpha1.ReasonAsExpected},
+			"Degraded":    {"True", v1alpha1.ReasonClusterUnhealthy},
+		}},
+	}, {
 		name: "a failed reconcile keeps the previous observedGeneration",
 		cur:  v1alpha1.RedisClusterStatus{ObservedGeneration: 6, ConfigHash: "old"},
 		obs:  redisObservation{Members: 6, Health: &healthy, Failed: true},
