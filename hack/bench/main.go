@@ -90,6 +90,7 @@ type target struct {
 	tokens       []string
 	pids         func() []int
 	redisNodes   []string // the primaries whose counters the run moves
+	redisPids    []int    // every redis-server of the backend, replicas included
 	idleRSSKB    int64
 	runs         []result
 }
@@ -101,6 +102,7 @@ type result struct {
 	p50, p99     time.Duration
 	p999         time.Duration
 	cpuPer10k    time.Duration
+	redisCPU10k  time.Duration
 	hwmKB        int64
 	cmdsPerReq   float64
 	tripsPerReq  float64
@@ -229,6 +231,8 @@ func setUp(r *runner, o options) ([]*target, int64, error) {
 	for _, p := range cluster.Primaries {
 		primaries = append(primaries, p.Addr())
 	}
+	standalonePids := redisPids([]string{standalone.Addr()})
+	clusterPids := redisPids(cluster.Addrs())
 
 	pidOf := func(c *exec.Cmd) func() []int { return func() []int { return []int{c.Process.Pid} } }
 	targets := []*target{
@@ -277,9 +281,10 @@ func setUp(r *runner, o options) ([]*target, int64, error) {
 		name, mode string
 		addrs      []string
 		nodes      []string
+		pids       []int
 	}{
-		{"standalone", "Standalone", []string{standalone.Addr()}, []string{standalone.Addr()}},
-		{"cluster", "Cluster", cluster.Addrs(), primaries},
+		{"standalone", "Standalone", []string{standalone.Addr()}, []string{standalone.Addr()}, standalonePids},
+		{"cluster", "Cluster", cluster.Addrs(), primaries, clusterPids},
 	} {
 		for _, v := range variants {
 			t, admin, err := startSidecar("gatehouse "+v.name, v.f, backend.mode, backend.addrs)
@@ -288,6 +293,7 @@ func setUp(r *runner, o options) ([]*target, int64, error) {
 			}
 			t.redis = backend.name
 			t.redisNodes = backend.nodes
+			t.redisPids = backend.pids
 			if v.path == "" {
 				// A path per request and per run: every request misses, is
 				// fetched from the app and stored (60s TTL keeps Redis small).
@@ -390,6 +396,10 @@ func measure(ctx context.Context, r *runner, o options, t *target, runID string)
 	if err != nil {
 		return res, err
 	}
+	rcBefore, err := readProcs(t.redisPids)
+	if err != nil {
+		return res, err
+	}
 	out, err := runWrk(ctx, o, t.url, script, o.duration)
 	if err != nil {
 		return res, err
@@ -402,6 +412,10 @@ func measure(ctx context.Context, r *runner, o options, t *target, runID string)
 	if err != nil {
 		return res, err
 	}
+	rcAfter, err := readProcs(t.redisPids)
+	if err != nil {
+		return res, err
+	}
 	res.requests = out.Requests
 	res.rps = float64(out.Requests) / (float64(out.DurationUS) / 1e6)
 	res.p50 = time.Duration(out.P50) * time.Microsecond
@@ -410,6 +424,7 @@ func measure(ctx context.Context, r *runner, o options, t *target, runID string)
 	res.socketErrors, res.statusErrors = out.SocketErrors, out.StatusErrors
 	if out.Requests > 0 {
 		res.cpuPer10k = (after.cpu - before.cpu) * 10000 / time.Duration(out.Requests)
+		res.redisCPU10k = (rcAfter.cpu - rcBefore.cpu) * 10000 / time.Duration(out.Requests)
 		res.cmdsPerReq = float64(rAfter.commands-rBefore.commands) / float64(out.Requests)
 		res.tripsPerReq = float64(rAfter.reads-rBefore.reads) / float64(out.Requests)
 	}
@@ -514,4 +529,24 @@ func writeReport(path, block string) error {
 		return fmt.Errorf("write report: %w", err)
 	}
 	return nil
+}
+
+// redisPids finds the redis-server processes (children of this one) serving
+// addrs: redis-server retitles itself "redis-server host:port [cluster]".
+func redisPids(addrs []string) []int {
+	var pids []int
+	for _, pid := range childrenOf(os.Getpid()) {
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil {
+			continue
+		}
+		title := strings.ReplaceAll(string(raw), "\x00", " ")
+		for _, a := range addrs {
+			if strings.Contains(title, a+" ") || strings.HasSuffix(strings.TrimSpace(title), a) {
+				pids = append(pids, pid)
+				break
+			}
+		}
+	}
+	return pids
 }

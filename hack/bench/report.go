@@ -14,7 +14,7 @@ import (
 type summary struct {
 	rps, cmds, trips float64
 	p50, p99, p999   time.Duration
-	cpu              time.Duration
+	cpu, redisCPU    time.Duration
 	hwmKB            int64
 	errors, requests int64
 }
@@ -54,6 +54,7 @@ func summarize(runs []result) summary {
 	s.p99 = pickD(func(r result) time.Duration { return r.p99 })
 	s.p999 = pickD(func(r result) time.Duration { return r.p999 })
 	s.cpu = pickD(func(r result) time.Duration { return r.cpuPer10k })
+	s.redisCPU = pickD(func(r result) time.Duration { return r.redisCPU10k })
 	for _, r := range runs {
 		s.hwmKB = max(s.hwmKB, r.hwmKB)
 		s.errors += r.socketErrors + r.statusErrors
@@ -81,22 +82,23 @@ func render(o options, targets []*target, binSize int64, took time.Duration) str
 		o.threads, o.connections, o.duration, o.warmup, o.reps)
 	b.WriteString("- Response: 1 KiB body from a Go upstream on loopback; every process on the same 2 cores as wrk.\n\n")
 
-	b.WriteString("| configuration | Redis | req/s | × plain-proxy | × direct | p50 ms | p99 ms | p99.9 ms | p99 × plain-proxy | CPU s / 10k req | peak RSS MiB | Redis cmds / req (incl. inside Lua) | Redis round trips / req | errors |\n")
-	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| configuration | Redis | req/s | × plain-proxy | × direct | p50 ms | p99 ms | p99.9 ms | p99 × plain-proxy | CPU s / 10k req | peak RSS MiB | Redis CPU s / 10k req | Redis cmds / req (incl. inside Lua) | Redis round trips / req | errors |\n")
+	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, t := range targets {
 		s := sums[t.label()]
-		redisCol, cmds, trips := "—", "—", "—"
+		redisCol, cmds, trips, rcpu := "—", "—", "—", "—"
 		if t.redis != "" {
 			redisCol = t.redis
 			cmds, trips = fmt.Sprintf("%.2f", s.cmds), fmt.Sprintf("%.2f", s.trips)
+			rcpu = fmt.Sprintf("%.3f", s.redisCPU.Seconds())
 		}
 		cpu, rss := "—", "—"
 		if t.name != "direct" {
 			cpu, rss = fmt.Sprintf("%.3f", s.cpu.Seconds()), mib(s.hwmKB)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.0f | %.2f | %.2f | %s | %s | %s | %.2f | %s | %s | %s | %s | %d |\n",
+		fmt.Fprintf(&b, "| %s | %s | %.0f | %.2f | %.2f | %s | %s | %s | %.2f | %s | %s | %s | %s | %s | %d |\n",
 			t.name, redisCol, s.rps, ratio(s.rps, plain.rps), ratio(s.rps, direct.rps),
-			ms(s.p50), ms(s.p99), ms(s.p999), ratio(float64(s.p99), float64(plain.p99)), cpu, rss, cmds, trips, s.errors)
+			ms(s.p50), ms(s.p99), ms(s.p999), ratio(float64(s.p99), float64(plain.p99)), cpu, rss, rcpu, cmds, trips, s.errors)
 	}
 
 	b.WriteString("\n### Targets\n\n| target | measured | met |\n|---|---|---|\n")
