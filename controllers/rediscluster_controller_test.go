@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -60,7 +61,13 @@ func startSharedRedis() *controllers.LocalRedisMembers {
 func startRedisNodes(n int) []rediscluster.Member {
 	GinkgoHelper()
 	// Replicas start their full sync at once rather than after 5s.
-	nodes := redistest.StartNodes(GinkgoT(), n, "repl-diskless-sync-delay 0")
+	return protect(redistest.StartNodes(GinkgoT(), n, "repl-diskless-sync-delay 0"))
+}
+
+// protect sets testRedisPassword on running nodes and returns them as
+// members.
+func protect(nodes []*redistest.Server) []rediscluster.Member {
+	GinkgoHelper()
 	members := make([]rediscluster.Member, len(nodes))
 	for i, node := range nodes {
 		for _, args := range [][]string{
@@ -420,5 +427,35 @@ var _ = Describe("RedisCluster reconciler", func() {
 			Expect(rediscluster.ParseInfo(info)).To(HaveKeyWithValue("cluster_known_nodes", "1"), "a left node is reset")
 		}
 		expectKeys(cc, keys)
+	})
+
+	It("refuses to scale in while a leaving node does not answer", func() {
+		servers := redistest.StartNodes(GinkgoT(), 8, "repl-diskless-sync-delay 0")
+		nodes := protect(servers)
+		key := client.ObjectKey{Namespace: ns, Name: "refusing"}
+		localRedis.Set(key, nodes)
+		DeferCleanup(localRedis.Delete, key)
+		rc := newRedisCluster(ns, "refusing", func(rc *v1alpha1.RedisCluster) { rc.Spec.Shards = 4 })
+		expectRedisCondition(rc, v1alpha1.ConditionReady, metav1.ConditionTrue, redisConverge)
+
+		By("losing a node that a scale-in to 3 shards would remove")
+		Expect(servers[7].Kill()).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, key, rc)).To(Succeed())
+			rc.Spec.Shards = 3
+			g.Expect(k8sClient.Update(ctx, rc)).To(Succeed())
+		}, eventually, poll).Should(Succeed())
+		c := expectRedisCondition(rc, v1alpha1.ConditionDegraded, metav1.ConditionTrue, redisConverge)
+		Expect(c.Reason).To(Equal(v1alpha1.ReasonScaleInRefused), c.Message)
+		Eventually(func(g Gomega) {
+			var events eventsv1.EventList
+			g.Expect(k8sClient.List(ctx, &events, client.InNamespace(ns))).To(Succeed())
+			g.Expect(events.Items).To(ContainElement(HaveField("Reason", v1alpha1.ReasonScaleInRefused)))
+		}, eventually, poll).Should(Succeed())
+		sts := &appsv1.StatefulSet{}
+		Consistently(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, key, sts)).To(Succeed())
+			g.Expect(sts.Spec.Replicas).To(HaveValue(BeEquivalentTo(8)), "the leaving pods stay")
+		}, 2*time.Second, poll).Should(Succeed())
 	})
 })
