@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -109,7 +108,7 @@ func (d *demo) startManager(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("manager log: %w", err)
 	}
-	logger := zap.New(zap.WriteTo(f), zap.Level(zapcore.InfoLevel))
+	logger := zap.New(zap.WriteTo(f))
 	ctrl.SetLogger(logger)
 	klog.SetLogger(logger)
 

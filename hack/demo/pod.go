@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/gatehouse-dev/gatehouse/api/v1alpha1"
 	"github.com/gatehouse-dev/gatehouse/controllers"
 	"github.com/gatehouse-dev/gatehouse/hack/demo/app"
 )
@@ -193,6 +194,46 @@ func (d *demo) runPod(ctx, bgCtx context.Context, pod *corev1.Pod) error {
 	rd, _ := d.readiness(ctx)
 	d.out.ok("sidecar ready in %s (config %s, policies %s)", time.Since(start).Round(100*time.Millisecond), rd.Config.Hash, strings.Join(rd.Policies, ", "))
 	d.out.ok("catalogue app on %s, sidecar data port %s", d.appURL, d.dataURL)
+	return d.reportRunning(ctx, pod)
+}
+
+// reportRunning writes the pod's status as the kubelet would once its
+// containers are ready, and waits for the policies to count the pod.
+func (d *demo) reportRunning(ctx context.Context, pod *corev1.Pod) error {
+	if err := d.k8s.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
+		return fmt.Errorf("read pod: %w", err)
+	}
+	now := metav1.Now()
+	cond := func(t corev1.PodConditionType) corev1.PodCondition {
+		return corev1.PodCondition{Type: t, Status: corev1.ConditionTrue, LastTransitionTime: now}
+	}
+	pod.Status = corev1.PodStatus{
+		Phase:     corev1.PodRunning,
+		HostIP:    "127.0.0.1",
+		PodIP:     "127.0.0.1",
+		PodIPs:    []corev1.PodIP{{IP: "127.0.0.1"}},
+		StartTime: &now,
+		Conditions: []corev1.PodCondition{
+			cond(corev1.PodScheduled), cond(corev1.PodInitialized), cond(corev1.ContainersReady), cond(corev1.PodReady),
+		},
+	}
+	if err := d.k8s.Status().Update(ctx, pod); err != nil {
+		return fmt.Errorf("report pod status: %w", err)
+	}
+	err := poll(ctx, 30*time.Second, func() error {
+		var p v1alpha1.RateLimitPolicy
+		if err := d.k8s.Get(ctx, client.ObjectKey{Namespace: shopNamespace, Name: rateLimitName}, &p); err != nil {
+			return err
+		}
+		if p.Status.SelectedPods != 1 {
+			return fmt.Errorf("RateLimitPolicy %s counts %d running pods with the sidecar, want 1", rateLimitName, p.Status.SelectedPods)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	d.out.ok("pod status Running/Ready reported as the kubelet would; the policies count it (status.selectedPods=1)")
 	return nil
 }
 
