@@ -136,7 +136,7 @@ func startSidecar(t *testing.T, name, upstream string, config []byte) *sidecar {
 		done:       make(chan struct{}),
 		client: &http.Client{
 			Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64, DisableCompression: true},
-			Timeout:   10 * time.Second,
+			Timeout:   15 * time.Second,
 		},
 	}
 	if err := os.WriteFile(s.configPath, config, 0o644); err != nil {

@@ -26,13 +26,14 @@ const (
 	limitN      = 40
 	limitWindow = 2 * time.Second
 	// hangBound is the longest any request may take while Redis is failing,
-	// from the configured timeouts: the session lookup is bounded by the
-	// connection's dial (500ms) and read (200ms) timeouts, tried twice
-	// (maxRetries 1) with at most 64ms backoff; the rate limiter by the read
-	// timeout (its call deadline); the cache by its 1s operation deadline.
-	// One request may meet all three, plus a second of scheduling slack on
-	// a busy machine. A hang would show as the 10s client timeout.
-	hangBound = 2*(500+200)*time.Millisecond + 64*time.Millisecond + // session
+	// from the configured timeouts (dialTimeout 250ms, readTimeout 200ms,
+	// maxRetries 1). The session lookup has no deadline of its own: on a
+	// cluster go-redis tries up to 4 nodes (MaxRedirects 3, its default),
+	// each twice, with at most 7 backoffs of 64ms. The rate limiter calls
+	// Redis under a readTimeout deadline, the cache under a 1s deadline. One
+	// request may meet all three, plus a second of scheduling slack on a
+	// busy machine. A hang shows as the 15s client timeout.
+	hangBound = 4*2*(250+200)*time.Millisecond + 7*64*time.Millisecond + // session
 		200*time.Millisecond + // rate limit
 		time.Second + // cache
 		time.Second // slack
@@ -49,7 +50,7 @@ func sidecarConfig(addrs []string) []byte {
 	return []byte(fmt.Sprintf(`{
   "apiVersion": "sidecar.gatehouse.dev/v1alpha1",
   "kind": "SidecarConfig",
-  "redis": [{"name": "main", "mode": "Cluster", "addrs": [%s], "dialTimeout": "500ms", "readTimeout": "200ms", "writeTimeout": "200ms", "maxRetries": 1}],
+  "redis": [{"name": "main", "mode": "Cluster", "addrs": [%s], "dialTimeout": "250ms", "readTimeout": "200ms", "writeTimeout": "200ms", "maxRetries": 1}],
   "sessions": [{"namespace": "reliability", "name": "sessions", "redis": "main", "ttl": "1h", "sliding": true, "requireFor": ["/app/"]}],
   "rateLimits": [{"namespace": "reliability", "name": "limits", "redis": "main", "rules": [
     {"name": "fixed", "match": {"pathPrefix": "/limited/"}, "key": {}, "limit": %d, "window": %q, "algorithm": "FixedWindow", "failureMode": "Closed"},
