@@ -233,18 +233,25 @@ func policyStatus(obj client.Object) ([]metav1.Condition, int64, int64) {
 	return nil, 0, -1
 }
 
-// validateManifests has the API server validate the install manifests, as
-// `make deploy` applies them, without persisting anything.
+// validateManifests has the API server validate the install manifests,
+// both the way `make deploy` applies them (server-side apply) and the plain
+// `kubectl apply -k config/default` of the documentation, without
+// persisting anything.
 func (d *demo) validateManifests(ctx context.Context) error {
-	d.out.begin("Validate the install manifests against the API server (server-side dry run of config/default)")
-	out, err := d.runKubectl(ctx, "apply", "--server-side", "--force-conflicts", "--field-manager="+fieldOwner, "--dry-run=server", "-k", "config/default")
-	if err != nil {
-		return err
+	d.out.begin("Validate the install manifests against the API server (dry runs of config/default)")
+	for _, args := range [][]string{
+		{"apply", "--server-side", "--force-conflicts", "--field-manager=" + fieldOwner, "--dry-run=server", "-k", "config/default"},
+		{"apply", "--dry-run=server", "-k", "config/default"},
+	} {
+		out, err := d.runKubectl(ctx, args...)
+		if err != nil {
+			return err
+		}
+		n := bytes.Count([]byte(out), []byte("(server dry run)"))
+		if n == 0 {
+			return fmt.Errorf("kubectl printed no dry-run result:\n%s", out)
+		}
+		d.out.ok("%d objects accepted by the API server (dry run)", n)
 	}
-	n := bytes.Count([]byte(out), []byte("(server dry run)"))
-	if n == 0 {
-		return fmt.Errorf("kubectl printed no dry-run result:\n%s", out)
-	}
-	d.out.ok("%d objects accepted by the API server (dry run)", n)
 	return nil
 }
