@@ -193,14 +193,7 @@ func (r *redisClusterReconciler) reconcile(ctx context.Context, rc *v1alpha1.Red
 		staying, leaving = members[:desired], members[desired:]
 	}
 	pending := scaleInPending(state, leaving)
-	var sts appsv1.StatefulSet
-	current := int32(0)
-	if err := r.client.Get(ctx, client.ObjectKey{Namespace: rc.Namespace, Name: rc.Name}, &sts); err == nil && sts.Spec.Replicas != nil {
-		current = *sts.Spec.Replicas
-	} else if client.IgnoreNotFound(err) != nil {
-		return obs, fmt.Errorf("get StatefulSet: %w", err)
-	}
-	if err := r.apply(ctx, redisStatefulSet(rc, conf, ref, statefulSetReplicas(int32(desired), current, pending))); err != nil {
+	if err := r.applyStatefulSet(ctx, rc, conf, ref, int32(desired), pending); err != nil {
 		return obs, err
 	}
 	if state == nil {
@@ -225,6 +218,8 @@ func (r *redisClusterReconciler) reconcile(ctx context.Context, rc *v1alpha1.Red
 	}
 	obs.Health = &health
 
+	// Only once every member answers: status.configHash promises that all
+	// nodes run this configuration.
 	if rc.Status.ConfigHash != conf.Hash && health.SlotsAssigned > 0 && len(health.Unreachable) == 0 {
 		if err := applyLiveConfig(ctx, members, password, conf); err != nil {
 			obs.OpErr = errors.Join(obs.OpErr, err)
@@ -236,6 +231,21 @@ func (r *redisClusterReconciler) reconcile(ctx context.Context, rc *v1alpha1.Red
 		}
 	}
 	return obs, nil
+}
+
+// applyStatefulSet applies the nodes' StatefulSet, keeping its current size
+// while a scale-in is pending.
+func (r *redisClusterReconciler) applyStatefulSet(ctx context.Context, rc *v1alpha1.RedisCluster, conf redisConfig, ref passwordRef, desired int32, pending bool) error {
+	var sts appsv1.StatefulSet
+	current := int32(0)
+	err := r.client.Get(ctx, client.ObjectKey{Namespace: rc.Namespace, Name: rc.Name}, &sts)
+	switch {
+	case err == nil && sts.Spec.Replicas != nil:
+		current = *sts.Spec.Replicas
+	case client.IgnoreNotFound(err) != nil:
+		return fmt.Errorf("get StatefulSet: %w", err)
+	}
+	return r.apply(ctx, redisStatefulSet(rc, conf, ref, statefulSetReplicas(desired, current, pending)))
 }
 
 // scaleInPending reports whether a leaving member still belongs to the
