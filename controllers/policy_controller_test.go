@@ -1,0 +1,391 @@
+package controllers_test
+
+import (
+	"fmt"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/gatehouse-dev/gatehouse/api/v1alpha1"
+	"github.com/gatehouse-dev/gatehouse/controllers"
+	"github.com/gatehouse-dev/gatehouse/sidecar/config"
+)
+
+const (
+	eventually = 20 * time.Second
+	poll       = 100 * time.Millisecond
+)
+
+// typed decodes a sample into its Go type.
+func typed[T client.Object](file string, into T) T {
+	GinkgoHelper()
+	u := loadSample(file)
+	Expect(runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, into)).To(Succeed())
+	return into
+}
+
+// readyRedis creates a 3×1 RedisCluster served by the suite's shared local
+// nodes and waits until its reconciler reports it Ready.
+func readyRedis(ns, name string) *v1alpha1.RedisCluster {
+	GinkgoHelper()
+	rc := newRedisCluster(ns, name, nil)
+	setRedisReady(rc, true)
+	return rc
+}
+
+// setRedisReady makes rc's nodes unavailable (or available again) through
+// the local member source and waits for the reconciler to report it.
+func setRedisReady(rc *v1alpha1.RedisCluster, ready bool) {
+	GinkgoHelper()
+	if ready && rc.Spec.PasswordSecretRef == nil {
+		// Created without the password of the local nodes.
+		testRedisSecret(rc.Namespace)
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(rc), rc)).To(Succeed())
+			rc.Spec.PasswordSecretRef = &v1alpha1.SecretKeyReference{Name: testRedisSecretName}
+			g.Expect(k8sClient.Update(ctx, rc)).To(Succeed())
+		}, eventually, poll).Should(Succeed())
+	}
+	setRedisAvailable(rc, ready)
+	status, timeout := metav1.ConditionFalse, eventually
+	if ready {
+		status, timeout = metav1.ConditionTrue, redisConverge
+	}
+	expectRedisCondition(rc, v1alpha1.ConditionReady, status, timeout)
+}
+
+// sidecarConfig reads the namespace's rendered configuration.
+func sidecarConfig(g Gomega, ns string) (*config.Config, *corev1.ConfigMap) {
+	cm := &corev1.ConfigMap{}
+	g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: controllers.SidecarConfigMapName}, cm)).To(Succeed())
+	cfg, err := config.Parse([]byte(cm.Data[controllers.SidecarConfigKey]))
+	g.Expect(err).NotTo(HaveOccurred())
+	return cfg, cm
+}
+
+func condition(g Gomega, obj client.Object, typ string) *metav1.Condition {
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(obj), obj)).To(Succeed())
+	var conds []metav1.Condition
+	switch o := obj.(type) {
+	case *v1alpha1.SessionPolicy:
+		conds = o.Status.Conditions
+	case *v1alpha1.RateLimitPolicy:
+		conds = o.Status.Conditions
+	case *v1alpha1.CachePolicy:
+		conds = o.Status.Conditions
+	}
+	c := meta.FindStatusCondition(conds, typ)
+	g.Expect(c).NotTo(BeNil(), "no %s condition yet", typ)
+	return c
+}
+
+func expectReady(obj client.Object) {
+	GinkgoHelper()
+	Eventually(func(g Gomega) {
+		c := condition(g, obj, v1alpha1.ConditionReady)
+		g.Expect(c.Status).To(Equal(metav1.ConditionTrue), c.Message)
+		g.Expect(c.ObservedGeneration).To(Equal(obj.GetGeneration()))
+	}, eventually, poll).Should(Succeed())
+}
+
+func expectReason(obj client.Object, typ, reason string) *metav1.Condition {
+	GinkgoHelper()
+	var got *metav1.Condition
+	Eventually(func(g Gomega) {
+		got = condition(g, obj, typ)
+		g.Expect(got.Reason).To(Equal(reason), got.Message)
+	}, eventually, poll).Should(Succeed())
+	return got
+}
+
+var _ = Describe("Policy reconcilers", func() {
+	var ns string
+	var session *v1alpha1.SessionPolicy
+	var limits *v1alpha1.RateLimitPolicy
+	var cache *v1alpha1.CachePolicy
+
+	BeforeEach(func() {
+		ns = newNamespace()
+		session = typed("gatehouse_v1alpha1_sessionpolicy.yaml", &v1alpha1.SessionPolicy{})
+		limits = typed("gatehouse_v1alpha1_ratelimitpolicy.yaml", &v1alpha1.RateLimitPolicy{})
+		cache = typed("gatehouse_v1alpha1_cachepolicy.yaml", &v1alpha1.CachePolicy{})
+		for _, o := range []client.Object{session, limits, cache} {
+			o.SetNamespace(ns)
+		}
+	})
+
+	It("renders every sample into the namespace's ConfigMap and reports Ready", func() {
+		readyRedis(ns, "shop-redis")
+		for _, o := range []client.Object{session, limits, cache} {
+			Expect(k8sClient.Create(ctx, o)).To(Succeed())
+		}
+		for _, o := range []client.Object{session, limits, cache} {
+			expectReady(o)
+		}
+		Eventually(func(g Gomega) {
+			cfg, cm := sidecarConfig(g, ns)
+			g.Expect(cfg.Sessions).To(HaveLen(1))
+			g.Expect(cfg.Sessions[0].Name).To(Equal(session.Name))
+			g.Expect(cfg.RateLimits).To(HaveLen(1))
+			g.Expect(cfg.RateLimits[0].Rules).To(HaveLen(3))
+			g.Expect(cfg.Caches).To(HaveLen(1))
+			g.Expect(cfg.Redis).To(HaveLen(1))
+			g.Expect(cfg.Redis[0].PasswordEnv).To(Equal(controllers.RedisPasswordEnv("shop-redis")))
+			g.Expect(cm.Annotations).To(HaveKeyWithValue(controllers.AnnotationConfigHash, cfg.Hash))
+			g.Expect(cm.Labels).To(HaveKeyWithValue(controllers.LabelManagedBy, controllers.ManagedByValue))
+			// Every policy owns the ConfigMap, so the garbage collector
+			// removes it with the last one.
+			g.Expect(cm.OwnerReferences).To(HaveLen(3))
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(limits), limits)).To(Succeed())
+			g.Expect(limits.Status.ConfigHash).To(Equal(cfg.Hash))
+		}, eventually, poll).Should(Succeed())
+	})
+
+	It("follows updates and deletions, and removes the ConfigMap with the last policy", func() {
+		readyRedis(ns, "shop-redis")
+		Expect(k8sClient.Create(ctx, limits)).To(Succeed())
+		Expect(k8sClient.Create(ctx, cache)).To(Succeed())
+		expectReady(limits)
+		var firstHash string
+		Eventually(func(g Gomega) {
+			cfg, _ := sidecarConfig(g, ns)
+			g.Expect(cfg.RateLimits).To(HaveLen(1))
+			firstHash = cfg.Hash
+		}, eventually, poll).Should(Succeed())
+
+		By("raising a limit")
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(limits), limits)).To(Succeed())
+			limits.Spec.Rules[0].Limit = 250
+			g.Expect(k8sClient.Update(ctx, limits)).To(Succeed())
+		}, eventually, poll).Should(Succeed())
+		Eventually(func(g Gomega) {
+			cfg, _ := sidecarConfig(g, ns)
+			g.Expect(cfg.RateLimits[0].Rules[0].Limit).To(BeEquivalentTo(250))
+			g.Expect(cfg.Hash).NotTo(Equal(firstHash))
+		}, eventually, poll).Should(Succeed())
+		expectReady(limits)
+
+		By("deleting the rate-limit policy")
+		Expect(k8sClient.Delete(ctx, limits)).To(Succeed())
+		Eventually(func(g Gomega) {
+			cfg, _ := sidecarConfig(g, ns)
+			g.Expect(cfg.RateLimits).To(BeEmpty())
+			g.Expect(cfg.Caches).To(HaveLen(1))
+		}, eventually, poll).Should(Succeed())
+
+		By("deleting the last policy")
+		Expect(k8sClient.Delete(ctx, cache)).To(Succeed())
+		Eventually(func() error {
+			return k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: controllers.SidecarConfigMapName}, &corev1.ConfigMap{})
+		}, eventually, poll).Should(Satisfy(apierrors.IsNotFound))
+	})
+
+	It("waits for a missing or unready RedisCluster without rendering half a policy", func() {
+		Expect(k8sClient.Create(ctx, session)).To(Succeed())
+		c := expectReason(session, v1alpha1.ConditionAccepted, v1alpha1.ReasonRedisClusterNotFound)
+		Expect(c.Status).To(Equal(metav1.ConditionFalse))
+		Expect(c.Message).To(ContainSubstring("shop-redis"))
+		expectReason(session, v1alpha1.ConditionReady, v1alpha1.ReasonRedisClusterNotFound)
+		Eventually(func(g Gomega) {
+			cfg, _ := sidecarConfig(g, ns)
+			g.Expect(cfg.Sessions).To(BeEmpty())
+			g.Expect(cfg.Redis).To(BeEmpty())
+		}, eventually, poll).Should(Succeed())
+
+		By("creating the cluster, not yet ready")
+		rc := &v1alpha1.RedisCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shop-redis"}}
+		Expect(k8sClient.Create(ctx, rc)).To(Succeed())
+		setRedisReady(rc, false)
+		expectReason(session, v1alpha1.ConditionReady, v1alpha1.ReasonRedisClusterNotReady)
+
+		By("the cluster becoming ready, without touching the policy")
+		generation := session.Generation
+		setRedisReady(rc, true)
+		expectReady(session)
+		Expect(session.Generation).To(Equal(generation))
+		Eventually(func(g Gomega) {
+			cfg, _ := sidecarConfig(g, ns)
+			g.Expect(cfg.Sessions).To(HaveLen(1))
+		}, eventually, poll).Should(Succeed())
+
+		By("the cluster failing again")
+		setRedisReady(rc, false)
+		expectReason(session, v1alpha1.ConditionReady, v1alpha1.ReasonRedisClusterNotReady)
+		Eventually(func(g Gomega) {
+			cfg, _ := sidecarConfig(g, ns)
+			g.Expect(cfg.Sessions).To(BeEmpty())
+		}, eventually, poll).Should(Succeed())
+	})
+
+	It("lets the oldest of two overlapping SessionPolicies win", func() {
+		readyRedis(ns, "shop-redis")
+		Expect(k8sClient.Create(ctx, session)).To(Succeed())
+		expectReady(session)
+		// Creation timestamps have one-second resolution.
+		time.Sleep(1100 * time.Millisecond)
+		newer := session.DeepCopy()
+		newer.ObjectMeta = metav1.ObjectMeta{Namespace: ns, Name: "newer-sessions"}
+		newer.Spec.PodSelector = metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+			{Key: "app", Operator: metav1.LabelSelectorOpIn, Values: []string{"storefront", "admin"}},
+		}}
+		Expect(k8sClient.Create(ctx, newer)).To(Succeed())
+		c := expectReason(newer, v1alpha1.ConditionAccepted, v1alpha1.ReasonConflicted)
+		Expect(c.Message).To(ContainSubstring(session.Name))
+		expectReady(session)
+
+		By("deleting the older policy")
+		Expect(k8sClient.Delete(ctx, session)).To(Succeed())
+		expectReady(newer)
+		Eventually(func(g Gomega) {
+			cfg, _ := sidecarConfig(g, ns)
+			g.Expect(cfg.Sessions).To(HaveLen(1))
+			g.Expect(cfg.Sessions[0].Name).To(Equal("newer-sessions"))
+		}, eventually, poll).Should(Succeed())
+	})
+
+	It("repairs a ConfigMap that someone edits or deletes", func() {
+		readyRedis(ns, "shop-redis")
+		Expect(k8sClient.Create(ctx, limits)).To(Succeed())
+		expectReady(limits)
+		var want string
+		Eventually(func(g Gomega) {
+			_, cm := sidecarConfig(g, ns)
+			want = cm.Data[controllers.SidecarConfigKey]
+		}, eventually, poll).Should(Succeed())
+
+		By("editing the data")
+		Eventually(func(g Gomega) {
+			_, cm := sidecarConfig(g, ns)
+			cm.Data[controllers.SidecarConfigKey] = `{"apiVersion":"sidecar.gatehouse.dev/v1alpha1","kind":"SidecarConfig"}`
+			g.Expect(k8sClient.Update(ctx, cm)).To(Succeed())
+		}, eventually, poll).Should(Succeed())
+		Eventually(func(g Gomega) {
+			_, cm := sidecarConfig(g, ns)
+			g.Expect(cm.Data[controllers.SidecarConfigKey]).To(Equal(want))
+		}, eventually, poll).Should(Succeed())
+
+		By("deleting it")
+		_, cm := sidecarConfig(Default, ns)
+		Expect(k8sClient.Delete(ctx, cm)).To(Succeed())
+		Eventually(func(g Gomega) {
+			_, cm := sidecarConfig(g, ns)
+			g.Expect(cm.Data[controllers.SidecarConfigKey]).To(Equal(want))
+		}, eventually, poll).Should(Succeed())
+	})
+
+	It("never leaks policies between namespaces", func() {
+		other := newNamespace()
+		readyRedis(ns, "shop-redis")
+		readyRedis(other, "shop-redis")
+		Expect(k8sClient.Create(ctx, limits)).To(Succeed())
+		otherCache := cache.DeepCopy()
+		otherCache.Namespace = other
+		Expect(k8sClient.Create(ctx, otherCache)).To(Succeed())
+		expectReady(limits)
+		expectReady(otherCache)
+		Eventually(func(g Gomega) {
+			cfg, _ := sidecarConfig(g, ns)
+			g.Expect(cfg.RateLimits).To(HaveLen(1))
+			g.Expect(cfg.Caches).To(BeEmpty())
+			g.Expect(cfg.RateLimits[0].Namespace).To(Equal(ns))
+			otherCfg, _ := sidecarConfig(g, other)
+			g.Expect(otherCfg.RateLimits).To(BeEmpty())
+			g.Expect(otherCfg.Caches).To(HaveLen(1))
+			g.Expect(otherCfg.Caches[0].Namespace).To(Equal(other))
+			g.Expect(otherCfg.Redis[0].Addrs[0]).To(ContainSubstring("." + other + ".svc"))
+		}, eventually, poll).Should(Succeed())
+	})
+
+	It("counts the running pods with the sidecar that a policy selects", func() {
+		readyRedis(ns, "shop-redis")
+		Expect(k8sClient.Create(ctx, limits)).To(Succeed())
+		expectReady(limits)
+		pod := func(name string, labels map[string]string, injected bool) *corev1.Pod {
+			p := &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "shop:1"}}},
+			}
+			if injected {
+				p.Annotations = map[string]string{controllers.AnnotationSidecarVersion: "test"}
+			}
+			Expect(k8sClient.Create(ctx, p)).To(Succeed())
+			p.Status.Phase = corev1.PodRunning
+			Expect(k8sClient.Status().Update(ctx, p)).To(Succeed())
+			return p
+		}
+		pod("web-1", map[string]string{"app": "storefront"}, true)
+		pod("web-2", map[string]string{"app": "storefront"}, true)
+		pod("plain", map[string]string{"app": "storefront"}, false)
+		pod("admin", map[string]string{"app": "admin"}, true)
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(limits), limits)).To(Succeed())
+			g.Expect(limits.Status.SelectedPods).To(BeEquivalentTo(2))
+		}, eventually, poll).Should(Succeed())
+	})
+})
+
+var _ = Describe("Policy reconcilers at scale", Label("scale"), func() {
+	It("converges 300 policies over 30 namespaces", func() {
+		const namespaces, perNamespace = 30, 10
+		writesBefore := apiWriteCount()
+		start := time.Now()
+		var all []*v1alpha1.RateLimitPolicy
+		for range namespaces {
+			ns := newNamespace()
+			readyRedis(ns, "shop-redis")
+			for i := range perNamespace {
+				p := typed("gatehouse_v1alpha1_ratelimitpolicy.yaml", &v1alpha1.RateLimitPolicy{})
+				p.Namespace, p.Name = ns, fmt.Sprintf("limits-%d", i)
+				p.Spec.Rules[0].Limit = int64(100 + i)
+				Expect(k8sClient.Create(ctx, p)).To(Succeed())
+				all = append(all, p)
+			}
+		}
+		Eventually(func(g Gomega) {
+			for _, p := range all {
+				c := condition(g, p, v1alpha1.ConditionReady)
+				g.Expect(c.Status).To(Equal(metav1.ConditionTrue))
+			}
+		}, 3*time.Minute, time.Second).Should(Succeed())
+		Eventually(func(g Gomega) {
+			for i := 0; i < len(all); i += perNamespace {
+				cfg, _ := sidecarConfig(g, all[i].Namespace)
+				g.Expect(cfg.RateLimits).To(HaveLen(perNamespace))
+				for j, rl := range cfg.RateLimits {
+					g.Expect(rl.Rules[0].Limit).To(BeEquivalentTo(100 + j))
+				}
+				g.Expect(all[i].Status.ConfigHash).To(Equal(cfg.Hash))
+			}
+		}, time.Minute, time.Second).Should(Succeed())
+		elapsed := time.Since(start)
+		writes := apiWriteCount() - writesBefore
+		AddReportEntry("scale", fmt.Sprintf("%d policies in %d namespaces Ready in %s with %.0f operator API writes (%.2f per policy)",
+			len(all), namespaces, elapsed.Round(time.Millisecond), writes, writes/float64(len(all))))
+		GinkgoWriter.Printf("scale: %d policies converged in %s, %.0f API writes\n", len(all), elapsed, writes)
+	})
+})
+
+// apiWriteCount reads gatehouse_operator_api_writes_total from the manager's registry.
+func apiWriteCount() float64 {
+	GinkgoHelper()
+	families, err := metricsRegistry.Gather()
+	Expect(err).NotTo(HaveOccurred())
+	var total float64
+	for _, f := range families {
+		if f.GetName() != "gatehouse_operator_api_writes_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			total += m.GetCounter().GetValue()
+		}
+	}
+	return total
+}
