@@ -125,12 +125,7 @@ func (d *demo) startManager(ctx context.Context) error {
 		f.Close()
 		return fmt.Errorf("new manager: %w", err)
 	}
-	opts, err := d.operatorOptions()
-	if err != nil {
-		f.Close()
-		return err
-	}
-	if err := controllers.Setup(mgr, opts); err != nil {
+	if err := controllers.Setup(mgr, d.operatorOptions()); err != nil {
 		f.Close()
 		return fmt.Errorf("controllers.Setup: %w", err)
 	}

@@ -32,29 +32,6 @@ type redisNode struct {
 
 func (n *redisNode) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(n.port)) }
 
-// allocateRedis picks loopback ports for the nodes of the sample cluster.
-// It runs before the manager starts, because the local member source the
-// reconciler is given must know them.
-func (d *demo) allocateRedis(nodes int) error {
-	for i := range nodes {
-		port, err := freePort()
-		if err != nil {
-			return err
-		}
-		bus, err := freePort()
-		if err != nil {
-			return err
-		}
-		d.redis = append(d.redis, &redisNode{
-			name: fmt.Sprintf("%s-%d", redisName, i),
-			port: port,
-			bus:  bus,
-			dir:  filepath.Join(d.tmp, "redis", fmt.Sprintf("%s-%d", redisName, i)),
-		})
-	}
-	return nil
-}
-
 // redisMembers describes the nodes to the operator's cluster code. They
 // announce 127.0.0.1, so the MOVED redirects and CLUSTER SHARDS answers
 // the sidecar's go-redis client follows stay on loopback.
@@ -81,30 +58,12 @@ func (d *demo) startRedis(ctx context.Context) error {
 	}
 	d.password = password
 	start := time.Now()
-	for _, n := range d.redis {
-		if err := os.MkdirAll(n.dir, 0o700); err != nil {
-			return fmt.Errorf("redis dir: %w", err)
-		}
-		path := filepath.Join(n.dir, "redis.conf")
-		if err := os.WriteFile(path, []byte(nodeConfig(conf, n, password)), 0o600); err != nil {
-			return fmt.Errorf("write %s: %w", path, err)
-		}
-		if n.proc, err = d.procs.start(n.name, d.logPath(n.name), bin, []string{path}, nil); err != nil {
+	for i := range 6 {
+		n, err := d.startNode(ctx, bin, conf, fmt.Sprintf("%s-%d", redisName, i))
+		if err != nil {
 			return err
 		}
-	}
-	for _, n := range d.redis {
-		cl := redis.NewClient(&redis.Options{Addr: n.addr(), Password: password, MaxRetries: -1, DialTimeout: time.Second})
-		err := poll(ctx, 20*time.Second, func() error {
-			if done, perr := n.proc.exited(); done {
-				return fmt.Errorf("%s exited: %v (see %s)", n.name, perr, n.proc.log)
-			}
-			return cl.Ping(ctx).Err()
-		})
-		cl.Close()
-		if err != nil {
-			return fmt.Errorf("redis node %s: %w", n.name, err)
-		}
+		d.redis = append(d.redis, n)
 	}
 	d.out.ok("6 nodes answering on 127.0.0.1 ports %s", d.redisPorts())
 	if err := d.formCluster(ctx); err != nil {
@@ -117,6 +76,47 @@ func (d *demo) startRedis(ctx context.Context) error {
 	d.out.ok("RedisCluster %s Ready in %s: clusterState=%s, %d/16384 slots, %d ready nodes, clients use %s",
 		redisName, time.Since(start).Round(100*time.Millisecond), rc.Status.ClusterState, rc.Status.SlotsAssigned, rc.Status.ReadyNodes, rc.Status.ClientService)
 	return nil
+}
+
+// startNode starts one node on free loopback ports and waits until it
+// answers. Ports are picked just before the process binds them; should
+// another process take one in between, the node is retried on new ports.
+func (d *demo) startNode(ctx context.Context, bin, conf, name string) (*redisNode, error) {
+	n := &redisNode{name: name, dir: filepath.Join(d.tmp, "redis", name)}
+	if err := os.MkdirAll(n.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("redis dir: %w", err)
+	}
+	path := filepath.Join(n.dir, "redis.conf")
+	var err error
+	for range 3 {
+		if n.port, err = freePort(); err != nil {
+			return nil, err
+		}
+		if n.bus, err = freePort(); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(path, []byte(nodeConfig(conf, n, d.password)), 0o600); err != nil {
+			return nil, fmt.Errorf("write %s: %w", path, err)
+		}
+		if n.proc, err = d.procs.start(n.name, d.logPath(n.name), bin, []string{path}, nil); err != nil {
+			return nil, err
+		}
+		cl := redis.NewClient(&redis.Options{Addr: n.addr(), Password: d.password, MaxRetries: -1, DialTimeout: time.Second})
+		err = poll(ctx, 20*time.Second, func() error {
+			if done, perr := n.proc.exited(); done {
+				return fmt.Errorf("%s exited: %v (see %s)", n.name, perr, n.proc.log)
+			}
+			return cl.Ping(ctx).Err()
+		})
+		cl.Close()
+		if err == nil {
+			return n, nil
+		}
+		if done, _ := n.proc.exited(); !done || !strings.Contains(strings.Join(tail(n.proc.log, 20), "\n"), "Address already in use") {
+			break
+		}
+	}
+	return nil, fmt.Errorf("redis node %s: %w", n.name, err)
 }
 
 func (d *demo) redisPorts() string {

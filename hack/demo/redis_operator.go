@@ -17,10 +17,7 @@ import (
 // certificate rotation (envtest provides the serving certificate), and a
 // local member source so the RedisCluster reconciler forms and watches
 // local redis-server processes instead of StatefulSet pods.
-func (d *demo) operatorOptions() (controllers.Options, error) {
-	if err := d.allocateRedis(6); err != nil {
-		return controllers.Options{}, err
-	}
+func (d *demo) operatorOptions() controllers.Options {
 	// No members until the processes run: the reconciler writes redis.conf
 	// and the password first and reports the cluster as bootstrapping.
 	d.members = controllers.NewLocalRedisMembers(nil)
@@ -31,7 +28,7 @@ func (d *demo) operatorOptions() (controllers.Options, error) {
 			SidecarLogLevel: "info",
 		},
 		RedisMembers: d.members,
-	}, nil
+	}
 }
 
 // redisConfig waits for the redis.conf ConfigMap and the password Secret
