@@ -216,13 +216,19 @@ var _ = Describe("Policy reconcilers", func() {
 			g.Expect(cfg.Sessions).To(HaveLen(1))
 		}, eventually, poll).Should(Succeed())
 
-		By("the cluster failing again")
+		By("the cluster failing again: the policy stays in force, sidecars apply its failure mode")
 		setRedisReady(rc, false)
-		expectReason(session, v1alpha1.ConditionReady, v1alpha1.ReasonRedisClusterNotReady)
-		Eventually(func(g Gomega) {
+		c = expectReason(session, v1alpha1.ConditionReady, v1alpha1.ReasonRedisClusterNotReady)
+		Expect(c.Message).To(ContainSubstring("stays in force"))
+		Expect(condition(Default, session, v1alpha1.ConditionAccepted).Status).To(Equal(metav1.ConditionTrue))
+		Consistently(func(g Gomega) {
 			cfg, _ := sidecarConfig(g, ns)
-			g.Expect(cfg.Sessions).To(BeEmpty())
-		}, eventually, poll).Should(Succeed())
+			g.Expect(cfg.Sessions).To(HaveLen(1))
+		}, 2*time.Second, poll).Should(Succeed())
+
+		By("the cluster serving again")
+		setRedisReady(rc, true)
+		expectReady(session)
 	})
 
 	It("lets the oldest of two overlapping SessionPolicies win", func() {

@@ -37,6 +37,8 @@ func policyStatus(cur v1alpha1.PolicyStatus, in statusInput) v1alpha1.PolicyStat
 	switch {
 	case !in.verdict.Accepted:
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, in.verdict.Reason, in.verdict.Message
+	case in.verdict.NotReadyReason != "":
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, in.verdict.NotReadyReason, in.verdict.NotReadyMessage
 	case in.syncErr != nil:
 		ready.Status, ready.Reason = metav1.ConditionFalse, v1alpha1.ReasonRenderFailed
 		ready.Message = "Writing the namespace's sidecar configuration failed: " + in.syncErr.Error()

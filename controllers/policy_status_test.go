@@ -38,6 +38,13 @@ func TestPolicyStatus(t *testing.T) {
 			wantObserved: 2, wantHash: "",
 		},
 		{
+			name: "in force while its RedisCluster is down",
+			in: statusInput{generation: 4, hash: "abc", verdict: render.Verdict{Accepted: true, Reason: v1alpha1.ReasonAccepted,
+				NotReadyReason: v1alpha1.ReasonRedisClusterNotReady, NotReadyMessage: "down"}},
+			wantAccepted: cond{"True", v1alpha1.ReasonAccepted}, wantReady: cond{"False", v1alpha1.ReasonRedisClusterNotReady},
+			wantObserved: 4, wantHash: "abc",
+		},
+		{
 			name:         "write failed keeps the last observed generation and hash",
 			cur:          v1alpha1.PolicyStatus{ConfigHash: "old", ObservedGeneration: 1},
 			in:           statusInput{generation: 2, verdict: accepted, syncErr: errors.New("forbidden")},

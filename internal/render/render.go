@@ -46,6 +46,10 @@ type Verdict struct {
 	Reason string
 	// Message explains the reason to a user.
 	Message string
+	// NotReadyReason, on an accepted policy, says why it is in force but not
+	// fully served (its RedisCluster is down); empty when all is well.
+	NotReadyReason  string
+	NotReadyMessage string
 }
 
 // Input is everything in one namespace that the document depends on.
@@ -83,6 +87,9 @@ type candidate struct {
 	redis    string
 	// exclusive kinds apply at most once per pod; the oldest policy wins.
 	exclusive bool
+	// inForce is true when the policy was rendered before (its status holds
+	// the hash of a document that included it).
+	inForce bool
 	// add appends the policy's section to a document.
 	add func(*config.Config) error
 }
@@ -90,14 +97,14 @@ type candidate struct {
 func candidates(in Input) []candidate {
 	var cs []candidate
 	for _, p := range in.Sessions {
-		cs = append(cs, candidate{Key{KindSession, p.Name}, p.ObjectMeta, p.Spec.PodSelector, p.Spec.RedisRef.Name, true,
+		cs = append(cs, candidate{Key{KindSession, p.Name}, p.ObjectMeta, p.Spec.PodSelector, p.Spec.RedisRef.Name, true, p.Status.ConfigHash != "",
 			func(c *config.Config) error {
 				c.Sessions = append(c.Sessions, sessionSection(in.Namespace, p))
 				return nil
 			}})
 	}
 	for _, p := range in.Caches {
-		cs = append(cs, candidate{Key{KindCache, p.Name}, p.ObjectMeta, p.Spec.PodSelector, p.Spec.RedisRef.Name, true,
+		cs = append(cs, candidate{Key{KindCache, p.Name}, p.ObjectMeta, p.Spec.PodSelector, p.Spec.RedisRef.Name, true, p.Status.ConfigHash != "",
 			func(c *config.Config) error {
 				section, err := cacheSection(in.Namespace, p)
 				c.Caches = append(c.Caches, section)
@@ -105,7 +112,7 @@ func candidates(in Input) []candidate {
 			}})
 	}
 	for _, p := range in.RateLimits {
-		cs = append(cs, candidate{Key{KindRateLimit, p.Name}, p.ObjectMeta, p.Spec.PodSelector, p.Spec.RedisRef.Name, false,
+		cs = append(cs, candidate{Key{KindRateLimit, p.Name}, p.ObjectMeta, p.Spec.PodSelector, p.Spec.RedisRef.Name, false, p.Status.ConfigHash != "",
 			func(c *config.Config) error {
 				c.RateLimits = append(c.RateLimits, rateLimitSection(in.Namespace, p))
 				return nil
@@ -143,8 +150,14 @@ func Render(in Input) (Result, error) {
 			}
 			winners[c.key.Kind] = append(winners[c.key.Kind], c)
 		}
-		if v, ok := redisVerdict(in.Namespace, clusters, c.redis); !ok {
-			res.Verdicts[c.key] = v
+		redis, usable := redisVerdict(in.Namespace, clusters, c.redis)
+		// A policy in force stays in force through a Redis outage: removing
+		// it would let traffic through without sessions or limits, while the
+		// sidecars already handle the outage by each rule's failure mode. So
+		// an unusable cluster only keeps policies out that were never in.
+		keep := !usable && c.inForce && redis.Reason == v1alpha1.ReasonRedisClusterNotReady
+		if !usable && !keep {
+			res.Verdicts[c.key] = redis
 			continue
 		}
 		if err := validateSection(clusters[c.redis], c.add); err != nil {
@@ -153,7 +166,12 @@ func Render(in Input) (Result, error) {
 		}
 		_ = c.add(&doc)
 		usedRedis[c.redis] = true
-		res.Verdicts[c.key] = acceptedVerdict()
+		v := acceptedVerdict()
+		if keep {
+			v.NotReadyReason = redis.Reason
+			v.NotReadyMessage = redis.Message + "; the policy stays in force and sidecars apply its failure mode until the cluster serves again"
+		}
+		res.Verdicts[c.key] = v
 	}
 
 	// Sections are ordered by name so the output does not depend on age ties
@@ -178,15 +196,17 @@ func Render(in Input) (Result, error) {
 	return res, nil
 }
 
-// redisVerdict resolves a policy's redisRef; ok is false when the policy
-// cannot be rendered for lack of a ready cluster.
+// redisVerdict resolves a policy's redisRef; ok is false when the cluster
+// cannot serve: missing, or neither Ready nor serving all slots (a cluster
+// that lost a replica is not Ready but serves, so policies may use it).
 func redisVerdict(namespace string, clusters map[string]*v1alpha1.RedisCluster, ref string) (Verdict, bool) {
 	rc, found := clusters[ref]
 	if !found {
 		return Verdict{Reason: v1alpha1.ReasonRedisClusterNotFound,
 			Message: fmt.Sprintf("RedisCluster %q does not exist in namespace %q", ref, namespace)}, false
 	}
-	if !meta.IsStatusConditionTrue(rc.Status.Conditions, v1alpha1.ConditionReady) {
+	serving := rc.Status.ClusterState == "ok" && rc.Status.SlotsAssigned == 16384
+	if !serving && !meta.IsStatusConditionTrue(rc.Status.Conditions, v1alpha1.ConditionReady) {
 		return Verdict{Reason: v1alpha1.ReasonRedisClusterNotReady,
 			Message: fmt.Sprintf("RedisCluster %q is not ready yet", ref)}, false
 	}

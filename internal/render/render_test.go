@@ -199,3 +199,50 @@ func TestRenderRefusesWhatTheSidecarWould(t *testing.T) {
 		t.Errorf("an invalid policy was half-rendered: %s", res.Data)
 	}
 }
+
+// A Redis outage must never take a policy out of force: the sidecars handle
+// it by failure mode, while removing a SessionPolicy would let requests
+// through unauthenticated.
+func TestRenderKeepsPoliciesInForceThroughRedisOutages(t *testing.T) {
+	down := readyCluster("redis")
+	down.Status.Conditions[0].Status = metav1.ConditionFalse
+	degraded := readyCluster("degraded")
+	degraded.Status.Conditions[0].Status = metav1.ConditionFalse
+	degraded.Status.ClusterState, degraded.Status.SlotsAssigned = "ok", 16384
+
+	inForce := session("in-force", time.Hour, app("a"), "redis")
+	inForce.Status.ConfigHash = "earlier"
+	never := session("never-in-force", time.Hour, app("b"), "redis")
+	onDegraded := session("on-degraded", time.Hour, app("c"), "degraded")
+
+	res, err := Render(Input{Namespace: "shop",
+		Sessions:      []v1alpha1.SessionPolicy{inForce, never, onDegraded},
+		RedisClusters: []v1alpha1.RedisCluster{down, degraded}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type got struct {
+		Accepted       bool
+		Reason         string
+		NotReadyReason string
+	}
+	verdicts := map[string]got{}
+	for k, v := range res.Verdicts {
+		verdicts[k.Name] = got{v.Accepted, v.Reason, v.NotReadyReason}
+	}
+	want := map[string]got{
+		"in-force":       {true, v1alpha1.ReasonAccepted, v1alpha1.ReasonRedisClusterNotReady},
+		"never-in-force": {false, v1alpha1.ReasonRedisClusterNotReady, ""},
+		"on-degraded":    {true, v1alpha1.ReasonAccepted, ""},
+	}
+	if diff := cmp.Diff(want, verdicts); diff != "" {
+		t.Errorf("verdicts (-want +got):\n%s", diff)
+	}
+	var rendered []string
+	for _, s := range res.Config.Sessions {
+		rendered = append(rendered, s.Name)
+	}
+	if diff := cmp.Diff([]string{"in-force", "on-degraded"}, rendered); diff != "" {
+		t.Errorf("rendered sessions (-want +got):\n%s", diff)
+	}
+}
