@@ -12,10 +12,6 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/rediscluster"
 )
 
-// ReasonPasswordUnavailable: the password Secret (given or generated) is
-// missing or lacks its key, so the nodes cannot be reached.
-const ReasonPasswordUnavailable = "PasswordUnavailable"
-
 // redisObservation is everything one reconcile learnt about a cluster; the
 // status is a pure function of it and the previous status.
 type redisObservation struct {
@@ -75,7 +71,7 @@ func redisClusterStatus(cur v1alpha1.RedisClusterStatus, o redisObservation) v1a
 		set(v1alpha1.ConditionProgressing, false, v1alpha1.ReasonInvalidConfig, "waiting for a valid spec.config")
 		return next
 	case o.PasswordErr != nil:
-		set(v1alpha1.ConditionReady, false, ReasonPasswordUnavailable, o.PasswordErr.Error())
+		set(v1alpha1.ConditionReady, false, v1alpha1.ReasonPasswordUnavailable, o.PasswordErr.Error())
 		return next
 	case o.Health == nil:
 		msg := fmt.Sprintf("no node answers (%d of %d present)", o.Members, o.Spec.Nodes())

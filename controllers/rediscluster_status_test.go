@@ -49,7 +49,7 @@ func TestRedisClusterStatus(t *testing.T) {
 	}, {
 		name: "missing password Secret",
 		obs:  redisObservation{PasswordErr: errors.New("Secret x not found")},
-		want: want{observedGeneration: 7, conds: map[string]cond{"Ready": {"False", ReasonPasswordUnavailable}}},
+		want: want{observedGeneration: 7, conds: map[string]cond{"Ready": {"False", v1alpha1.ReasonPasswordUnavailable}}},
 	}, {
 		name: "no nodes yet: bootstrapping, not degraded, no requeue",
 		obs:  redisObservation{},

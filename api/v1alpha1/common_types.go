@@ -39,7 +39,10 @@ const (
 	ReasonClusterUnhealthy = "ClusterUnhealthy"
 	ReasonScaleInRefused   = "ScaleInRefused"
 	ReasonInvalidConfig    = "InvalidConfig"
-	ReasonAsExpected       = "AsExpected"
+	// ReasonPasswordUnavailable: the password Secret (given or generated)
+	// cannot be read, so the operator cannot talk to the nodes.
+	ReasonPasswordUnavailable = "PasswordUnavailable"
+	ReasonAsExpected          = "AsExpected"
 )
 
 // RedisReference names a RedisCluster in the policy's namespace.
