@@ -20,12 +20,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -91,6 +93,7 @@ type target struct {
 	pids         func() []int
 	redisNodes   []string // the primaries whose counters the run moves
 	redisPids    []int    // every redis-server of the backend, replicas included
+	admin        string   // the sidecar's admin address, for /metrics
 	idleRSSKB    int64
 	runs         []result
 }
@@ -108,6 +111,9 @@ type result struct {
 	tripsPerReq  float64
 	socketErrors int64
 	statusErrors int64
+	// degraded counts requests a feature could not serve from Redis as
+	// configured, from the sidecar's own metrics (see degradedCount).
+	degraded int64
 }
 
 func run(args []string) error {
@@ -164,8 +170,8 @@ func run(args []string) error {
 				return fmt.Errorf("%s: %w", t.name, err)
 			}
 			t.runs = append(t.runs, res)
-			fmt.Fprintf(os.Stderr, "bench: rep %d %-44s %8.0f req/s  p50 %v  p99 %v  p99.9 %v  rt/req %.2f  errors %d/%d\n",
-				rep+1, t.name, res.rps, res.p50, res.p99, res.p999, res.tripsPerReq, res.socketErrors, res.statusErrors)
+			fmt.Fprintf(os.Stderr, "bench: rep %d %-44s %8.0f req/s  p50 %v  p99 %v  p99.9 %v  rt/req %.2f  errors %d/%d  degraded %d\n",
+				rep+1, t.label(), res.rps, res.p50, res.p99, res.p999, res.tripsPerReq, res.socketErrors, res.statusErrors, res.degraded)
 		}
 	}
 	report := render(o, targets, binSize, time.Since(started))
@@ -269,7 +275,7 @@ func setUp(r *runner, o options) ([]*target, int64, error) {
 		if err := waitHTTP(ctx, "http://"+admin+"/readyz"); err != nil {
 			return nil, "", fmt.Errorf("sidecar %s: %w", name, err)
 		}
-		return &target{name: name, group: "gatehouse", url: "http://" + data, pids: pidOf(cmd)}, admin, nil
+		return &target{name: name, group: "gatehouse", url: "http://" + data, pids: pidOf(cmd), admin: admin}, admin, nil
 	}
 	pass, _, err := startSidecar("gatehouse passthrough", features{}, "", nil)
 	if err != nil {
@@ -400,6 +406,10 @@ func measure(ctx context.Context, r *runner, o options, t *target, runID string)
 	if err != nil {
 		return res, err
 	}
+	dBefore, err := degradedCount(ctx, t.admin)
+	if err != nil {
+		return res, err
+	}
 	out, err := runWrk(ctx, o, t.url, script, o.duration)
 	if err != nil {
 		return res, err
@@ -416,6 +426,11 @@ func measure(ctx context.Context, r *runner, o options, t *target, runID string)
 	if err != nil {
 		return res, err
 	}
+	dAfter, err := degradedCount(ctx, t.admin)
+	if err != nil {
+		return res, err
+	}
+	res.degraded = dAfter - dBefore
 	res.requests = out.Requests
 	res.rps = float64(out.Requests) / (float64(out.DurationUS) / 1e6)
 	res.p50 = time.Duration(out.P50) * time.Microsecond
@@ -549,4 +564,55 @@ func redisPids(addrs []string) []int {
 		}
 	}
 	return pids
+}
+
+// degradedCount sums, from a sidecar's /metrics, the requests a feature
+// could not serve as configured because Redis failed or was too slow:
+// session lookups that errored, rate-limit decisions taken without Redis,
+// cache requests that bypassed the cache. A benchmark figure is only worth
+// reporting if this stays 0. No admin address (peers) counts 0.
+func degradedCount(ctx context.Context, admin string) (int64, error) {
+	if admin == "" {
+		return 0, nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("scrape metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, fmt.Errorf("scrape metrics: %w", err)
+	}
+	degraded := []struct{ name, label string }{
+		{"gatehouse_session_lookups_total", `result="error"`},
+		{"gatehouse_ratelimit_decisions_total", `result="error_open"`},
+		{"gatehouse_ratelimit_decisions_total", `result="fallback_denied"`},
+		{"gatehouse_ratelimit_decisions_total", `result="error_closed"`},
+		{"gatehouse_cache_requests_total", `result="bypass"`},
+	}
+	var n float64
+	for line := range strings.Lines(string(raw)) {
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		series, value, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if !ok {
+			continue
+		}
+		for _, d := range degraded {
+			if strings.HasPrefix(series, d.name+"{") && strings.Contains(series, d.label) {
+				v, err := strconv.ParseFloat(value, 64)
+				if err != nil {
+					return 0, fmt.Errorf("metric %s: %w", series, err)
+				}
+				n += v
+			}
+		}
+	}
+	return int64(n), nil
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -17,6 +18,7 @@ type summary struct {
 	cpu, redisCPU    time.Duration
 	hwmKB            int64
 	errors, requests int64
+	degraded         int64
 }
 
 func median[T int64 | float64 | time.Duration](xs []T) T {
@@ -58,6 +60,7 @@ func summarize(runs []result) summary {
 	for _, r := range runs {
 		s.hwmKB = max(s.hwmKB, r.hwmKB)
 		s.errors += r.socketErrors + r.statusErrors
+		s.degraded += r.degraded
 		s.requests += r.requests
 	}
 	return s
@@ -82,8 +85,8 @@ func render(o options, targets []*target, binSize int64, took time.Duration) str
 		o.threads, o.connections, o.duration, o.warmup, o.reps)
 	b.WriteString("- Response: 1 KiB body from a Go upstream on loopback; every process on the same 2 cores as wrk.\n\n")
 
-	b.WriteString("| configuration | Redis | req/s | × plain-proxy | × direct | p50 ms | p99 ms | p99.9 ms | p99 × plain-proxy | CPU s / 10k req | peak RSS MiB | Redis CPU s / 10k req | Redis cmds / req (incl. inside Lua) | Redis round trips / req | errors |\n")
-	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| configuration | Redis | req/s | × plain-proxy | × direct | p50 ms | p99 ms | p99.9 ms | p99 × plain-proxy | CPU s / 10k req | peak RSS MiB | Redis CPU s / 10k req | Redis cmds / req (incl. inside Lua) | Redis round trips / req | errors | degraded |\n")
+	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, t := range targets {
 		s := sums[t.label()]
 		redisCol, cmds, trips, rcpu := "—", "—", "—", "—"
@@ -96,9 +99,13 @@ func render(o options, targets []*target, binSize int64, took time.Duration) str
 		if t.name != "direct" {
 			cpu, rss = fmt.Sprintf("%.3f", s.cpu.Seconds()), mib(s.hwmKB)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.0f | %.2f | %.2f | %s | %s | %s | %.2f | %s | %s | %s | %s | %s | %d |\n",
+		degraded := "—"
+		if t.group == "gatehouse" {
+			degraded = strconv.FormatInt(s.degraded, 10)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %.0f | %.2f | %.2f | %s | %s | %s | %.2f | %s | %s | %s | %s | %s | %d | %s |\n",
 			t.name, redisCol, s.rps, ratio(s.rps, plain.rps), ratio(s.rps, direct.rps),
-			ms(s.p50), ms(s.p99), ms(s.p999), ratio(float64(s.p99), float64(plain.p99)), cpu, rss, rcpu, cmds, trips, s.errors)
+			ms(s.p50), ms(s.p99), ms(s.p999), ratio(float64(s.p99), float64(plain.p99)), cpu, rss, rcpu, cmds, trips, s.errors, degraded)
 	}
 
 	b.WriteString("\n### Targets\n\n| target | measured | met |\n|---|---|---|\n")
