@@ -96,6 +96,8 @@ var _ = Describe("Sidecar injection webhook", func() {
 		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{
 			Name: controllers.SidecarConfigMapName, Namespace: ns,
 			Annotations: map[string]string{controllers.AnnotationConfigHash: "hash-1"},
+			// As the operator writes it; the manager caches only its own ConfigMaps.
+			Labels: map[string]string{controllers.LabelManagedBy: controllers.ManagedByValue},
 		}}
 		Expect(k8sClient.Create(ctx, cm)).To(Succeed())
 		rc := &gatehousev1alpha1.RedisCluster{

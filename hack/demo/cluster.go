@@ -115,6 +115,7 @@ func (d *demo) startManager(ctx context.Context) error {
 	wh := d.env.WebhookInstallOptions
 	mgr, err := ctrl.NewManager(d.cfg, ctrl.Options{
 		Scheme:                 d.env.Scheme,
+		Cache:                  controllers.CacheOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		WebhookServer: webhook.NewServer(webhook.Options{
