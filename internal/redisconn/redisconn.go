@@ -162,3 +162,22 @@ func Ping(ctx context.Context, c Pinger) error {
 	}
 	return nil
 }
+
+// RequestTimeout is how long a request may wait for one Redis exchange on
+// c: the connection's read timeout, which the config documents as exactly
+// that bound (default 200ms when unset). Features put it on the request's
+// context so that, while Redis is down, go-redis' dial retries and backoff
+// are cut short too and the policy's failure mode applies promptly.
+func RequestTimeout(c redis.UniversalClient) time.Duration {
+	var rt time.Duration
+	switch c := c.(type) {
+	case *redis.Client:
+		rt = c.Options().ReadTimeout
+	case *redis.ClusterClient:
+		rt = c.Options().ReadTimeout
+	}
+	if rt <= 0 {
+		return config.DefaultReadTimeout.D()
+	}
+	return rt
+}

@@ -80,7 +80,7 @@ func (c *Cluster) form(ctx context.Context) error {
 }
 
 // WaitHealthy waits until every running node reports cluster_state:ok and
-// knows every other node.
+// knows every other node, and every replica's link to its primary is up.
 func (c *Cluster) WaitHealthy(ctx context.Context) error {
 	for _, n := range c.Nodes() {
 		if !n.Running() {
@@ -96,6 +96,15 @@ func (c *Cluster) WaitHealthy(ctx context.Context) error {
 			}
 			if !strings.Contains(info, "cluster_known_nodes:"+strconv.Itoa(len(c.Nodes()))) {
 				return fmt.Errorf("%s: does not know all nodes yet", n.Addr())
+			}
+			// A replica that has not synced yet would lose every write on a
+			// failover, silently weakening failover tests.
+			repl, err := Do(ctx, n.Addr(), "INFO", "replication")
+			if err != nil {
+				return err
+			}
+			if strings.Contains(repl, "role:slave") && !strings.Contains(repl, "master_link_status:up") {
+				return fmt.Errorf("%s: replica not yet in sync with its primary", n.Addr())
 			}
 			return nil
 		}); err != nil {

@@ -127,6 +127,9 @@ func (s *Server) conf() string {
 			// Fast failure detection keeps failover tests short.
 			"cluster-node-timeout 1000",
 			"cluster-replica-validity-factor 0",
+			// Replicas sync at once instead of after Redis' default 5s
+			// wait for more replicas to batch a diskless transfer.
+			"repl-diskless-sync-delay 0",
 		)
 	}
 	lines = append(lines, s.Extra...)

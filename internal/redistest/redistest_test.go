@@ -100,3 +100,20 @@ func TestKillAndRestartNode(t *testing.T) {
 		t.Fatalf("cluster not healthy after restarting a replica: %v", err)
 	}
 }
+
+// StartCluster returns only once replicas hold their primaries' data, so a
+// failover right away loses nothing written before it.
+func TestClusterReplicasAreInSync(t *testing.T) {
+	c := redistest.StartCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, r := range c.Replicas {
+		info, err := redistest.Do(ctx, r.Addr(), "INFO", "replication")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(info, "master_link_status:up") {
+			t.Errorf("replica %s not in sync when StartCluster returned:\n%s", r.Addr(), info)
+		}
+	}
+}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 	"github.com/gatehouse-dev/gatehouse/sidecar/problem"
 )
@@ -41,10 +42,6 @@ var (
 	slidingWindowScript = redis.NewScript(slidingWindowSrc)
 	tokenBucketScript   = redis.NewScript(tokenBucketSrc)
 )
-
-// defaultIOTimeout stands in for a client read timeout that is not set,
-// matching the config's documented default.
-const defaultIOTimeout = 200 * time.Millisecond
 
 // pipeliner is what the limiter needs of a Redis client: both *redis.Client
 // and *redis.ClusterClient satisfy it, and a cluster pipeline is split per
@@ -96,7 +93,7 @@ func New(ps []config.RateLimitPolicy, clients map[string]redis.UniversalClient, 
 		}
 		c := byName[p.Redis]
 		if c == nil {
-			c = &conn{name: p.Redis, client: client, timeout: timeoutFor(client), fallback: newFallback(fallbackMaxKeys), breakers: newBreakers(client)}
+			c = &conn{name: p.Redis, client: client, timeout: redisconn.RequestTimeout(client), fallback: newFallback(fallbackMaxKeys), breakers: newBreakers(client)}
 			byName[p.Redis] = c
 			l.conns = append(l.conns, c)
 		}
@@ -119,25 +116,6 @@ func New(ps []config.RateLimitPolicy, clients map[string]redis.UniversalClient, 
 		return nil, errors.Join(errs...)
 	}
 	return l, nil
-}
-
-// timeoutFor bounds one decision's wait for Redis by the client's read
-// timeout, which the config documents as exactly that bound. The context
-// deadline also cuts short go-redis' dial retries and retry backoff while
-// Redis is down; socket reads are bounded by the client's own timeouts (or by
-// the deadline too when the client sets ContextTimeoutEnabled).
-func timeoutFor(c redis.UniversalClient) time.Duration {
-	var rt time.Duration
-	switch c := c.(type) {
-	case *redis.Client:
-		rt = c.Options().ReadTimeout
-	case *redis.ClusterClient:
-		rt = c.Options().ReadTimeout
-	}
-	if rt <= 0 {
-		return defaultIOTimeout
-	}
-	return rt
 }
 
 // outcome is one rule's verdict on one request.

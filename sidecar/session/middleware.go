@@ -1,6 +1,7 @@
 package session
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"path"
@@ -58,7 +59,9 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		sc, err := m.lookup(r.Context(), t)
+		lookupCtx, cancel := context.WithTimeout(r.Context(), m.timeout)
+		sc, err := m.lookup(lookupCtx, t)
+		cancel()
 		switch {
 		case err == nil:
 			m.m.lookup(resultValid)

@@ -26,6 +26,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 )
 
@@ -76,7 +77,10 @@ type Manager struct {
 	sliding bool
 	// maxLifetime caps sliding sessions created without their own ttl.
 	maxLifetime time.Duration
-	refresh     time.Duration
+	// timeout bounds a lookup's wait for Redis, so an outage answers 503
+	// promptly instead of after go-redis' dial retries.
+	timeout time.Duration
+	refresh time.Duration
 	// base is keyPrefix + namespace + ":" + name + ":"; session keys add
 	// "s:"+hash(id), subject indexes "u:"+hash(subject).
 	base       string
@@ -107,6 +111,7 @@ func New(p config.SessionPolicy, clients map[string]redis.UniversalClient, m *Me
 	}
 	mgr := &Manager{
 		rdb:         c,
+		timeout:     redisconn.RequestTimeout(c),
 		m:           m,
 		log:         log.With("policy", p.Namespace+"/"+p.Name),
 		now:         time.Now,
