@@ -43,56 +43,32 @@ func New(c config.RedisConnection) (redis.UniversalClient, error) {
 	if len(c.Addrs) == 0 {
 		return nil, fmt.Errorf("redis connection %q: no addresses", c.Name)
 	}
+	// One set of options, converted per mode, so the three modes cannot
+	// drift apart in timeouts or retries.
+	o := &redis.UniversalOptions{
+		Addrs:           c.Addrs,
+		MasterName:      c.MasterName,
+		Username:        c.Username,
+		Password:        password,
+		DB:              c.DB,
+		TLSConfig:       tlsConf,
+		PoolSize:        c.PoolSize,
+		DialTimeout:     c.DialTimeout.D(),
+		ReadTimeout:     c.ReadTimeout.D(),
+		WriteTimeout:    c.WriteTimeout.D(),
+		MaxRetries:      c.MaxRetries,
+		MinRetryBackoff: minRetryBackoff,
+		MaxRetryBackoff: maxRetryBackoff,
+		// Honour the request context's deadline on top of the timeouts.
+		ContextTimeoutEnabled: true,
+	}
 	switch c.Mode {
 	case config.RedisStandalone:
-		return redis.NewClient(&redis.Options{
-			Addr:            c.Addrs[0],
-			Username:        c.Username,
-			Password:        password,
-			DB:              c.DB,
-			TLSConfig:       tlsConf,
-			PoolSize:        c.PoolSize,
-			DialTimeout:     c.DialTimeout.D(),
-			ReadTimeout:     c.ReadTimeout.D(),
-			WriteTimeout:    c.WriteTimeout.D(),
-			MaxRetries:      c.MaxRetries,
-			MinRetryBackoff: minRetryBackoff,
-			MaxRetryBackoff: maxRetryBackoff,
-			// Honour the request context's deadline on top of the timeouts.
-			ContextTimeoutEnabled: true,
-		}), nil
+		return redis.NewClient(o.Simple()), nil
 	case config.RedisCluster:
-		return redis.NewClusterClient(&redis.ClusterOptions{
-			Addrs:                 c.Addrs,
-			Username:              c.Username,
-			Password:              password,
-			TLSConfig:             tlsConf,
-			PoolSize:              c.PoolSize,
-			DialTimeout:           c.DialTimeout.D(),
-			ReadTimeout:           c.ReadTimeout.D(),
-			WriteTimeout:          c.WriteTimeout.D(),
-			MaxRetries:            c.MaxRetries,
-			MinRetryBackoff:       minRetryBackoff,
-			MaxRetryBackoff:       maxRetryBackoff,
-			ContextTimeoutEnabled: true,
-		}), nil
+		return redis.NewClusterClient(o.Cluster()), nil
 	case config.RedisSentinel:
-		return redis.NewFailoverClient(&redis.FailoverOptions{
-			MasterName:            c.MasterName,
-			SentinelAddrs:         c.Addrs,
-			Username:              c.Username,
-			Password:              password,
-			DB:                    c.DB,
-			TLSConfig:             tlsConf,
-			PoolSize:              c.PoolSize,
-			DialTimeout:           c.DialTimeout.D(),
-			ReadTimeout:           c.ReadTimeout.D(),
-			WriteTimeout:          c.WriteTimeout.D(),
-			MaxRetries:            c.MaxRetries,
-			MinRetryBackoff:       minRetryBackoff,
-			MaxRetryBackoff:       maxRetryBackoff,
-			ContextTimeoutEnabled: true,
-		}), nil
+		return redis.NewFailoverClient(o.Failover()), nil
 	default:
 		return nil, fmt.Errorf("redis connection %q: unknown mode %q", c.Name, c.Mode)
 	}
