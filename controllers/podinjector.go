@@ -110,10 +110,6 @@ func setupPodInjector(mgr ctrl.Manager, opts Options) error {
 		}
 	}
 	srv := mgr.GetWebhookServer()
-	injections, err := newInjectionCounter(metrics.Registry)
-	if err != nil {
-		return err
-	}
 	// Register the informers now so they start and sync with the manager,
 	// instead of lazily on the first admission, which would then wait for
 	// a full list within the webhook's timeout.
@@ -123,12 +119,11 @@ func setupPodInjector(mgr ctrl.Manager, opts Options) error {
 		}
 	}
 	srv.Register(PodInjectorPath, &webhook.Admission{Handler: &podInjector{
-		cache:      mgr.GetClient(),
-		api:        mgr.GetAPIReader(),
-		decoder:    admission.NewDecoder(mgr.GetScheme()),
-		image:      opts.SidecarImage,
-		opts:       inj,
-		injections: injections,
+		cache:   mgr.GetClient(),
+		api:     mgr.GetAPIReader(),
+		decoder: admission.NewDecoder(mgr.GetScheme()),
+		image:   opts.SidecarImage,
+		opts:    inj,
 	}})
 	return nil
 }
@@ -185,67 +180,57 @@ func SetupWebhookCertificates(mgr ctrl.Manager, opts InjectionOptions) error {
 	return nil
 }
 
-// newInjectionCounter registers gatehouse_injections_total once per
-// registry, so calling Setup twice (tests) reuses the collector.
-func newInjectionCounter(reg prometheus.Registerer) (*prometheus.CounterVec, error) {
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "gatehouse_injections_total",
-		Help: "Pod admissions seen by the injection webhook, by result (injected, skipped, error) and reason.",
-	}, []string{"result", "reason"})
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
-				return existing, nil
-			}
-		}
-		return nil, fmt.Errorf("register injection metrics: %w", err)
-	}
-	return c, nil
-}
+// injections counts what the webhook did with each admitted pod. It is
+// registered once, like the other operator metrics, so setting the webhook
+// up again (a second manager in tests) shares it.
+var injections = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "gatehouse_injections_total",
+	Help: "Pod admissions seen by the injection webhook, by result (injected, skipped, error) and reason.",
+}, []string{"result", "reason"})
+
+func init() { metrics.Registry.MustRegister(injections) }
 
 // podInjector is the admission handler. It reads only the manager's cache on
 // the hot path (namespaces, ConfigMap metadata, RedisClusters).
 type podInjector struct {
-	cache      client.Reader
-	api        client.Reader
-	decoder    admission.Decoder
-	image      string
-	opts       InjectionOptions
-	injections *prometheus.CounterVec
+	cache   client.Reader
+	api     client.Reader
+	decoder admission.Decoder
+	image   string
+	opts    InjectionOptions
 }
 
 func (h *podInjector) Handle(ctx context.Context, req admission.Request) admission.Response {
 	log := ctrl.LoggerFrom(ctx).WithValues("namespace", req.Namespace, "uid", req.UID)
 	pod := &corev1.Pod{}
 	if err := h.decoder.Decode(req, pod); err != nil {
-		h.injections.WithLabelValues("error", "decode").Inc()
+		injections.WithLabelValues("error", "decode").Inc()
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode pod: %w", err))
 	}
 	nsLabels, err := h.namespaceLabels(ctx, req.Namespace)
 	if err != nil {
-		h.injections.WithLabelValues("error", "namespace").Inc()
+		injections.WithLabelValues("error", "namespace").Inc()
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
 	if ok, reason := injectionDecision(req.Namespace, h.opts.Namespace, nsLabels, pod.Labels); !ok {
-		h.injections.WithLabelValues("skipped", reason).Inc()
+		injections.WithLabelValues("skipped", reason).Inc()
 		return admission.Allowed(reason)
 	}
 	params, err := h.params(ctx, req.Namespace)
 	if err != nil {
-		h.injections.WithLabelValues("error", "cache").Inc()
+		injections.WithLabelValues("error", "cache").Inc()
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
 	res, err := injectSidecar(pod, params)
 	if err != nil {
-		h.injections.WithLabelValues("error", reasonInvalid).Inc()
+		injections.WithLabelValues("error", reasonInvalid).Inc()
 		return admission.Denied("gatehouse sidecar injection: " + err.Error())
 	}
 	result := "skipped"
 	if res.Injected {
 		result = "injected"
 	}
-	h.injections.WithLabelValues(result, res.Reason).Inc()
+	injections.WithLabelValues(result, res.Reason).Inc()
 	if res.Pod == pod {
 		return admission.Allowed(res.Reason).WithWarnings(res.Warnings...)
 	}

@@ -1,9 +1,8 @@
 package ratelimit
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
 // Decision results recorded per rule in gatehouse_ratelimit_decisions_total.
@@ -34,45 +33,24 @@ type Metrics struct {
 // NewMetrics creates the collectors and registers them with reg (nil: not
 // registered, useful in tests and benchmarks).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
-	m := &Metrics{
-		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+	f := promauto.With(reg)
+	return &Metrics{
+		decisions: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_ratelimit_decisions_total",
 			Help: "Rate-limit decisions per rule. result is allowed, denied, shadow_denied (a Shadow rule would have denied), error_open (Redis failed, admitted through the local fallback), fallback_denied (Redis failed, local fallback denied) or error_closed (Redis failed, answered 503).",
 		}, []string{"policy", "rule", "result"}),
-		nearLimit: prometheus.NewCounterVec(prometheus.CounterOpts{
+		nearLimit: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_ratelimit_near_limit_total",
 			Help: "Admitted requests that left less than 10% of a rule's limit.",
 		}, []string{"policy", "rule"}),
-		redisErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+		redisErrors: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_ratelimit_redis_errors_total",
 			Help: "Rate-limit script calls that failed (connection errors, timeouts, Redis errors).",
 		}, []string{"redis"}),
-		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+		latency: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "gatehouse_ratelimit_decision_duration_seconds",
 			Help:    "Time to decide a request against all its matching rules, including the Redis round trip.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
 		}),
 	}
-	if reg != nil {
-		m.decisions = register(reg, m.decisions)
-		m.nearLimit = register(reg, m.nearLimit)
-		m.redisErrors = register(reg, m.redisErrors)
-		m.latency = register(reg, m.latency)
-	}
-	return m
-}
-
-// register registers c, or returns the collector already registered under the
-// same name so that a second NewMetrics on one registry shares the counters
-// instead of panicking. The definitions are constant, so the only possible
-// error is that one.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	err := reg.Register(c)
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing
-		}
-	}
-	return c
 }
