@@ -26,15 +26,13 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 )
 
 const (
 	defaultMaxBody   = 1 << 20
 	defaultKeyPrefix = "cache:"
-	// redisTimeout bounds each cache operation on the request path, on top
-	// of the client's own read/write timeouts.
-	redisTimeout = time.Second
 	// downFor is how long requests bypass Redis after it failed, so an
 	// outage costs one slow request per interval rather than every request.
 	downFor = time.Second
@@ -59,6 +57,9 @@ type Cache struct {
 	origin      string
 	maxLifetime time.Duration
 	downUntil   atomic.Int64
+	// timeout bounds each cache operation on the request path: the
+	// connection's read timeout, the same bound sessions and rate limits use.
+	timeout time.Duration
 	// lastSent and lastReceived are the unix-nano times of the latest
 	// broadcast published and applied, for measuring eviction delay.
 	lastSent, lastReceived atomic.Int64
@@ -136,11 +137,12 @@ func New(p config.CachePolicy, clients map[string]redis.UniversalClient, m *Metr
 		prefix = defaultKeyPrefix
 	}
 	c := &Cache{
-		ks:   newKeyspace(prefix, p.Namespace, p.Name),
-		rdb:  client,
-		m:    m,
-		log:  log.With("cachePolicy", p.Namespace+"/"+p.Name),
-		quit: make(chan struct{}),
+		ks:      newKeyspace(prefix, p.Namespace, p.Name),
+		rdb:     client,
+		timeout: redisconn.RequestTimeout(client),
+		m:       m,
+		log:     log.With("cachePolicy", p.Namespace+"/"+p.Name),
+		quit:    make(chan struct{}),
 	}
 	_, c.sharded = client.(*redis.ClusterClient)
 	var errs []error

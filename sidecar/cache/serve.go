@@ -154,7 +154,7 @@ func (c *Cache) find(ctx context.Context, q *request, useLocal bool, now time.Ti
 			}
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	l, key, err := c.fetchRedis(ctx, q.path, func(vary []string) string {
 		return c.ks.variant(q.path, q.variantKey(vary))
@@ -293,7 +293,7 @@ func (c *Cache) store(ctx context.Context, q *request, vary []string, gen string
 		on, epoch = c.local.snapshot()
 	}
 	key := c.ks.variant(q.path, q.variantKey(vary))
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), redisTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 	defer cancel()
 	ok, raw, err := c.storeRedis(ctx, q.path, key, vary, q.rule.tags, gen, e, now)
 	if err != nil {
