@@ -62,7 +62,8 @@ envtest: ## Build (once) and print the envtest binaries directory.
 
 .PHONY: test
 test: manifests generate fmt vet redis ## Run every test against real Redis and a real API server (envtest).
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) ./...
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) $$(go list ./... | grep -v /test/reliability)
+	$(MAKE) test-reliability
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target briefly (FUZZTIME, default 10s).
