@@ -12,6 +12,7 @@
 package cache
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -237,8 +238,13 @@ func (c *Cache) goBackground(f func()) bool {
 func (c *Cache) redisUp(now time.Time) bool { return now.UnixNano() >= c.downUntil.Load() }
 
 // redisFailed records a failed Redis operation and makes requests bypass
-// Redis for a moment.
-func (c *Cache) redisFailed(op string, err error) {
+// Redis for a moment. An operation cut short because its own request ended
+// (the client hung up) says nothing about Redis and changes nothing: one
+// impatient client must not turn caching off for everyone.
+func (c *Cache) redisFailed(ctx context.Context, op string, err error) {
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return
+	}
 	c.m.redisErrors.WithLabelValues(op).Inc()
 	c.downUntil.Store(time.Now().Add(downFor).UnixNano())
 	c.log.Warn("cache redis operation failed; bypassing", "op", op, "err", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -629,5 +630,25 @@ func TestBypassedRequests(t *testing.T) {
 	// Requests no rule matches are not touched at all.
 	if r := s.do(t, http.MethodOptions, "/b"); r.xcache != "" || r.cacheStatus != "" {
 		t.Errorf("unmatched request got cache headers: %q %q", r.xcache, r.cacheStatus)
+	}
+}
+
+// A client that hangs up mid-lookup is not a Redis failure: the next
+// request is still served from the cache, not bypassed.
+func TestClientCancellationDoesNotDisableTheCache(t *testing.T) {
+	srv := startStandalone(t)
+	up := newUpstream(t, text("fresh"))
+	s := newSidecar(t, policy([]config.CacheRule{cacheRule("all", time.Minute)}, nil), standaloneClient(t, srv.Addr()), up)
+	if r := s.get(t, "/cancel"); r.xcache != "MISS" {
+		t.Fatalf("first GET: %s, want MISS", r.xcache)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	req := httptest.NewRequestWithContext(ctx, http.MethodGet, "http://shop.test/cancel", nil)
+	s.c.Middleware(http.NotFoundHandler()).ServeHTTP(httptest.NewRecorder(), req)
+
+	if r := s.get(t, "/cancel"); r.xcache != "HIT" {
+		t.Errorf("GET after another client hung up: %s, want HIT (the cache must not mark Redis down)", r.xcache)
 	}
 }

@@ -92,7 +92,7 @@ func (c *Cache) serveCacheable(w http.ResponseWriter, r *http.Request, next http
 	}
 	f, err := c.find(r.Context(), q, true, now)
 	if err != nil {
-		c.redisFailed("lookup", err)
+		c.redisFailed(r.Context(), "lookup", err)
 		c.bypass(w, r, next, rl, "redis-unavailable")
 		return
 	}
@@ -223,7 +223,7 @@ func (c *Cache) fill(w http.ResponseWriter, r *http.Request, next http.Handler, 
 	now := time.Now()
 	f2, err := c.find(r.Context(), q, false, now)
 	if err != nil {
-		c.redisFailed("lookup", err)
+		c.redisFailed(r.Context(), "lookup", err)
 		c.bypass(w, r, next, rl, "redis-unavailable")
 		return
 	}
@@ -297,7 +297,7 @@ func (c *Cache) store(ctx context.Context, q *request, vary []string, gen string
 	defer cancel()
 	ok, raw, err := c.storeRedis(ctx, q.path, key, vary, q.rule.tags, gen, e, now)
 	if err != nil {
-		c.redisFailed("store", err)
+		c.redisFailed(ctx, "store", err)
 		return key, false
 	}
 	if !ok {
@@ -500,7 +500,7 @@ func (c *Cache) refreshOnce(ctx context.Context, next http.Handler, q *request) 
 	now := time.Now()
 	f, err := c.find(ctx, q, false, now)
 	if err != nil {
-		c.redisFailed("lookup", err)
+		c.redisFailed(ctx, "lookup", err)
 		return
 	}
 	if f.e != nil && f.e.age(now) < f.e.Lifetime {
