@@ -176,14 +176,24 @@ func (s *Server) signal(sig syscall.Signal) error {
 	if s.cmd == nil {
 		return nil
 	}
-	if err := s.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+	// Signal the whole process group: redis-server forks children for
+	// background saves and AOF rewrites (CONFIG SET appendonly yes starts
+	// one), which would otherwise keep writing into Dir after the test.
+	pgid := -s.cmd.Process.Pid
+	if err := syscall.Kill(pgid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("signal redis-server %d: %w", s.Port, err)
 	}
 	select {
 	case <-s.done:
 	case <-time.After(10 * time.Second):
-		_ = s.cmd.Process.Kill()
+		_ = syscall.Kill(pgid, syscall.SIGKILL)
 		<-s.done
+	}
+	// A forked child may outlive its parent briefly; wait until the group
+	// is gone so Dir can be removed or reused.
+	for deadline := time.Now().Add(5 * time.Second); syscall.Kill(pgid, 0) == nil && time.Now().Before(deadline); {
+		_ = syscall.Kill(pgid, syscall.SIGKILL)
+		time.Sleep(10 * time.Millisecond)
 	}
 	s.cmd = nil
 	return nil
