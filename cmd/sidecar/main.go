@@ -12,7 +12,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -22,12 +21,12 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/gatehouse-dev/gatehouse/sidecar/contract"
 	"github.com/gatehouse-dev/gatehouse/sidecar/proxy"
 )
 
@@ -38,65 +37,20 @@ func main() {
 	}
 }
 
-// flags are the command line, each with a GATEHOUSE_* environment fallback
-// so the operator can configure the injected container either way.
-type flags struct {
-	config                string
-	listen                string
-	upstream              string
-	adminListen           string
-	statusListen          string
-	podLabels             string
-	logLevel              string
-	drainTimeout          time.Duration
-	upstreamHeaderTimeout time.Duration
-}
-
-func parseFlags(args []string, getenv func(string) string) (flags, error) {
-	var f flags
+func parseFlags(args []string, getenv func(string) string) (contract.Flags, error) {
+	var f contract.Flags
 	fs := flag.NewFlagSet("gatehouse-sidecar", flag.ContinueOnError)
-	env := func(name, def string) string {
-		if v := getenv(name); v != "" {
-			return v
-		}
-		return def
-	}
-	envDuration := func(name string, def time.Duration) (time.Duration, error) {
-		v := getenv(name)
-		if v == "" {
-			return def, nil
-		}
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return 0, fmt.Errorf("%s: %w", name, err)
-		}
-		return d, nil
-	}
-	drain, err := envDuration("GATEHOUSE_DRAIN_TIMEOUT", 30*time.Second)
-	if err != nil {
+	if err := f.Bind(fs, getenv); err != nil {
 		return f, err
 	}
-	headerTimeout, err := envDuration("GATEHOUSE_UPSTREAM_HEADER_TIMEOUT", 0)
-	if err != nil {
-		return f, err
-	}
-	fs.StringVar(&f.config, "config", env("GATEHOUSE_CONFIG", ""), "sidecar config file (JSON); env GATEHOUSE_CONFIG")
-	fs.StringVar(&f.listen, "listen", env("GATEHOUSE_LISTEN", ":8080"), "data listen address; env GATEHOUSE_LISTEN")
-	fs.StringVar(&f.upstream, "upstream", env("GATEHOUSE_UPSTREAM", "http://127.0.0.1:8081"), "app base URL; env GATEHOUSE_UPSTREAM")
-	fs.StringVar(&f.statusListen, "status-listen", env("GATEHOUSE_STATUS_LISTEN", ""), "listen address of /healthz, /readyz and /metrics alone, for kubelet probes and Prometheus (e.g. :9902); empty disables; env GATEHOUSE_STATUS_LISTEN")
-	fs.StringVar(&f.adminListen, "admin-listen", env("GATEHOUSE_ADMIN_LISTEN", "127.0.0.1:9901"), "admin API listen address (keep it on loopback); env GATEHOUSE_ADMIN_LISTEN")
-	fs.StringVar(&f.podLabels, "pod-labels", env("GATEHOUSE_POD_LABELS", ""), "downward-API labels file; empty means no labels; env GATEHOUSE_POD_LABELS")
-	fs.StringVar(&f.logLevel, "log-level", env("GATEHOUSE_LOG_LEVEL", "info"), "debug, info, warn or error; env GATEHOUSE_LOG_LEVEL")
-	fs.DurationVar(&f.drainTimeout, "drain-timeout", drain, "how long in-flight requests may finish on SIGTERM; env GATEHOUSE_DRAIN_TIMEOUT")
-	fs.DurationVar(&f.upstreamHeaderTimeout, "upstream-header-timeout", headerTimeout, "max wait for the app's response headers, 0 = no limit; env GATEHOUSE_UPSTREAM_HEADER_TIMEOUT")
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
 	if fs.NArg() > 0 {
 		return f, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
-	if f.config == "" {
-		return f, errors.New("--config (or GATEHOUSE_CONFIG) is required")
+	if f.Config == "" {
+		return f, fmt.Errorf("--%s (or %s) is required", contract.FlagConfig, contract.Env(contract.FlagConfig))
 	}
 	return f, nil
 }
@@ -107,15 +61,15 @@ func run(args []string, getenv func(string) string) error {
 		return err
 	}
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+	if err := level.UnmarshalText([]byte(f.LogLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	redis.SetLogger(redisLogger{log: log.With("component", "go-redis")})
 
-	upstream, err := url.Parse(f.upstream)
+	upstream, err := url.Parse(f.Upstream)
 	if err != nil || upstream.Host == "" || (upstream.Scheme != "http" && upstream.Scheme != "https") {
-		return fmt.Errorf("--upstream %q: want an http(s) URL with a host", f.upstream)
+		return fmt.Errorf("--upstream %q: want an http(s) URL with a host", f.Upstream)
 	}
 	reg := prometheus.NewRegistry()
 	for _, c := range []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
@@ -125,29 +79,29 @@ func run(args []string, getenv func(string) string) error {
 	}
 	p, err := proxy.New(proxy.Options{
 		Upstream:              upstream,
-		ConfigPath:            f.config,
-		LabelsPath:            f.podLabels,
+		ConfigPath:            f.Config,
+		LabelsPath:            f.PodLabels,
 		Registerer:            reg,
 		Gatherer:              reg,
 		Logger:                log,
-		DrainTimeout:          f.drainTimeout,
-		UpstreamHeaderTimeout: f.upstreamHeaderTimeout,
+		DrainTimeout:          f.DrainTimeout,
+		UpstreamHeaderTimeout: f.UpstreamHeaderTimeout,
 	})
 	if err != nil {
 		return err
 	}
-	data, err := net.Listen("tcp", f.listen)
+	data, err := net.Listen("tcp", f.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	admin, err := net.Listen("tcp", f.adminListen)
+	admin, err := listen(f.AdminListen)
 	if err != nil {
 		data.Close()
 		return fmt.Errorf("admin listen: %w", err)
 	}
 	ls := proxy.Listeners{Data: data, Admin: admin}
-	if f.statusListen != "" {
-		if ls.Status, err = net.Listen("tcp", f.statusListen); err != nil {
+	if f.StatusListen != "" {
+		if ls.Status, err = net.Listen("tcp", f.StatusListen); err != nil {
 			data.Close()
 			admin.Close()
 			return fmt.Errorf("status listen: %w", err)
@@ -161,6 +115,20 @@ func run(args []string, getenv func(string) string) error {
 	}
 	log.Info("Stopped")
 	return nil
+}
+
+// listen opens a listener for a contract listen address: a Unix socket for
+// a "unix:" address, TCP otherwise. A socket file left by a previous run of
+// the container (the emptyDir outlives a restart) is removed first, or the
+// bind would fail.
+func listen(addr string) (net.Listener, error) {
+	network, address := contract.Listen(addr)
+	if network == "unix" {
+		if fi, err := os.Lstat(address); err == nil && fi.Mode().Type() == os.ModeSocket {
+			_ = os.Remove(address)
+		}
+	}
+	return net.Listen(network, address)
 }
 
 // redisLogger sends go-redis' internal messages (pool dial failures, for

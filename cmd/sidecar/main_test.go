@@ -21,6 +21,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/redistest"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
+	"github.com/gatehouse-dev/gatehouse/sidecar/contract"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -28,29 +29,29 @@ func TestParseFlags(t *testing.T) {
 		name    string
 		args    []string
 		env     map[string]string
-		want    flags
+		want    contract.Flags
 		wantErr string
 	}{
 		{
 			name: "defaults",
 			args: []string{"--config", "c.json"},
-			want: flags{config: "c.json", listen: ":8080", upstream: "http://127.0.0.1:8081", adminListen: "127.0.0.1:9901", logLevel: "info", drainTimeout: 30 * time.Second},
+			want: contract.Flags{Config: "c.json", Listen: ":8080", Upstream: "http://127.0.0.1:8081", AdminListen: "127.0.0.1:9901", LogLevel: "info", DrainTimeout: 30 * time.Second},
 		},
 		{
 			name: "environment fallbacks",
 			env: map[string]string{
 				"GATEHOUSE_CONFIG": "/etc/gatehouse/config.json", "GATEHOUSE_LISTEN": ":9000", "GATEHOUSE_UPSTREAM": "http://127.0.0.1:3000",
-				"GATEHOUSE_ADMIN_LISTEN": "127.0.0.1:9999", "GATEHOUSE_POD_LABELS": "/etc/podinfo/labels", "GATEHOUSE_LOG_LEVEL": "debug",
-				"GATEHOUSE_DRAIN_TIMEOUT": "5s", "GATEHOUSE_UPSTREAM_HEADER_TIMEOUT": "1m",
+				"GATEHOUSE_ADMIN_LISTEN": "unix:/run/admin.sock", "GATEHOUSE_POD_LABELS": "/etc/podinfo/labels", "GATEHOUSE_LOG_LEVEL": "debug",
+				"GATEHOUSE_DRAIN_TIMEOUT": "5s", "GATEHOUSE_UPSTREAM_HEADER_TIMEOUT": "1m", "GATEHOUSE_STATUS_LISTEN": ":9902",
 			},
-			want: flags{config: "/etc/gatehouse/config.json", listen: ":9000", upstream: "http://127.0.0.1:3000", adminListen: "127.0.0.1:9999",
-				podLabels: "/etc/podinfo/labels", logLevel: "debug", drainTimeout: 5 * time.Second, upstreamHeaderTimeout: time.Minute},
+			want: contract.Flags{Config: "/etc/gatehouse/config.json", Listen: ":9000", Upstream: "http://127.0.0.1:3000", AdminListen: "unix:/run/admin.sock",
+				StatusListen: ":9902", PodLabels: "/etc/podinfo/labels", LogLevel: "debug", DrainTimeout: 5 * time.Second, UpstreamHeaderTimeout: time.Minute},
 		},
 		{
 			name: "flags win over environment",
 			args: []string{"--config", "flag.json", "--drain-timeout", "2s"},
 			env:  map[string]string{"GATEHOUSE_CONFIG": "env.json", "GATEHOUSE_DRAIN_TIMEOUT": "5s"},
-			want: flags{config: "flag.json", listen: ":8080", upstream: "http://127.0.0.1:8081", adminListen: "127.0.0.1:9901", logLevel: "info", drainTimeout: 2 * time.Second},
+			want: contract.Flags{Config: "flag.json", Listen: ":8080", Upstream: "http://127.0.0.1:8081", AdminListen: "127.0.0.1:9901", LogLevel: "info", DrainTimeout: 2 * time.Second},
 		},
 		{name: "config required", wantErr: "--config"},
 		{name: "bad env duration", args: []string{"--config", "c"}, env: map[string]string{"GATEHOUSE_DRAIN_TIMEOUT": "soon"}, wantErr: "GATEHOUSE_DRAIN_TIMEOUT"},
@@ -68,7 +69,7 @@ func TestParseFlags(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(tt.want, got, cmp.AllowUnexported(flags{})); diff != "" {
+			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("parseFlags (-want +got):\n%s", diff)
 			}
 		})

@@ -21,9 +21,24 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load config: %w", err)
 	}
-	c, err := parseDefaultValidate(data)
+	c, err := Decode(data)
 	if err != nil {
 		return nil, fmt.Errorf("load config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Decode is what Load does with the file's content: Parse, Default and
+// Validate. The sidecar's hot reload decodes every new version of the file
+// with it.
+func Decode(data []byte) (*Config, error) {
+	c, err := Parse(data)
+	if err != nil {
+		return nil, err
+	}
+	c.Default()
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("validate config: %w", err)
 	}
 	return c, nil
 }

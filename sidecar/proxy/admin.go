@@ -11,8 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
-	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 	"github.com/gatehouse-dev/gatehouse/sidecar/problem"
+	"github.com/gatehouse-dev/gatehouse/sidecar/reload"
 )
 
 // pingTimeout bounds each Redis check of /readyz, so a probe never hangs
@@ -68,7 +68,7 @@ type Readiness struct {
 	// rejected config reload while the previous config still serves.
 	Warnings []string `json:"warnings,omitempty"`
 	// Config describes the config in force and the last reload attempt.
-	Config config.Status `json:"config"`
+	Config reload.Status `json:"config"`
 	// Policies lists the policies that select this pod.
 	Policies []string `json:"policies"`
 	// Labels are the pod labels policies are selected by.

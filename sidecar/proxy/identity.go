@@ -5,16 +5,13 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/gatehouse-dev/gatehouse/sidecar/contract"
 	"github.com/gatehouse-dev/gatehouse/sidecar/identity"
 )
 
 // headerPrefix is the namespace of headers the sidecar sends to the app. The
 // app may trust them only because every incoming one is removed first.
-const headerPrefix = "X-Gatehouse-"
-
-// ClientIPHeader carries the client address, as the sidecar determined it,
-// to the app.
-const ClientIPHeader = "X-Gatehouse-Client-Ip"
+const headerPrefix = contract.HeaderPrefix
 
 // identify is the first middleware: it strips forged X-Gatehouse-* headers
 // and records the client IP in the request context and for the app.
@@ -34,7 +31,7 @@ func identify(trusted []netip.Prefix, next http.Handler) http.Handler {
 		}
 		ip := clientIP(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), trusted)
 		if ip.IsValid() {
-			r.Header.Set(ClientIPHeader, ip.String())
+			r.Header.Set(contract.ClientIPHeader, ip.String())
 			r = r.WithContext(identity.WithClientIP(r.Context(), ip))
 		}
 		next.ServeHTTP(w, r)

@@ -32,6 +32,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 	"github.com/gatehouse-dev/gatehouse/sidecar/problem"
+	"github.com/gatehouse-dev/gatehouse/sidecar/reload"
 )
 
 // Options configures a Proxy.
@@ -64,7 +65,7 @@ type Proxy struct {
 	gatherer     prometheus.Gatherer
 	transport    *http.Transport
 	upstream     http.Handler
-	watcher      *config.Watcher
+	watcher      *reload.Watcher
 	labelsPath   string
 	drainTimeout time.Duration
 	builders     []builder
@@ -114,7 +115,7 @@ func New(o Options) (*Proxy, error) {
 	for _, k := range featureKinds {
 		p.builders = append(p.builders, k(o.Registerer))
 	}
-	p.watcher = config.NewWatcher(o.ConfigPath, p.apply, config.NewMetrics(o.Registerer), p.log)
+	p.watcher = reload.NewWatcher(o.ConfigPath, p.apply, reload.NewMetrics(o.Registerer), p.log)
 	p.m.labelsOK.Set(1)
 	if p.labelsPath != "" {
 		labels, err := readLabels(p.labelsPath)

@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gatehouse-dev/gatehouse/internal/redistest"
+	"github.com/gatehouse-dev/gatehouse/sidecar/contract"
 	"github.com/gatehouse-dev/gatehouse/sidecar/problem"
 )
 
@@ -71,7 +72,7 @@ func TestHotReload(t *testing.T) {
 		if err := json.Unmarshal([]byte(body), &h); err != nil {
 			t.Fatalf("app body %q: %v", body, err)
 		}
-		return h.Get(ClientIPHeader)
+		return h.Get(contract.ClientIPHeader)
 	}
 	if got := clientIPSeen(); got != "127.0.0.1" {
 		t.Fatalf("client IP with no trusted proxies = %q, want the peer 127.0.0.1", got)
@@ -147,6 +148,44 @@ func TestNoValidConfigRefusesTrafficUntilFixed(t *testing.T) {
 	})
 	if code, _ := readyz(t, s); code != http.StatusOK {
 		t.Errorf("readyz after fix = %d", code)
+	}
+}
+
+// A pod that starts before the operator has rendered its namespace's
+// ConfigMap (the namespace and its policies applied together, or the
+// operator down) has an empty config volume. Its sidecar must not pass
+// traffic as if no policy were in force: the routes a SessionPolicy will
+// protect would be open until the file appears. It refuses traffic and
+// stays unready until a document loads, and the operator's explicit empty
+// document is what "no policy in force" looks like.
+func TestMissingConfigFileFailsClosed(t *testing.T) {
+	a := newApp(t)
+	s := newSidecar(t, a.URL, "").start(t)
+	resp, body := get(t, s.data+"/admin/orders", nil)
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "config-not-loaded") {
+		t.Fatalf("data path without a config file = %d %s, want 503 config-not-loaded", resp.StatusCode, body)
+	}
+	a.mu.Lock()
+	reached := a.last != nil
+	a.mu.Unlock()
+	if reached {
+		t.Fatal("a request reached the app without a configuration in force")
+	}
+	code, rd := readyz(t, s)
+	if code != http.StatusServiceUnavailable || rd.Ready || rd.Config.Loaded {
+		t.Errorf("readyz without a config file = %d %+v, want 503 and nothing loaded", code, rd)
+	}
+	if i := slices.IndexFunc(rd.Checks, func(c Check) bool { return c.Name == "config" }); i < 0 || rd.Checks[i].OK || !strings.Contains(rd.Checks[i].Error, "does not exist") {
+		t.Errorf("readyz config check = %+v, want the missing file named", rd.Checks)
+	}
+
+	writeFile(t, s.cfgPath, cfgDoc("empty", ""))
+	eventually(t, "the explicit empty document in force", func() bool {
+		resp, _ := get(t, s.data+"/admin/orders", nil)
+		return resp.StatusCode == http.StatusOK
+	})
+	if code, rd := readyz(t, s); code != http.StatusOK || rd.Config.Hash != "empty" {
+		t.Errorf("readyz with the empty document = %d %+v", code, rd.Config)
 	}
 }
 

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gatehouse-dev/gatehouse/sidecar/config"
+	"github.com/gatehouse-dev/gatehouse/sidecar/reload"
 )
 
 // Listeners are the sockets the sidecar serves.
@@ -52,7 +52,7 @@ func (p *Proxy) Run(ctx context.Context, ls Listeners) error {
 	})
 	if p.labelsPath != "" {
 		watchers.Go(func() {
-			if err := config.WatchFile(watchCtx, p.labelsPath, p.log, p.reloadLabels); err != nil {
+			if err := reload.WatchFile(watchCtx, p.labelsPath, p.log, p.reloadLabels); err != nil {
 				p.log.Error("Pod labels watch stopped", "error", err)
 			}
 		})

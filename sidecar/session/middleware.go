@@ -7,14 +7,16 @@ import (
 	"path"
 	"strings"
 
+	"github.com/gatehouse-dev/gatehouse/sidecar/contract"
 	"github.com/gatehouse-dev/gatehouse/sidecar/identity"
 	"github.com/gatehouse-dev/gatehouse/sidecar/problem"
 )
 
-// Headers the app receives for a valid session.
+// Headers the app receives for a valid session (the names are part of the
+// operator↔sidecar contract).
 const (
-	SubjectHeader     = "X-Gatehouse-Subject"
-	claimHeaderPrefix = "X-Gatehouse-Claim-"
+	SubjectHeader     = contract.SubjectHeader
+	claimHeaderPrefix = contract.ClaimHeaderPrefix
 )
 
 // challenge is the WWW-Authenticate value without error details.

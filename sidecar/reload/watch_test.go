@@ -1,4 +1,4 @@
-package config
+package reload
 
 import (
 	"context"
@@ -15,10 +15,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 )
 
 func doc(hash string) string {
-	return fmt.Sprintf(`{"apiVersion":%q,"kind":%q,"hash":%q}`, APIVersion, Kind, hash)
+	return fmt.Sprintf(`{"apiVersion":%q,"kind":%q,"hash":%q}`, config.APIVersion, config.Kind, hash)
 }
 
 const brokenDoc = `{"apiVersion":"sidecar.gatehouse.dev/v1alpha1","kind":"SidecarConfig","redis":[{"name":"r"}]}`
@@ -75,10 +77,10 @@ type applied struct {
 	refuse string // a hash apply refuses
 }
 
-func (a *applied) apply(c *Config) error {
+func (a *applied) apply(c *config.Config) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if c.Hash == a.refuse {
+	if a.refuse != "" && c.Hash == a.refuse {
 		return errors.New("refused by apply")
 	}
 	a.hashes = append(a.hashes, c.Hash)
@@ -96,11 +98,20 @@ func (a *applied) last() string {
 
 func startWatcher(t *testing.T, path string, a *applied) (*Watcher, *Metrics) {
 	t.Helper()
+	w, m := startWatcherAllowingFailure(t, path, a)
+	if st := w.Status(); !st.Loaded {
+		t.Fatalf("initial Reload: %s", st.LastError)
+	}
+	return w, m
+}
+
+// startWatcherAllowingFailure starts a watcher whose initial load may fail,
+// as Proxy.Run does.
+func startWatcherAllowingFailure(t *testing.T, path string, a *applied) (*Watcher, *Metrics) {
+	t.Helper()
 	m := NewMetrics(prometheus.NewRegistry())
 	w := NewWatcher(path, a.apply, m, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err := w.Reload(); err != nil {
-		t.Fatalf("initial Reload: %v", err)
-	}
+	_ = w.Reload()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
@@ -227,23 +238,70 @@ func TestWatcherInitialFailure(t *testing.T) {
 	}
 }
 
-// A missing file is the operator's "no policy in this namespace": the
-// watcher applies an empty document, then follows the file as it appears
-// and disappears.
-func TestWatcherMissingFileMeansNoPolicies(t *testing.T) {
+// A pod can start before the operator has rendered its namespace (the
+// namespace and its policies applied together, or the operator down): the
+// ConfigMap volume is then empty. That must not read as "no policy in
+// force", or protected routes would be served unprotected until the file
+// appears. The watcher applies nothing and reports the missing file, then
+// loads the file when the kubelet projects it.
+func TestWatcherMissingFileFailsClosed(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "config.json")
-	a := &applied{refuse: "none"}
-	w, _ := startWatcher(t, path, a)
-	if st := w.Status(); !st.Loaded || st.LastError != "" || len(a.hashes) != 1 || a.last() != "" {
-		t.Fatalf("after start without a file: status %+v, applied %q; want an empty document in force", st, a.hashes)
+	a := &applied{}
+	w, m := startWatcherAllowingFailure(t, path, a)
+	st := w.Status()
+	if st.Loaded || len(a.hashes) != 0 || !strings.Contains(st.LastError, "does not exist") {
+		t.Fatalf("after start without a file: status %+v, applied %q; want nothing in force and the missing file reported", st, a.hashes)
 	}
+	if got := testutil.ToFloat64(m.lastSuccessful); got != 0 {
+		t.Errorf("last_reload_successful = %v, want 0", got)
+	}
+	if !errors.Is(w.Reload(), ErrNoFile) {
+		t.Error("Reload without a file: want ErrNoFile")
+	}
+
 	if err := os.WriteFile(path, []byte(doc("h1")), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the new file applied", func() bool { return a.last() == "h1" })
+	if st := w.Status(); !st.Loaded || st.LastError != "" {
+		t.Errorf("after the file appeared: status %+v", st)
+	}
+}
+
+// The explicit empty document is how the operator says "no policy in
+// force"; it loads like any other.
+func TestWatcherEmptyDocumentLoads(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(path, []byte(doc("")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := &applied{}
+	w, _ := startWatcher(t, path, a)
+	if st := w.Status(); !st.Loaded || len(a.hashes) != 1 {
+		t.Errorf("status %+v, applied %q: want the empty document in force", st, a.hashes)
+	}
+}
+
+// A file that disappears after a good load (the ConfigMap deleted by hand,
+// until the operator restores it) keeps the last good config in force.
+func TestWatcherFileRemovedKeepsLastGood(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(path, []byte(doc("h1")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := &applied{}
+	w, _ := startWatcher(t, path, a)
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the removal applied as no policies", func() bool { return a.last() == "" })
+	eventually(t, "the removal reported", func() bool { return w.Status().LastError != "" })
+	st := w.Status()
+	if !st.Loaded || st.Hash != "h1" || len(a.hashes) != 1 || !strings.Contains(st.LastError, "does not exist") {
+		t.Errorf("after removal: status %+v, applied %q; want h1 still in force and the removal reported", st, a.hashes)
+	}
+	if err := os.WriteFile(path, []byte(doc("h2")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the restored file applied", func() bool { return a.last() == "h2" })
 }

@@ -1,4 +1,10 @@
-package config
+// Package reload is the sidecar's hot reload: it watches the configuration
+// file (and any other mounted file, such as the pod labels) the way a
+// Kubernetes volume changes, hands each valid configuration to the runtime,
+// and reports the configuration in force and the last attempt as a status
+// and as metrics. The document itself, and what makes it valid, is
+// sidecar/config's.
+package reload
 
 import (
 	"context"
@@ -16,6 +22,8 @@ import (
 	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 )
 
 // Metrics reports config reloads. Create it once per process: watchers and
@@ -78,20 +86,22 @@ type Status struct {
 // through Status, the metrics and the log.
 type Watcher struct {
 	path  string
-	apply func(*Config) error
+	apply func(*config.Config) error
 	m     *Metrics
 	log   *slog.Logger
 
 	mu        sync.Mutex // serialises loads and guards the fields below
 	attempted bool
-	lastSum   [sha256.Size]byte
-	status    Status
+	// missing is true when the last attempt found no file.
+	missing bool
+	lastSum [sha256.Size]byte
+	status  Status
 }
 
 // NewWatcher returns a watcher of the file at path. apply is called with
 // each valid config, one call at a time; it returns an error to refuse one
 // (for example when building the handlers for it fails).
-func NewWatcher(path string, apply func(*Config) error, m *Metrics, log *slog.Logger) *Watcher {
+func NewWatcher(path string, apply func(*config.Config) error, m *Metrics, log *slog.Logger) *Watcher {
 	return &Watcher{path: path, apply: apply, m: m, log: log}
 }
 
@@ -119,31 +129,44 @@ func (w *Watcher) Run(ctx context.Context) error {
 	})
 }
 
+// ErrNoFile is the load error while the configuration file does not exist.
+var ErrNoFile = errors.New("the configuration file does not exist (yet): the operator renders one for every namespace with injected pods; " +
+	"until a sidecar has loaded one it answers 503 and is not ready")
+
 // load reads and applies the file; unless force is set, content identical to
 // the last attempt is ignored, because directory events arrive for many
 // reasons (chmod, the ConfigMap's temporary directories) that change nothing.
+//
+// A missing file is not a configuration: "no policy in force" is an
+// explicit document without policies, which the operator renders for every
+// namespace with injected pods. A sidecar that starts before the operator
+// has rendered its namespace (the namespace and its policies created
+// together, or the operator down) must not serve protected routes
+// unprotected meanwhile, so it fails closed, as a mesh sidecar without its
+// configuration does. A file that disappears later keeps the last good
+// configuration in force, like any other unusable file.
 func (w *Watcher) load(force bool) error {
 	data, err := os.ReadFile(w.path)
-	if errors.Is(err, fs.ErrNotExist) {
-		// The operator removes a namespace's ConfigMap exactly when no policy
-		// is left there, and the injected volume is optional so pods start
-		// before the first policy exists: a missing file means "no policy in
-		// force", not "configuration lost". An unreadable or invalid file
-		// still keeps the last good configuration (or none, failing closed).
-		data, err = []byte(emptyDocument), nil
-	}
-	if err == nil {
-		sum := sha256.Sum256(data)
-		if !force && w.attempted && sum == w.lastSum {
+	missing := errors.Is(err, fs.ErrNotExist)
+	switch {
+	case missing:
+		if !force && w.attempted && w.missing {
 			return nil
 		}
-		w.attempted, w.lastSum = true, sum
+		w.attempted, w.missing, w.lastSum = true, true, [sha256.Size]byte{}
+		err = ErrNoFile
+	case err == nil:
+		sum := sha256.Sum256(data)
+		if !force && w.attempted && !w.missing && sum == w.lastSum {
+			return nil
+		}
+		w.attempted, w.missing, w.lastSum = true, false, sum
 	}
 	now := time.Now()
 	w.status.LastAttempt = now
-	var c *Config
+	var c *config.Config
 	if err == nil {
-		c, err = parseDefaultValidate(data)
+		c, err = config.Decode(data)
 	}
 	if err == nil {
 		if aerr := w.apply(c); aerr != nil {
@@ -155,7 +178,11 @@ func (w *Watcher) load(force bool) error {
 		w.status.LastError = err.Error()
 		w.m.lastSuccessful.Set(0)
 		w.m.reloads.WithLabelValues("failure").Inc()
-		w.log.Error("Config rejected; the previous config stays in force", "error", err, "generation", w.status.Generation)
+		if w.status.Loaded {
+			w.log.Error("Config rejected; the previous config stays in force", "error", err, "generation", w.status.Generation)
+		} else {
+			w.log.Error("No config loaded; answering 503 and not ready until one loads", "error", err)
+		}
 		return err
 	}
 	sum := hex.EncodeToString(w.lastSum[:8])
@@ -173,21 +200,6 @@ func (w *Watcher) load(force bool) error {
 	w.m.info.WithLabelValues(c.Hash, sum).Set(1)
 	w.log.Info("Config loaded", "generation", w.status.Generation, "hash", c.Hash, "sha256", sum)
 	return nil
-}
-
-// emptyDocument is what a missing configuration file stands for.
-var emptyDocument = fmt.Sprintf(`{"apiVersion":%q,"kind":%q}`, APIVersion, Kind)
-
-func parseDefaultValidate(data []byte) (*Config, error) {
-	c, err := Parse(data)
-	if err != nil {
-		return nil, err
-	}
-	c.Default()
-	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("validate config: %w", err)
-	}
-	return c, nil
 }
 
 // debounce lets a burst of events (an editor's write-rename-chmod, the

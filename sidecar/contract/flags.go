@@ -1,0 +1,122 @@
+package contract
+
+import (
+	"flag"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Flags is the sidecar's command line. Every flag also reads an environment
+// variable (Env of its name) when not given, so a container can be
+// configured either way; a flag given on the command line wins.
+type Flags struct {
+	// Config is the configuration document (JSON).
+	Config string
+	// Listen is the proxy listen address.
+	Listen string
+	// Upstream is the app's base URL.
+	Upstream string
+	// AdminListen is the admin API's address: loopback TCP, or a Unix
+	// socket written UnixPrefix+path.
+	AdminListen string
+	// StatusListen serves /healthz, /readyz and /metrics alone; empty
+	// disables it.
+	StatusListen string
+	// PodLabels is the downward-API labels file; empty means no labels.
+	PodLabels string
+	// LogLevel is debug, info, warn or error.
+	LogLevel string
+	// DrainTimeout bounds how long in-flight requests may finish on SIGTERM.
+	DrainTimeout time.Duration
+	// UpstreamHeaderTimeout bounds the wait for the app's response
+	// headers; zero means no limit.
+	UpstreamHeaderTimeout time.Duration
+}
+
+// Flag names.
+const (
+	FlagConfig                = "config"
+	FlagListen                = "listen"
+	FlagUpstream              = "upstream"
+	FlagAdminListen           = "admin-listen"
+	FlagStatusListen          = "status-listen"
+	FlagPodLabels             = "pod-labels"
+	FlagLogLevel              = "log-level"
+	FlagDrainTimeout          = "drain-timeout"
+	FlagUpstreamHeaderTimeout = "upstream-header-timeout"
+)
+
+// Env is the environment variable a flag falls back to: GATEHOUSE_ and the
+// flag name in upper case with dashes as underscores.
+func Env(flagName string) string {
+	return "GATEHOUSE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// DefaultDrainTimeout is the drain timeout when neither the flag nor its
+// environment variable is set.
+const DefaultDrainTimeout = 30 * time.Second
+
+// flagSpec is one flag: its name, where its value lives, its default and
+// its help. Bind and Args both walk the same list, so a flag cannot be
+// parsed under one name and injected under another.
+type flagSpec struct {
+	name  string
+	str   *string
+	dur   *time.Duration
+	def   string
+	usage string
+}
+
+func (f *Flags) specs() []flagSpec {
+	return []flagSpec{
+		{name: FlagConfig, str: &f.Config, usage: "sidecar config file (JSON)"},
+		{name: FlagPodLabels, str: &f.PodLabels, usage: "downward-API labels file; empty means no labels"},
+		{name: FlagListen, str: &f.Listen, def: DefaultListen, usage: "data listen address"},
+		{name: FlagUpstream, str: &f.Upstream, def: DefaultUpstream, usage: "app base URL"},
+		{name: FlagAdminListen, str: &f.AdminListen, def: LoopbackAdmin, usage: "admin API listen address: loopback TCP, or a Unix socket as " + UnixPrefix + "/path"},
+		{name: FlagStatusListen, str: &f.StatusListen, usage: fmt.Sprintf("listen address of /healthz, /readyz and /metrics alone, for kubelet probes and Prometheus (e.g. :%d); empty disables", StatusPort)},
+		{name: FlagLogLevel, str: &f.LogLevel, def: "info", usage: "debug, info, warn or error"},
+		{name: FlagDrainTimeout, dur: &f.DrainTimeout, def: DefaultDrainTimeout.String(), usage: "how long in-flight requests may finish on SIGTERM"},
+		{name: FlagUpstreamHeaderTimeout, dur: &f.UpstreamHeaderTimeout, def: "0s", usage: "max wait for the app's response headers, 0 = no limit"},
+	}
+}
+
+// Bind registers every flag on fs, with its environment variable (read
+// through getenv) taking the place of the default. It fails only on an
+// environment value that does not parse.
+func (f *Flags) Bind(fs *flag.FlagSet, getenv func(string) string) error {
+	for _, s := range f.specs() {
+		env := Env(s.name)
+		def := s.def
+		if v := getenv(env); v != "" {
+			def = v
+		}
+		usage := s.usage + "; env " + env
+		if s.str != nil {
+			fs.StringVar(s.str, s.name, def, usage)
+			continue
+		}
+		d, err := time.ParseDuration(def)
+		if err != nil {
+			return fmt.Errorf("%s: %w", env, err)
+		}
+		fs.DurationVar(s.dur, s.name, d, usage)
+	}
+	return nil
+}
+
+// Args renders the set (non-zero) fields as --name=value arguments, in a
+// fixed order, for a container's command line.
+func (f Flags) Args() []string {
+	var args []string
+	for _, s := range f.specs() {
+		switch {
+		case s.str != nil && *s.str != "":
+			args = append(args, "--"+s.name+"="+*s.str)
+		case s.dur != nil && *s.dur != 0:
+			args = append(args, "--"+s.name+"="+s.dur.String())
+		}
+	}
+	return args
+}
