@@ -1,6 +1,6 @@
 package controllers
 
-import "github.com/gatehouse-dev/gatehouse/internal/render"
+import "github.com/gatehouse-dev/gatehouse/sidecar/contract"
 
 // Names shared by the policy reconcilers (which render the sidecar
 // configuration) and the injection webhook (which mounts it). Changing one
@@ -10,7 +10,7 @@ const (
 	// sidecar configuration.
 	SidecarConfigMapName = "gatehouse-sidecar"
 	// SidecarConfigKey is the ConfigMap key of the configuration document.
-	SidecarConfigKey = "config.json"
+	SidecarConfigKey = contract.ConfigFileName
 	// SidecarContainerName is the name of the injected container.
 	SidecarContainerName = "gatehouse-sidecar"
 
@@ -30,12 +30,3 @@ const (
 	// AnnotationSidecarVersion on injected pods is the injected image.
 	AnnotationSidecarVersion = "gatehouse.dev/sidecar-version"
 )
-
-// RedisPasswordEnv is the sidecar environment variable that carries the
-// password of the named RedisCluster. The renderer writes it into the
-// connection's passwordEnv; the webhook fills it from the cluster's Secret.
-func RedisPasswordEnv(cluster string) string { return render.PasswordEnv(cluster) }
-
-// RedisPasswordSecretName is the Secret the operator generates for a
-// RedisCluster without spec.passwordSecretRef.
-func RedisPasswordSecretName(cluster string) string { return cluster + "-password" }

@@ -20,6 +20,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -28,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	gatehousev1alpha1 "github.com/gatehouse-dev/gatehouse/api/v1alpha1"
+	"github.com/gatehouse-dev/gatehouse/internal/redisnames"
 )
 
 // PodInjectorPath is where the manager serves the pod-injection webhook.
@@ -119,11 +122,12 @@ func setupPodInjector(mgr ctrl.Manager, opts Options) error {
 		}
 	}
 	srv.Register(PodInjectorPath, &webhook.Admission{Handler: &podInjector{
-		cache:   mgr.GetClient(),
-		api:     mgr.GetAPIReader(),
-		decoder: admission.NewDecoder(mgr.GetScheme()),
-		image:   opts.SidecarImage,
-		opts:    inj,
+		cache:    mgr.GetClient(),
+		api:      mgr.GetAPIReader(),
+		decoder:  admission.NewDecoder(mgr.GetScheme()),
+		image:    opts.SidecarImage,
+		opts:     inj,
+		recorder: mgr.GetEventRecorder("gatehouse-pod-injector"),
 	}})
 	return nil
 }
@@ -193,11 +197,12 @@ func init() { metrics.Registry.MustRegister(injections) }
 // podInjector is the admission handler. It reads only the manager's cache on
 // the hot path (namespaces, ConfigMap metadata, RedisClusters).
 type podInjector struct {
-	cache   client.Reader
-	api     client.Reader
-	decoder admission.Decoder
-	image   string
-	opts    InjectionOptions
+	cache    client.Reader
+	api      client.Reader
+	decoder  admission.Decoder
+	image    string
+	opts     InjectionOptions
+	recorder events.EventRecorder
 }
 
 func (h *podInjector) Handle(ctx context.Context, req admission.Request) admission.Response {
@@ -231,6 +236,9 @@ func (h *podInjector) Handle(ctx context.Context, req admission.Request) admissi
 		result = "injected"
 	}
 	injections.WithLabelValues(result, res.Reason).Inc()
+	if res.Reason == reasonHostNetwork && !ptr.Deref(req.DryRun, false) {
+		h.skippedEvent(pod, req.Namespace, res.Warnings)
+	}
 	if res.Pod == pod {
 		return admission.Allowed(res.Reason).WithWarnings(res.Warnings...)
 	}
@@ -240,6 +248,25 @@ func (h *podInjector) Handle(ctx context.Context, req admission.Request) admissi
 	}
 	log.V(1).Info("Mutated pod", "pod", pod.GenerateName+pod.Name, "result", result, "reason", res.Reason)
 	return admission.PatchResponseFromRaw(req.Object.Raw, raw).WithWarnings(res.Warnings...)
+}
+
+// skippedEvent records, where `kubectl describe` shows it, that an opted-in
+// pod runs without the sidecar. The pod does not exist yet (admission runs
+// before it is stored, and a controller's pod has no name yet), so the event
+// is about the controller that creates it (a DaemonSet's ReplicaSet, a
+// Job…), else about the pod by name.
+func (h *podInjector) skippedEvent(pod *corev1.Pod, namespace string, warnings []string) {
+	if h.recorder == nil {
+		return
+	}
+	ref := &corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: namespace, Name: pod.Name}
+	if owner := metav1.GetControllerOfNoCopy(pod); owner != nil {
+		ref = &corev1.ObjectReference{APIVersion: owner.APIVersion, Kind: owner.Kind, Namespace: namespace, Name: owner.Name, UID: owner.UID}
+	}
+	if ref.Name == "" {
+		return
+	}
+	h.recorder.Eventf(ref, nil, corev1.EventTypeWarning, "SidecarNotInjected", "Inject", "%s", strings.Join(warnings, "; "))
 }
 
 // namespaceLabels reads the namespace from the cache, falling back to the
@@ -313,7 +340,7 @@ func cacheNotStarted(err error) bool {
 // operator reports in status, else the user's reference, else the one the
 // operator generates.
 func redisPasswordOf(rc *gatehousev1alpha1.RedisCluster) redisPassword {
-	pw := redisPassword{Env: RedisPasswordEnv(rc.Name), Secret: RedisPasswordSecretName(rc.Name), Key: "password"}
+	pw := redisPassword{Env: redisnames.PasswordEnv(rc.Name), Secret: redisnames.PasswordSecret(rc.Name), Key: "password"}
 	if ref := rc.Spec.PasswordSecretRef; ref != nil {
 		pw.Secret = ref.Name
 		if ref.Key != "" {

@@ -10,6 +10,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+
+	"github.com/gatehouse-dev/gatehouse/sidecar/contract"
 )
 
 // Pod annotations read or written by the injection webhook. The label and
@@ -38,29 +40,36 @@ const (
 	// AnnotationInjectionStatus records what the webhook did, so a pod that
 	// was opted in but not injected says why long after the warning is gone.
 	AnnotationInjectionStatus = "gatehouse.dev/injection-status"
+	// AnnotationAdminListen chooses where the sidecar serves its admin API
+	// to the app: AdminListenUnix (default), a socket in a volume shared with
+	// every app container, or AdminListenLoopback, TCP on the pod's loopback.
+	AnnotationAdminListen = "gatehouse.dev/sidecar-admin-listen"
 )
 
-// Fixed parts of the injected sidecar. The ports are part of the documented
-// behaviour (docs/injection.md): Services target SidecarPort when no named
-// port is rewired.
+// AnnotationAdminListen values.
 const (
-	// DefaultSidecarPort is the sidecar's proxy listener. 15080 sits next to
-	// the ports service meshes reserve, far from common app ports.
-	DefaultSidecarPort = 15080
-	// SidecarAdminAddr is the admin API: loopback only, for the app.
-	SidecarAdminAddr = "127.0.0.1:9901"
-	sidecarAdminPort = 9901
-	// SidecarStatusPort serves /healthz, /readyz and /metrics for kubelet
-	// probes and Prometheus.
-	SidecarStatusPort = 9902
+	// AdminListenUnix serves the admin API on contract.AdminSocket, a Unix
+	// socket only the pod's containers can reach: nothing on the network,
+	// not even a process on the pod's loopback, can mint sessions.
+	AdminListenUnix = "unix"
+	// AdminListenLoopback serves it on 127.0.0.1:9901, for apps that cannot
+	// speak HTTP over a Unix socket.
+	AdminListenLoopback = "loopback"
+)
+
+// Fixed parts of the injected sidecar. Its flags, paths and ports are the
+// operator↔sidecar contract (sidecar/contract); these are the Kubernetes
+// names around them.
+const (
 	// DefaultServicePortName is the app port name the sidecar takes over.
 	DefaultServicePortName = "http"
 
 	sidecarConfigVolume = "gatehouse-config"
-	sidecarConfigDir    = "/etc/gatehouse/config"
 	sidecarPodInfoVol   = "gatehouse-podinfo"
-	sidecarPodInfoDir   = "/etc/gatehouse/podinfo"
-	sidecarStatusName   = "gh-status"
+	// sidecarAdminVolume shares the admin socket between the sidecar and the
+	// app containers.
+	sidecarAdminVolume = "gatehouse-admin"
+	sidecarStatusName  = "gh-status"
 	// sidecarUpstreamPortName is the sidecar port's name when Services are
 	// pointed at it by number (the annotation fallback).
 	sidecarUpstreamPortName = "gatehouse"
@@ -80,6 +89,10 @@ const (
 	reasonNotOptedIn      = "not-opted-in"
 	reasonExcludedNS      = "excluded-namespace"
 	reasonInvalid         = "invalid-annotation"
+	// reasonHostNetwork: a pod on the node's network namespace would put the
+	// sidecar's ports on the node, where they collide with every other such
+	// pod and expose a loopback admin API to the whole node.
+	reasonHostNetwork = "host-network"
 )
 
 // redisPassword is one RedisCluster's password, as the sidecar reads it.
@@ -138,6 +151,10 @@ func injectSidecar(pod *corev1.Pod, p injectParams) (injectResult, error) {
 	if isInjected(pod) {
 		return injectResult{Pod: pod, Reason: reasonAlreadyInjected}, nil
 	}
+	if pod.Spec.HostNetwork {
+		return skip(pod, reasonHostNetwork, "gatehouse: pod not injected: it uses the node's network (hostNetwork: true), "+
+			"where the sidecar's ports would collide with other pods' and its admin API would be open to the whole node"), nil
+	}
 	ann := pod.Annotations
 
 	image := p.Image
@@ -148,13 +165,25 @@ func injectSidecar(pod *corev1.Pod, p injectParams) (injectResult, error) {
 	if err != nil {
 		return injectResult{}, err
 	}
-	sidecarPort := int32(DefaultSidecarPort)
+	adminListen := contract.UnixPrefix + contract.AdminSocket
+	switch v := ann[AnnotationAdminListen]; v {
+	case "", AdminListenUnix:
+	case AdminListenLoopback:
+		adminListen = contract.LoopbackAdmin
+	default:
+		return injectResult{}, fmt.Errorf("annotation %s: %q is neither %q nor %q", AnnotationAdminListen, v, AdminListenUnix, AdminListenLoopback)
+	}
+	reserved := []int32{contract.StatusPort}
+	if adminListen == contract.LoopbackAdmin {
+		reserved = append(reserved, contract.AdminPort)
+	}
+	sidecarPort := int32(contract.ProxyPort)
 	if v, ok := ann[AnnotationSidecarPort]; ok {
 		if sidecarPort, err = parsePort(AnnotationSidecarPort, v); err != nil {
 			return injectResult{}, err
 		}
 	}
-	if sidecarPort == SidecarStatusPort || sidecarPort == sidecarAdminPort {
+	if slices.Contains(reserved, sidecarPort) {
 		return injectResult{}, fmt.Errorf("annotation %s: port %d is reserved for the sidecar's status and admin listeners", AnnotationSidecarPort, sidecarPort)
 	}
 	logLevel := p.LogLevel
@@ -163,8 +192,9 @@ func injectSidecar(pod *corev1.Pod, p injectParams) (injectResult, error) {
 	}
 
 	out := pod.DeepCopy()
-	if owner, port, ok := appPortUser(out, sidecarPort); ok {
-		return injectResult{}, fmt.Errorf("container %q uses port %d, which the sidecar needs (its proxy port moves with annotation %s; %d and %d are fixed)", owner, port, AnnotationSidecarPort, sidecarAdminPort, SidecarStatusPort)
+	if owner, port, ok := appPortUser(out, append(reserved, sidecarPort)); ok {
+		return injectResult{}, fmt.Errorf("container %q uses port %d, which the sidecar needs (its proxy port moves with annotation %s; %s fixed)",
+			owner, port, AnnotationSidecarPort, fixedPorts(reserved))
 	}
 
 	// Wire the request path: take over the named port Services target, or
@@ -177,7 +207,12 @@ func injectSidecar(pod *corev1.Pod, p injectParams) (injectResult, error) {
 	sidecarPortName := sidecarUpstreamPortName
 	if c, i, ok := findNamedPort(out, portName); ok {
 		upstream = out.Spec.Containers[c].Ports[i].ContainerPort
-		out.Spec.Containers[c].Ports[i].Name = renamedPort(portName)
+		renamed := renamedPort(portName)
+		out.Spec.Containers[c].Ports[i].Name = renamed
+		// The kubelet resolves a named probe or hook port among the
+		// container's own ports: left alone, `port: http` would name no
+		// port of the app any more and every probe would fail.
+		renameHandlerPorts(&out.Spec.Containers[c], portName, renamed)
 		sidecarPortName = portName
 	} else if v, ok := ann[AnnotationUpstreamPort]; ok {
 		if upstream, err = parsePort(AnnotationUpstreamPort, v); err != nil {
@@ -187,19 +222,33 @@ func injectSidecar(pod *corev1.Pod, p injectParams) (injectResult, error) {
 			return injectResult{}, fmt.Errorf("annotation %s: port %d is the sidecar's own port", AnnotationUpstreamPort, upstream)
 		}
 	} else {
-		msg := fmt.Sprintf("gatehouse: pod not injected: no container port named %q and no %s annotation; name the port Services target %q (or set %s), or set %s and point the Service at port %d",
-			portName, AnnotationUpstreamPort, portName, AnnotationServicePortName, AnnotationUpstreamPort, sidecarPort)
-		skipped := pod.DeepCopy()
-		if skipped.Annotations == nil {
-			skipped.Annotations = map[string]string{}
-		}
-		skipped.Annotations[AnnotationInjectionStatus] = "skipped: " + reasonNoUpstream
-		return injectResult{Pod: skipped, Reason: reasonNoUpstream, Warnings: []string{msg}}, nil
+		return skip(pod, reasonNoUpstream, fmt.Sprintf("gatehouse: pod not injected: no container port named %q and no %s annotation; name the port Services target %q (or set %s), or set %s and point the Service at port %d",
+			portName, AnnotationUpstreamPort, portName, AnnotationServicePortName, AnnotationUpstreamPort, sidecarPort)), nil
 	}
 
-	sidecar := sidecarContainer(image, logLevel, sidecarPort, sidecarPortName, upstream, resources, p.Passwords)
+	flags := contract.Flags{
+		Config:       contract.ConfigFile,
+		PodLabels:    contract.LabelsFile,
+		Listen:       fmt.Sprintf(":%d", sidecarPort),
+		Upstream:     fmt.Sprintf("http://127.0.0.1:%d", upstream),
+		AdminListen:  adminListen,
+		StatusListen: fmt.Sprintf(":%d", contract.StatusPort),
+		LogLevel:     logLevel,
+	}
+	sidecar := sidecarContainer(image, flags, sidecarPort, sidecarPortName, resources, p.Passwords)
+	volumes := sidecarVolumes()
+	if adminListen != contract.LoopbackAdmin {
+		// The socket lives in a volume of its own that every app container
+		// mounts at the same path, so an app finds it without being told.
+		admin := corev1.VolumeMount{Name: sidecarAdminVolume, MountPath: contract.AdminDir}
+		sidecar.VolumeMounts = append(sidecar.VolumeMounts, admin)
+		for i := range out.Spec.Containers {
+			out.Spec.Containers[i].VolumeMounts = append(out.Spec.Containers[i].VolumeMounts, admin)
+		}
+		volumes = append(volumes, corev1.Volume{Name: sidecarAdminVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+	}
 	out.Spec.InitContainers = append([]corev1.Container{sidecar}, out.Spec.InitContainers...)
-	out.Spec.Volumes = append(out.Spec.Volumes, sidecarVolumes()...)
+	out.Spec.Volumes = append(out.Spec.Volumes, volumes...)
 
 	if out.Annotations == nil {
 		out.Annotations = map[string]string{}
@@ -212,6 +261,59 @@ func injectSidecar(pod *corev1.Pod, p injectParams) (injectResult, error) {
 	return injectResult{Pod: out, Injected: true, Reason: reasonInjected}, nil
 }
 
+// skip admits pod uninjected, saying why in its injection-status annotation
+// and in an admission warning.
+func skip(pod *corev1.Pod, reason, warning string) injectResult {
+	skipped := pod.DeepCopy()
+	if skipped.Annotations == nil {
+		skipped.Annotations = map[string]string{}
+	}
+	skipped.Annotations[AnnotationInjectionStatus] = "skipped: " + reason
+	return injectResult{Pod: skipped, Reason: reason, Warnings: []string{warning}}
+}
+
+// renameHandlerPorts points every probe and lifecycle hook of c that names
+// port from at to instead. Numeric ports need nothing: the app keeps its
+// port number. gRPC probes only take numbers.
+func renameHandlerPorts(c *corev1.Container, from, to string) {
+	port := func(p *intstr.IntOrString) {
+		if p.Type == intstr.String && p.StrVal == from {
+			*p = intstr.FromString(to)
+		}
+	}
+	rename := func(http *corev1.HTTPGetAction, tcp *corev1.TCPSocketAction) {
+		if http != nil {
+			port(&http.Port)
+		}
+		if tcp != nil {
+			port(&tcp.Port)
+		}
+	}
+	for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe, c.StartupProbe} {
+		if p != nil {
+			rename(p.HTTPGet, p.TCPSocket)
+		}
+	}
+	if c.Lifecycle != nil {
+		for _, h := range []*corev1.LifecycleHandler{c.Lifecycle.PostStart, c.Lifecycle.PreStop} {
+			if h != nil {
+				rename(h.HTTPGet, h.TCPSocket)
+			}
+		}
+	}
+}
+
+func fixedPorts(ports []int32) string {
+	s := make([]string, 0, len(ports))
+	for _, p := range ports {
+		s = append(s, strconv.Itoa(int(p)))
+	}
+	if len(s) == 1 {
+		return s[0] + " is"
+	}
+	return strings.Join(s, " and ") + " are"
+}
+
 // isInjected reports whether the sidecar is already present, in either
 // list, so re-admission (a re-applied manifest, a copied pod spec) never
 // adds a second one.
@@ -220,18 +322,7 @@ func isInjected(pod *corev1.Pod) bool {
 	return slices.ContainsFunc(pod.Spec.InitContainers, has) || slices.ContainsFunc(pod.Spec.Containers, has)
 }
 
-func sidecarContainer(image, logLevel string, port int32, portName string, upstream int32, res corev1.ResourceRequirements, passwords []redisPassword) corev1.Container {
-	args := []string{
-		"--config=" + sidecarConfigDir + "/" + SidecarConfigKey,
-		"--pod-labels=" + sidecarPodInfoDir + "/labels",
-		fmt.Sprintf("--listen=:%d", port),
-		fmt.Sprintf("--upstream=http://127.0.0.1:%d", upstream),
-		"--admin-listen=" + SidecarAdminAddr,
-		fmt.Sprintf("--status-listen=:%d", SidecarStatusPort),
-	}
-	if logLevel != "" {
-		args = append(args, "--log-level="+logLevel)
-	}
+func sidecarContainer(image string, flags contract.Flags, port int32, portName string, res corev1.ResourceRequirements, passwords []redisPassword) corev1.Container {
 	var env []corev1.EnvVar
 	for _, pw := range passwords {
 		env = append(env, corev1.EnvVar{
@@ -259,17 +350,17 @@ func sidecarContainer(image, logLevel string, port int32, portName string, upstr
 	return corev1.Container{
 		Name:          SidecarContainerName,
 		Image:         image,
-		Args:          args,
+		Args:          flags.Args(),
 		RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways),
 		Ports: []corev1.ContainerPort{
 			{Name: portName, ContainerPort: port, Protocol: corev1.ProtocolTCP},
-			{Name: sidecarStatusName, ContainerPort: SidecarStatusPort, Protocol: corev1.ProtocolTCP},
+			{Name: sidecarStatusName, ContainerPort: contract.StatusPort, Protocol: corev1.ProtocolTCP},
 		},
 		Env:       env,
 		Resources: res,
 		VolumeMounts: []corev1.VolumeMount{
-			{Name: sidecarConfigVolume, MountPath: sidecarConfigDir, ReadOnly: true},
-			{Name: sidecarPodInfoVol, MountPath: sidecarPodInfoDir, ReadOnly: true},
+			{Name: sidecarConfigVolume, MountPath: contract.ConfigDir, ReadOnly: true},
+			{Name: sidecarPodInfoVol, MountPath: contract.PodInfoDir, ReadOnly: true},
 		},
 		// The app starts only once the sidecar is ready (native sidecar
 		// semantics), so a startup probe bounds that wait at ~60s.
@@ -294,13 +385,15 @@ func sidecarVolumes() []corev1.Volume {
 	return []corev1.Volume{
 		{Name: sidecarConfigVolume, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 			LocalObjectReference: corev1.LocalObjectReference{Name: SidecarConfigMapName},
-			Items:                []corev1.KeyToPath{{Key: SidecarConfigKey, Path: SidecarConfigKey}},
-			// Pods start before any policy exists; the sidecar treats a
-			// missing file as "no policies" and picks it up when it appears.
+			Items:                []corev1.KeyToPath{{Key: SidecarConfigKey, Path: contract.ConfigFileName}},
+			// A pod can be admitted before the operator has rendered its
+			// namespace (it renders one document for every namespace with
+			// injected pods). Optional lets the pod start meanwhile; the
+			// sidecar stays unready and answers 503 until the file appears.
 			Optional: ptr.To(true),
 		}}},
 		{Name: sidecarPodInfoVol, VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
-			Items: []corev1.DownwardAPIVolumeFile{{Path: "labels", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels"}}},
+			Items: []corev1.DownwardAPIVolumeFile{{Path: contract.LabelsFileName, FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels"}}},
 		}}},
 	}
 }
@@ -373,13 +466,13 @@ func findNamedPort(pod *corev1.Pod, name string) (container, port int, ok bool) 
 	return 0, 0, false
 }
 
-// appPortUser finds a container already listening on port: pods share one
-// network namespace, so the sidecar could not bind it.
-func appPortUser(pod *corev1.Pod, port int32) (string, int32, bool) {
+// appPortUser finds a container already listening on one of ports: pods
+// share one network namespace, so the sidecar could not bind it.
+func appPortUser(pod *corev1.Pod, ports []int32) (string, int32, bool) {
 	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
 		for _, c := range list {
 			for _, p := range c.Ports {
-				if p.ContainerPort == port || p.ContainerPort == SidecarStatusPort || p.ContainerPort == sidecarAdminPort {
+				if slices.Contains(ports, p.ContainerPort) {
 					return c.Name, p.ContainerPort, true
 				}
 			}

@@ -69,7 +69,7 @@ func wantSidecar() corev1.Container {
 			"--pod-labels=/etc/gatehouse/podinfo/labels",
 			"--listen=:15080",
 			"--upstream=http://127.0.0.1:8080",
-			"--admin-listen=127.0.0.1:9901",
+			"--admin-listen=unix:/var/run/gatehouse/admin.sock",
 			"--status-listen=:9902",
 			"--log-level=info",
 		},
@@ -88,6 +88,7 @@ func wantSidecar() corev1.Container {
 		VolumeMounts: []corev1.VolumeMount{
 			{Name: "gatehouse-config", MountPath: "/etc/gatehouse/config", ReadOnly: true},
 			{Name: "gatehouse-podinfo", MountPath: "/etc/gatehouse/podinfo", ReadOnly: true},
+			{Name: "gatehouse-admin", MountPath: "/var/run/gatehouse"},
 		},
 		StartupProbe:   probe("/readyz", 12),
 		ReadinessProbe: probe("/readyz", 3),
@@ -116,13 +117,18 @@ func wantVolumes() []corev1.Volume {
 		{Name: "gatehouse-podinfo", VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
 			Items: []corev1.DownwardAPIVolumeFile{{Path: "labels", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels"}}},
 		}}},
+		{Name: "gatehouse-admin", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 	}
 }
+
+// adminMount is the admin socket's volume, mounted into every app container.
+var adminMount = corev1.VolumeMount{Name: "gatehouse-admin", MountPath: "/var/run/gatehouse"}
 
 // injected is appPod after injection with testParams, modified by mutate.
 func injected(mutate ...func(*corev1.Pod)) *corev1.Pod {
 	p := appPod()
 	p.Spec.Containers[0].Ports[0].Name = "app-http"
+	p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{adminMount}
 	p.Spec.InitContainers = []corev1.Container{wantSidecar()}
 	p.Spec.Volumes = wantVolumes()
 	p.Annotations = map[string]string{
@@ -230,7 +236,7 @@ func TestInjectSidecar(t *testing.T) {
 			want: injected(withAnnotation("gatehouse.dev/service-port-name", "web"), func(p *corev1.Pod) {
 				p.Spec.Containers[0].Ports[0].Name = "http"
 				p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "ui", Image: "ui:1",
-					Ports: []corev1.ContainerPort{{Name: "app-web", ContainerPort: 3000}}})
+					Ports: []corev1.ContainerPort{{Name: "app-web", ContainerPort: 3000}}, VolumeMounts: []corev1.VolumeMount{adminMount}})
 				p.Spec.InitContainers[0].Args[3] = "--upstream=http://127.0.0.1:3000"
 				p.Spec.InitContainers[0].Ports[0].Name = "web"
 			}),
@@ -300,6 +306,66 @@ func TestInjectSidecar(t *testing.T) {
 				p.Spec.InitContainers[0].Args[2] = "--listen=:16000"
 				p.Spec.InitContainers[0].Args[6] = "--log-level=debug"
 				p.Spec.InitContainers[0].Ports[0].ContainerPort = 16000
+			}),
+			wantInjected: true,
+			wantReason:   "injected",
+		},
+		{
+			name: "hostNetwork pod: admitted uninjected with a warning",
+			pod:  appPod(func(p *corev1.Pod) { p.Spec.HostNetwork = true }),
+			want: appPod(func(p *corev1.Pod) {
+				p.Spec.HostNetwork = true
+				p.Annotations = map[string]string{"gatehouse.dev/injection-status": "skipped: host-network"}
+			}),
+			wantReason:  "host-network",
+			wantWarning: "hostNetwork: true",
+		},
+		{
+			name: "loopback admin API on opt-in: no socket volume",
+			pod:  appPod(withAnnotation("gatehouse.dev/sidecar-admin-listen", "loopback")),
+			want: injected(withAnnotation("gatehouse.dev/sidecar-admin-listen", "loopback"), func(p *corev1.Pod) {
+				p.Spec.Containers[0].VolumeMounts = nil
+				p.Spec.InitContainers[0].Args[4] = "--admin-listen=127.0.0.1:9901"
+				p.Spec.InitContainers[0].VolumeMounts = p.Spec.InitContainers[0].VolumeMounts[:2]
+				p.Spec.Volumes = p.Spec.Volumes[:2]
+			}),
+			wantInjected: true,
+			wantReason:   "injected",
+		},
+		{
+			name: "the admin socket frees port 9901 for the app",
+			pod: appPod(func(p *corev1.Pod) {
+				p.Spec.Containers[0].Ports = append(p.Spec.Containers[0].Ports, corev1.ContainerPort{Name: "debug", ContainerPort: 9901})
+			}),
+			want: injected(func(p *corev1.Pod) {
+				p.Spec.Containers[0].Ports = append(p.Spec.Containers[0].Ports, corev1.ContainerPort{Name: "debug", ContainerPort: 9901})
+			}),
+			wantInjected: true,
+			wantReason:   "injected",
+		},
+		{
+			name: "probes and hooks naming the taken-over port follow it; numeric and other ports stay",
+			pod: appPod(func(p *corev1.Pod) {
+				c := &p.Spec.Containers[0]
+				c.Ports = append(c.Ports, corev1.ContainerPort{Name: "admin", ContainerPort: 8090})
+				c.LivenessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/live", Port: intstr.FromString("http")}}}
+				c.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromString("http")}}}
+				c.StartupProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/up", Port: intstr.FromString("admin")}}}
+				c.Lifecycle = &corev1.Lifecycle{
+					PostStart: &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/warm", Port: intstr.FromInt32(8080)}},
+					PreStop:   &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/drain", Port: intstr.FromString("http")}},
+				}
+			}),
+			want: injected(func(p *corev1.Pod) {
+				c := &p.Spec.Containers[0]
+				c.Ports = append(c.Ports, corev1.ContainerPort{Name: "admin", ContainerPort: 8090})
+				c.LivenessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/live", Port: intstr.FromString("app-http")}}}
+				c.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromString("app-http")}}}
+				c.StartupProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/up", Port: intstr.FromString("admin")}}}
+				c.Lifecycle = &corev1.Lifecycle{
+					PostStart: &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/warm", Port: intstr.FromInt32(8080)}},
+					PreStop:   &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/drain", Port: intstr.FromString("app-http")}},
+				}
 			}),
 			wantInjected: true,
 			wantReason:   "injected",
@@ -376,6 +442,8 @@ func TestInjectSidecarDenies(t *testing.T) {
 		{"sidecar port invalid", appPod(withAnnotation("gatehouse.dev/sidecar-port", "0")), `annotation gatehouse.dev/sidecar-port: "0" is not a port number (1-65535)`},
 		{"sidecar port reserved", appPod(withAnnotation("gatehouse.dev/sidecar-port", "9902")), "annotation gatehouse.dev/sidecar-port: port 9902 is reserved"},
 		{"app already uses the sidecar port", appPod(func(p *corev1.Pod) { p.Spec.Containers[0].Ports[0].ContainerPort = 15080 }), `container "app" uses port 15080, which the sidecar needs`},
+		{"unknown admin listen mode", appPod(withAnnotation("gatehouse.dev/sidecar-admin-listen", "tcp")), `annotation gatehouse.dev/sidecar-admin-listen: "tcp" is neither "unix" nor "loopback"`},
+		{"sidecar port is the loopback admin port", appPod(withAnnotation("gatehouse.dev/sidecar-admin-listen", "loopback"), withAnnotation("gatehouse.dev/sidecar-port", "9901")), "annotation gatehouse.dev/sidecar-port: port 9901 is reserved"},
 		{"app uses the status port", appPod(func(p *corev1.Pod) {
 			p.Spec.Containers[0].Ports = append(p.Spec.Containers[0].Ports, corev1.ContainerPort{ContainerPort: 9902})
 		}), `container "app" uses port 9902`},

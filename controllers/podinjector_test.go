@@ -2,13 +2,16 @@ package controllers_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -16,6 +19,7 @@ import (
 
 	gatehousev1alpha1 "github.com/gatehouse-dev/gatehouse/api/v1alpha1"
 	"github.com/gatehouse-dev/gatehouse/controllers"
+	"github.com/gatehouse-dev/gatehouse/internal/redisnames"
 )
 
 // warningRecorder collects the admission warnings the API server relays.
@@ -117,7 +121,7 @@ var _ = Describe("Sidecar injection webhook", func() {
 			g.Expect(pod.Annotations).To(HaveKeyWithValue(controllers.AnnotationConfigHash, "hash-1"))
 			g.Expect(sidecarOf(pod)).NotTo(BeNil())
 			g.Expect(sidecarOf(pod).Env).To(ContainElement(corev1.EnvVar{
-				Name: controllers.RedisPasswordEnv("shop-redis"),
+				Name: redisnames.PasswordEnv("shop-redis"),
 				ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 					LocalObjectReference: corev1.LocalObjectReference{Name: "shop-secret"}, Key: "pw", Optional: ptr.To(true),
 				}},
@@ -134,7 +138,7 @@ var _ = Describe("Sidecar injection webhook", func() {
 			"--pod-labels=/etc/gatehouse/podinfo/labels",
 			"--listen=:15080",
 			"--upstream=http://127.0.0.1:8080",
-			"--admin-listen=127.0.0.1:9901",
+			"--admin-listen=unix:/var/run/gatehouse/admin.sock",
 			"--status-listen=:9902",
 		))
 		Expect(sc.Ports).To(ContainElement(HaveField("Name", "http")))
@@ -161,19 +165,28 @@ var _ = Describe("Sidecar injection webhook", func() {
 		Expect(sec.SeccompProfile.Type).To(Equal(corev1.SeccompProfileTypeRuntimeDefault))
 		Expect(sc.Resources.Requests).To(HaveKey(corev1.ResourceMemory))
 
+		adminMount := corev1.VolumeMount{Name: "gatehouse-admin", MountPath: "/var/run/gatehouse"}
 		Expect(sc.VolumeMounts).To(ConsistOf(
 			corev1.VolumeMount{Name: "gatehouse-config", MountPath: "/etc/gatehouse/config", ReadOnly: true},
 			corev1.VolumeMount{Name: "gatehouse-podinfo", MountPath: "/etc/gatehouse/podinfo", ReadOnly: true},
+			adminMount,
 		))
-		var cmVol, infoVol *corev1.Volume
+		// The app reaches the admin API through the socket in the shared
+		// volume, at the same path.
+		Expect(pod.Spec.Containers[0].VolumeMounts).To(ContainElement(adminMount))
+		var cmVol, infoVol, adminVol *corev1.Volume
 		for i := range pod.Spec.Volumes {
 			switch pod.Spec.Volumes[i].Name {
 			case "gatehouse-config":
 				cmVol = &pod.Spec.Volumes[i]
 			case "gatehouse-podinfo":
 				infoVol = &pod.Spec.Volumes[i]
+			case "gatehouse-admin":
+				adminVol = &pod.Spec.Volumes[i]
 			}
 		}
+		Expect(adminVol).NotTo(BeNil())
+		Expect(adminVol.EmptyDir).NotTo(BeNil())
 		Expect(cmVol).NotTo(BeNil())
 		Expect(cmVol.ConfigMap.Name).To(Equal(controllers.SidecarConfigMapName))
 		Expect(cmVol.ConfigMap.Optional).To(HaveValue(BeTrue()))
@@ -265,6 +278,88 @@ var _ = Describe("Sidecar injection webhook", func() {
 		Expect(sc.Ports[0].Name).To(Equal("gatehouse"))
 	})
 
+	It("serves the admin API on loopback TCP only when the pod opts in", func() {
+		ns := enabledNamespace()
+		pod := create(appPod(ns, func(p *corev1.Pod) {
+			p.Annotations = map[string]string{controllers.AnnotationAdminListen: controllers.AdminListenLoopback}
+		}))
+		sc := sidecarOf(pod)
+		Expect(sc).NotTo(BeNil())
+		Expect(sc.Args).To(ContainElement("--admin-listen=127.0.0.1:9901"))
+		Expect(sc.VolumeMounts).NotTo(ContainElement(HaveField("Name", "gatehouse-admin")))
+		Expect(pod.Spec.Containers[0].VolumeMounts).To(BeEmpty())
+
+		By("an app on port 9901 conflicts only with the loopback admin API")
+		err := k8sClient.Create(ctx, appPod(ns, func(p *corev1.Pod) {
+			p.Annotations = map[string]string{controllers.AnnotationAdminListen: controllers.AdminListenLoopback}
+			p.Spec.Containers[0].Ports = append(p.Spec.Containers[0].Ports, corev1.ContainerPort{Name: "debug", ContainerPort: 9901})
+		}))
+		Expect(err).To(MatchError(ContainSubstring(`container "app" uses port 9901`)))
+		Expect(sidecarOf(create(appPod(ns, func(p *corev1.Pod) {
+			p.Spec.Containers[0].Ports = append(p.Spec.Containers[0].Ports, corev1.ContainerPort{Name: "debug", ContainerPort: 9901})
+		})))).NotTo(BeNil())
+	})
+
+	It("leaves a hostNetwork pod alone, saying why in an annotation, a warning and an event", func() {
+		ns := enabledNamespace()
+		warnings := &warningRecorder{}
+		wcfg := rest.CopyConfig(cfg)
+		wcfg.WarningHandlerWithContext = warnings
+		wc, err := client.New(wcfg, client.Options{Scheme: scheme})
+		Expect(err).NotTo(HaveOccurred())
+
+		bare := appPod(ns, func(p *corev1.Pod) {
+			p.GenerateName, p.Name = "", "node-agent"
+			p.Spec.HostNetwork = true
+		})
+		Expect(wc.Create(ctx, bare)).To(Succeed())
+		Expect(bare.Spec.InitContainers).To(BeEmpty())
+		Expect(bare.Spec.Containers[0].Ports[0].Name).To(Equal("http"))
+		Expect(bare.Annotations).To(HaveKeyWithValue(controllers.AnnotationInjectionStatus, "skipped: host-network"))
+		Expect(warnings.all()).To(ContainElement(ContainSubstring("hostNetwork")))
+
+		// A DaemonSet's pod has no name at admission; the event goes to
+		// its controller, where `kubectl describe` shows it.
+		owned := appPod(ns, func(p *corev1.Pod) {
+			p.Spec.HostNetwork = true
+			p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "DaemonSet", Name: "agents", UID: "0b3c6f4e-0000-4000-8000-000000000001", Controller: ptr.To(true)}}
+		})
+		Expect(k8sClient.Create(ctx, owned)).To(Succeed())
+		Expect(owned.Spec.InitContainers).To(BeEmpty())
+
+		Eventually(func(g Gomega) {
+			var events eventsv1.EventList
+			g.Expect(k8sClient.List(ctx, &events, client.InNamespace(ns))).To(Succeed())
+			regarding := map[string]string{}
+			for _, e := range events.Items {
+				if e.Reason == "SidecarNotInjected" && e.Type == corev1.EventTypeWarning {
+					regarding[e.Regarding.Kind+"/"+e.Regarding.Name] = e.Note
+				}
+			}
+			g.Expect(regarding).To(HaveKeyWithValue("Pod/node-agent", ContainSubstring("hostNetwork")))
+			g.Expect(regarding).To(HaveKeyWithValue("DaemonSet/agents", ContainSubstring("hostNetwork")))
+		}, eventually, poll).Should(Succeed())
+		Expect(injectionCount("skipped", "host-network")).To(BeNumerically(">=", 2))
+	})
+
+	// The kubelet resolves a probe's or hook's named port among the ports of
+	// the container it belongs to. The webhook renames the app's `http`
+	// port to `app-http`; every probe and hook of the app must still reach
+	// the app's own port, whether it named the port or gave its number.
+	DescribeTable("keeps the app's probes and lifecycle hooks pointing at the app",
+		func(set func(c *corev1.Container, port intstr.IntOrString), port intstr.IntOrString) {
+			ns := enabledNamespace()
+			pod := create(appPod(ns, func(p *corev1.Pod) { set(&p.Spec.Containers[0], port) }))
+			Expect(sidecarOf(pod)).NotTo(BeNil())
+			app := pod.Spec.Containers[0]
+			Expect(app.Ports[0].Name).To(Equal("app-http"))
+			handlerPorts := appHandlerPorts(&app)
+			Expect(handlerPorts).To(HaveLen(1))
+			Expect(resolvePort(&app, handlerPorts[0])).To(BeEquivalentTo(8080), "the probe or hook must reach the app on 8080, not the sidecar")
+		},
+		probeEntries(),
+	)
+
 	It("denies a pod with an invalid resource annotation, saying which", func() {
 		ns := enabledNamespace()
 		err := k8sClient.Create(ctx, appPod(ns, func(p *corev1.Pod) {
@@ -276,6 +371,110 @@ var _ = Describe("Sidecar injection webhook", func() {
 		)))
 	})
 })
+
+// probeEntries is every probe kind (liveness, readiness, startup) with
+// every handler that takes a port (httpGet, tcpSocket, grpc), and every
+// lifecycle hook (postStart, preStop) with httpGet and tcpSocket, each
+// naming the app's port and giving its number (gRPC takes numbers only).
+func probeEntries() []TableEntry {
+	named, numeric := intstr.FromString("http"), intstr.FromInt32(8080)
+	probe := func(which string) func(c *corev1.Container) **corev1.Probe {
+		return func(c *corev1.Container) **corev1.Probe {
+			switch which {
+			case "liveness":
+				return &c.LivenessProbe
+			case "readiness":
+				return &c.ReadinessProbe
+			}
+			return &c.StartupProbe
+		}
+	}
+	var entries []TableEntry
+	for _, kind := range []string{"liveness", "readiness", "startup"} {
+		field := probe(kind)
+		httpGet := func(c *corev1.Container, port intstr.IntOrString) {
+			*field(c) = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: port}}}
+		}
+		tcp := func(c *corev1.Container, port intstr.IntOrString) {
+			*field(c) = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: port}}}
+		}
+		grpc := func(c *corev1.Container, port intstr.IntOrString) {
+			*field(c) = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: port.IntVal}}}
+		}
+		entries = append(entries,
+			Entry(kind+" httpGet, named port", httpGet, named),
+			Entry(kind+" httpGet, numeric port", httpGet, numeric),
+			Entry(kind+" tcpSocket, named port", tcp, named),
+			Entry(kind+" tcpSocket, numeric port", tcp, numeric),
+			Entry(kind+" grpc, numeric port", grpc, numeric),
+		)
+	}
+	hook := func(which string, tcpSocket bool) func(c *corev1.Container, port intstr.IntOrString) {
+		return func(c *corev1.Container, port intstr.IntOrString) {
+			h := &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/hook", Port: port}}
+			if tcpSocket {
+				h = &corev1.LifecycleHandler{TCPSocket: &corev1.TCPSocketAction{Port: port}}
+			}
+			c.Lifecycle = &corev1.Lifecycle{}
+			if which == "postStart" {
+				c.Lifecycle.PostStart = h
+			} else {
+				c.Lifecycle.PreStop = h
+			}
+		}
+	}
+	for _, which := range []string{"postStart", "preStop"} {
+		entries = append(entries,
+			Entry(which+" httpGet, named port", hook(which, false), named),
+			Entry(which+" httpGet, numeric port", hook(which, false), numeric),
+			Entry(which+" tcpSocket, named port", hook(which, true), named),
+			Entry(which+" tcpSocket, numeric port", hook(which, true), numeric),
+		)
+	}
+	return entries
+}
+
+// appHandlerPorts lists the ports of every probe and hook of c.
+func appHandlerPorts(c *corev1.Container) []intstr.IntOrString {
+	var out []intstr.IntOrString
+	add := func(http *corev1.HTTPGetAction, tcp *corev1.TCPSocketAction, grpc *corev1.GRPCAction) {
+		switch {
+		case http != nil:
+			out = append(out, http.Port)
+		case tcp != nil:
+			out = append(out, tcp.Port)
+		case grpc != nil:
+			out = append(out, intstr.FromInt32(grpc.Port))
+		}
+	}
+	for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe, c.StartupProbe} {
+		if p != nil {
+			add(p.HTTPGet, p.TCPSocket, p.GRPC)
+		}
+	}
+	if c.Lifecycle != nil {
+		for _, h := range []*corev1.LifecycleHandler{c.Lifecycle.PostStart, c.Lifecycle.PreStop} {
+			if h != nil {
+				add(h.HTTPGet, h.TCPSocket, nil)
+			}
+		}
+	}
+	return out
+}
+
+// resolvePort resolves a probe port as the kubelet does: a number is used
+// as is, a name is looked up among the container's own ports.
+func resolvePort(c *corev1.Container, port intstr.IntOrString) (int32, error) {
+	if port.Type == intstr.Int {
+		return port.IntVal, nil
+	}
+	for _, p := range c.Ports {
+		if p.Name == port.StrVal {
+			return p.ContainerPort, nil
+		}
+	}
+	return 0, fmt.Errorf("container %s has no port named %q", c.Name, port.StrVal)
+}
 
 // injectionCount reads gatehouse_injections_total from the manager's
 // registry (the manager runs in this process).

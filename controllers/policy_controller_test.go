@@ -15,6 +15,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/api/v1alpha1"
 	"github.com/gatehouse-dev/gatehouse/controllers"
+	"github.com/gatehouse-dev/gatehouse/internal/redisnames"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 )
 
@@ -137,7 +138,7 @@ var _ = Describe("Policy reconcilers", func() {
 			g.Expect(cfg.RateLimits[0].Rules).To(HaveLen(3))
 			g.Expect(cfg.Caches).To(HaveLen(1))
 			g.Expect(cfg.Redis).To(HaveLen(1))
-			g.Expect(cfg.Redis[0].PasswordEnv).To(Equal(controllers.RedisPasswordEnv("shop-redis")))
+			g.Expect(cfg.Redis[0].PasswordEnv).To(Equal(redisnames.PasswordEnv("shop-redis")))
 			g.Expect(cm.Annotations).To(HaveKeyWithValue(controllers.AnnotationConfigHash, cfg.Hash))
 			g.Expect(cm.Labels).To(HaveKeyWithValue(controllers.LabelManagedBy, controllers.ManagedByValue))
 			// Every policy owns the ConfigMap, so the garbage collector

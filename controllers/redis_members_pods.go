@@ -13,7 +13,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/api/v1alpha1"
 	"github.com/gatehouse-dev/gatehouse/internal/rediscluster"
-	"github.com/gatehouse-dev/gatehouse/internal/render"
+	"github.com/gatehouse-dev/gatehouse/internal/redisnames"
 )
 
 // PodRedisMembers is the default RedisMemberSource: the pods of the
@@ -35,7 +35,7 @@ func (p PodRedisMembers) Members(ctx context.Context, rc *v1alpha1.RedisCluster)
 
 // podMembers is the pure part of Members.
 func podMembers(rc *v1alpha1.RedisCluster, pods []corev1.Pod) []rediscluster.Member {
-	headless := RedisHeadlessServiceName(rc.Name)
+	headless := redisnames.HeadlessService(rc.Name)
 	type ordered struct {
 		ord int
 		m   rediscluster.Member
@@ -51,9 +51,9 @@ func podMembers(rc *v1alpha1.RedisCluster, pods []corev1.Pod) []rediscluster.Mem
 		}
 		out = append(out, ordered{ord, rediscluster.Member{
 			Name:     pod.Name,
-			Addr:     net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(render.RedisPort)),
+			Addr:     net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(redisnames.Port)),
 			Announce: pod.Name + "." + headless + "." + rc.Namespace + ".svc",
-			BusPort:  RedisBusPort,
+			BusPort:  redisnames.BusPort,
 		}})
 	}
 	slices.SortFunc(out, func(a, b ordered) int { return a.ord - b.ord })
@@ -76,5 +76,5 @@ func podOrdinal(cluster, pod string) (int, bool) {
 
 // ClientAddress is the cluster's client Service.
 func (PodRedisMembers) ClientAddress(rc *v1alpha1.RedisCluster) string {
-	return net.JoinHostPort(render.ClientServiceName(rc.Name)+"."+rc.Namespace+".svc", strconv.Itoa(render.RedisPort))
+	return net.JoinHostPort(redisnames.ClientService(rc.Name)+"."+rc.Namespace+".svc", strconv.Itoa(redisnames.Port))
 }

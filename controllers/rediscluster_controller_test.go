@@ -21,8 +21,8 @@ import (
 	"github.com/gatehouse-dev/gatehouse/api/v1alpha1"
 	"github.com/gatehouse-dev/gatehouse/controllers"
 	"github.com/gatehouse-dev/gatehouse/internal/rediscluster"
+	"github.com/gatehouse-dev/gatehouse/internal/redisnames"
 	"github.com/gatehouse-dev/gatehouse/internal/redistest"
-	"github.com/gatehouse-dev/gatehouse/internal/render"
 )
 
 // The suite's RedisClusters are served by real redis-server processes:
@@ -151,8 +151,8 @@ func ownedBy(g Gomega, obj client.Object, rc *v1alpha1.RedisCluster) {
 
 func redisConf(g Gomega, rc *v1alpha1.RedisCluster) string {
 	cm := &corev1.ConfigMap{}
-	g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: rc.Namespace, Name: controllers.RedisConfigMapName(rc.Name)}, cm)).To(Succeed())
-	return cm.Data[controllers.RedisConfigKey]
+	g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: rc.Namespace, Name: redisnames.ConfigMap(rc.Name)}, cm)).To(Succeed())
+	return cm.Data[redisnames.ConfigKey]
 }
 
 // expectKeys waits until every key written before a scale reads back: the
@@ -196,7 +196,7 @@ var _ = Describe("RedisCluster reconciler", func() {
 			g.Expect(headless.Spec.PublishNotReadyAddresses).To(BeTrue())
 
 			svc := &corev1.Service{}
-			g.Expect(k8sClient.Get(ctx, key(render.ClientServiceName("sessions")), svc)).To(Succeed())
+			g.Expect(k8sClient.Get(ctx, key(redisnames.ClientService("sessions")), svc)).To(Succeed())
 			ownedBy(g, svc, rc)
 			g.Expect(svc.Spec.Ports).To(ContainElement(HaveField("Port", BeEquivalentTo(6379))))
 
@@ -216,7 +216,7 @@ var _ = Describe("RedisCluster reconciler", func() {
 			g.Expect(pdb.Spec.MaxUnavailable.IntValue()).To(Equal(1))
 
 			secret := &corev1.Secret{}
-			g.Expect(k8sClient.Get(ctx, key(controllers.RedisPasswordSecretName("sessions")), secret)).To(Succeed())
+			g.Expect(k8sClient.Get(ctx, key(redisnames.PasswordSecret("sessions")), secret)).To(Succeed())
 			ownedBy(g, secret, rc)
 			g.Expect(len(secret.Data["password"])).To(BeNumerically(">=", 32))
 

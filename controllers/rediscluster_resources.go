@@ -16,19 +16,13 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/api/v1alpha1"
 	"github.com/gatehouse-dev/gatehouse/internal/redisconf"
-	"github.com/gatehouse-dev/gatehouse/internal/render"
+	"github.com/gatehouse-dev/gatehouse/internal/redisnames"
 )
 
 // Names and labels of the objects a RedisCluster owns. The pod labels are
 // the StatefulSet's selector, which is immutable: changing them orphans
 // running clusters.
 const (
-	// RedisConfigKey is the key of redis.conf in the cluster's ConfigMap.
-	RedisConfigKey = "redis.conf"
-	// RedisPasswordKey is the key of the password in a generated Secret.
-	RedisPasswordKey = "password"
-	// RedisBusPort is the cluster bus port of every node.
-	RedisBusPort = render.RedisPort + 10000
 	// AnnotationRedisRestartHash on the pod template hashes the redis.conf
 	// directives that need a restart; it changes, and pods roll, only for
 	// those (live settings are applied with CONFIG SET instead).
@@ -48,13 +42,6 @@ const (
 	// password on their command line.
 	envCLIAuth = "REDISCLI_AUTH"
 )
-
-// RedisConfigMapName is the ConfigMap holding a cluster's redis.conf.
-func RedisConfigMapName(cluster string) string { return cluster + "-config" }
-
-// RedisHeadlessServiceName is the headless Service giving each node a stable
-// DNS name (<pod>.<service>.<namespace>.svc), which the nodes announce.
-func RedisHeadlessServiceName(cluster string) string { return cluster + "-nodes" }
 
 // redisLabels select the pods of one cluster.
 func redisLabels(cluster string) map[string]string {
@@ -93,8 +80,8 @@ func redisConfParams(rc *v1alpha1.RedisCluster) redisconf.Params {
 	}
 	return redisconf.Params{
 		Profile:   profile,
-		Port:      render.RedisPort,
-		BusPort:   RedisBusPort,
+		Port:      redisnames.Port,
+		BusPort:   redisnames.BusPort,
 		Overrides: rc.Spec.Config,
 	}
 }
@@ -143,17 +130,17 @@ func ownerRef(rc *v1alpha1.RedisCluster) *metav1ac.OwnerReferenceApplyConfigurat
 }
 
 func redisConfigMap(rc *v1alpha1.RedisCluster, conf redisConfig) *corev1ac.ConfigMapApplyConfiguration {
-	return corev1ac.ConfigMap(RedisConfigMapName(rc.Name), rc.Namespace).
+	return corev1ac.ConfigMap(redisnames.ConfigMap(rc.Name), rc.Namespace).
 		WithLabels(objectLabels(rc.Name)).
 		WithAnnotations(map[string]string{AnnotationConfigHash: conf.Hash}).
 		WithOwnerReferences(ownerRef(rc)).
-		WithData(map[string]string{RedisConfigKey: conf.Text})
+		WithData(map[string]string{redisnames.ConfigKey: conf.Text})
 }
 
 // redisHeadlessService publishes not-ready pods too: nodes must resolve each
 // other's announced names while the cluster forms, before any is ready.
 func redisHeadlessService(rc *v1alpha1.RedisCluster) *corev1ac.ServiceApplyConfiguration {
-	return corev1ac.Service(RedisHeadlessServiceName(rc.Name), rc.Namespace).
+	return corev1ac.Service(redisnames.HeadlessService(rc.Name), rc.Namespace).
 		WithLabels(objectLabels(rc.Name)).
 		WithOwnerReferences(ownerRef(rc)).
 		WithSpec(corev1ac.ServiceSpec().
@@ -161,21 +148,21 @@ func redisHeadlessService(rc *v1alpha1.RedisCluster) *corev1ac.ServiceApplyConfi
 			WithPublishNotReadyAddresses(true).
 			WithSelector(redisLabels(rc.Name)).
 			WithPorts(
-				corev1ac.ServicePort().WithName("redis").WithPort(render.RedisPort).WithTargetPort(intstr.FromString("redis")),
-				corev1ac.ServicePort().WithName("bus").WithPort(RedisBusPort).WithTargetPort(intstr.FromString("bus")),
+				corev1ac.ServicePort().WithName("redis").WithPort(redisnames.Port).WithTargetPort(intstr.FromString("redis")),
+				corev1ac.ServicePort().WithName("bus").WithPort(redisnames.BusPort).WithTargetPort(intstr.FromString("bus")),
 			))
 }
 
 // redisClientService is the seed address sidecars connect to; go-redis then
 // discovers every node from CLUSTER SLOTS.
 func redisClientService(rc *v1alpha1.RedisCluster) *corev1ac.ServiceApplyConfiguration {
-	return corev1ac.Service(render.ClientServiceName(rc.Name), rc.Namespace).
+	return corev1ac.Service(redisnames.ClientService(rc.Name), rc.Namespace).
 		WithLabels(objectLabels(rc.Name)).
 		WithOwnerReferences(ownerRef(rc)).
 		WithSpec(corev1ac.ServiceSpec().
 			WithType(corev1.ServiceTypeClusterIP).
 			WithSelector(redisLabels(rc.Name)).
-			WithPorts(corev1ac.ServicePort().WithName("redis").WithPort(render.RedisPort).WithTargetPort(intstr.FromString("redis"))))
+			WithPorts(corev1ac.ServicePort().WithName("redis").WithPort(redisnames.Port).WithTargetPort(intstr.FromString("redis"))))
 }
 
 // redisPDB lets voluntary disruptions (drains) take one node at a time, so a
@@ -195,7 +182,7 @@ func redisPDB(rc *v1alpha1.RedisCluster) *policyv1ac.PodDisruptionBudgetApplyCon
 func redisPasswordSecret(rc *v1alpha1.RedisCluster, password string) *corev1.Secret {
 	return &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:      RedisPasswordSecretName(rc.Name),
+			Name:      redisnames.PasswordSecret(rc.Name),
 			Namespace: rc.Namespace,
 			Labels:    objectLabels(rc.Name),
 			OwnerReferences: []metav1.OwnerReference{{
@@ -204,7 +191,7 @@ func redisPasswordSecret(rc *v1alpha1.RedisCluster, password string) *corev1.Sec
 			}},
 		},
 		Type: corev1.SecretTypeOpaque,
-		Data: map[string][]byte{RedisPasswordKey: []byte(password)},
+		Data: map[string][]byte{redisnames.PasswordKey: []byte(password)},
 	}
 }
 
@@ -216,18 +203,18 @@ func redisPasswordRef(rc *v1alpha1.RedisCluster) passwordRef {
 	if ref := rc.Spec.PasswordSecretRef; ref != nil {
 		key := ref.Key
 		if key == "" {
-			key = RedisPasswordKey
+			key = redisnames.PasswordKey
 		}
 		return passwordRef{Secret: ref.Name, Key: key}
 	}
-	return passwordRef{Secret: RedisPasswordSecretName(rc.Name), Key: RedisPasswordKey}
+	return passwordRef{Secret: redisnames.PasswordSecret(rc.Name), Key: redisnames.PasswordKey}
 }
 
 // redisStatefulSet renders the nodes. replicas is passed in rather than
 // derived from the spec: during a scale-in the StatefulSet keeps its leaving
 // pods until their slots have moved away.
 func redisStatefulSet(rc *v1alpha1.RedisCluster, conf redisConfig, pw passwordRef, replicas int32) *appsv1ac.StatefulSetApplyConfiguration {
-	headless := RedisHeadlessServiceName(rc.Name)
+	headless := redisnames.HeadlessService(rc.Name)
 	image := rc.Spec.Image
 	if image == "" {
 		image = "redis:7.2.5"
@@ -238,7 +225,7 @@ func redisStatefulSet(rc *v1alpha1.RedisCluster, conf redisConfig, pw passwordRe
 	}
 	// redis-cli prints an error but exits 0 on a refused PING, so the reply
 	// itself is checked.
-	ping := corev1ac.ExecAction().WithCommand("sh", "-c", "redis-cli -p "+strconv.Itoa(render.RedisPort)+" ping | grep -q PONG")
+	ping := corev1ac.ExecAction().WithCommand("sh", "-c", "redis-cli -p "+strconv.Itoa(redisnames.Port)+" ping | grep -q PONG")
 	container := corev1ac.Container().
 		WithName(redisContainer).
 		WithImage(image).
@@ -247,7 +234,7 @@ func redisStatefulSet(rc *v1alpha1.RedisCluster, conf redisConfig, pw passwordRe
 		// password (never written into the ConfigMap) come as arguments;
 		// Kubernetes expands $(VAR) from the container's environment.
 		WithArgs(
-			redisConfigDir+"/"+RedisConfigKey,
+			redisConfigDir+"/"+redisnames.ConfigKey,
 			"--cluster-announce-hostname", fmt.Sprintf("$(%s).%s.%s.svc", envPodName, headless, rc.Namespace),
 			"--requirepass", "$("+envPassword+")",
 			"--masterauth", "$("+envPassword+")",
@@ -259,8 +246,8 @@ func redisStatefulSet(rc *v1alpha1.RedisCluster, conf redisConfig, pw passwordRe
 			secretEnv(envCLIAuth),
 		).
 		WithPorts(
-			corev1ac.ContainerPort().WithName("redis").WithContainerPort(render.RedisPort),
-			corev1ac.ContainerPort().WithName("bus").WithContainerPort(RedisBusPort),
+			corev1ac.ContainerPort().WithName("redis").WithContainerPort(redisnames.Port),
+			corev1ac.ContainerPort().WithName("bus").WithContainerPort(redisnames.BusPort),
 		).
 		WithReadinessProbe(corev1ac.Probe().WithExec(ping).
 			WithInitialDelaySeconds(5).WithPeriodSeconds(5).WithTimeoutSeconds(3).WithFailureThreshold(3)).
@@ -277,7 +264,7 @@ func redisStatefulSet(rc *v1alpha1.RedisCluster, conf redisConfig, pw passwordRe
 		)
 
 	volumes := []*corev1ac.VolumeApplyConfiguration{
-		corev1ac.Volume().WithName(redisConfVolume).WithConfigMap(corev1ac.ConfigMapVolumeSource().WithName(RedisConfigMapName(rc.Name))),
+		corev1ac.Volume().WithName(redisConfVolume).WithConfigMap(corev1ac.ConfigMapVolumeSource().WithName(redisnames.ConfigMap(rc.Name))),
 	}
 	spec := appsv1ac.StatefulSetSpec().
 		WithReplicas(replicas).

@@ -18,6 +18,7 @@ func TestTranslateArg(t *testing.T) {
 	mounts := []corev1.VolumeMount{
 		{Name: "gatehouse-config", MountPath: "/etc/gatehouse/config"},
 		{Name: "gatehouse-podinfo", MountPath: "/etc/gatehouse/podinfo"},
+		{Name: "gatehouse-admin", MountPath: "/var/run/gatehouse"},
 	}
 	tests := []struct {
 		arg, want string
@@ -29,6 +30,8 @@ func TestTranslateArg(t *testing.T) {
 		{"--listen=:15080", "--listen=127.0.0.1:41000"},
 		{"--status-listen=0.0.0.0:9902", "--status-listen=127.0.0.1:41003"},
 		{"--admin-listen=127.0.0.1:9901", "--admin-listen=127.0.0.1:41002"},
+		{"--admin-listen=unix:/var/run/gatehouse/admin.sock", "--admin-listen=unix:/r/var/run/gatehouse/admin.sock"},
+		{"--admin-listen=unix:/elsewhere/admin.sock", "--admin-listen=unix:/elsewhere/admin.sock"},
 		{"--upstream=http://127.0.0.1:8080", "--upstream=http://127.0.0.1:41001"},
 		{"--upstream=http://127.0.0.1:8080/base", "--upstream=http://127.0.0.1:41001/base"},
 		{"--log-level=info", "--log-level=info"},

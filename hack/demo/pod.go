@@ -27,6 +27,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/api/v1alpha1"
 	"github.com/gatehouse-dev/gatehouse/controllers"
 	"github.com/gatehouse-dev/gatehouse/hack/demo/app"
+	"github.com/gatehouse-dev/gatehouse/sidecar/contract"
 )
 
 // createPod creates the storefront pod through the API server, which calls
@@ -43,7 +44,9 @@ func (d *demo) createPod(ctx context.Context) (*corev1.Pod, error) {
 			Name:  "catalogue",
 			Image: "ghcr.io/gatehouse-dev/catalogue-demo:v0.1.0",
 			Ports: []corev1.ContainerPort{{Name: appPortName, ContainerPort: appPort}},
-			Env:   []corev1.EnvVar{{Name: sidecarAdminEnv, Value: "http://" + controllers.SidecarAdminAddr}},
+			// How the app finds the admin API: the socket in the volume the
+			// webhook mounts into every app container.
+			Env: []corev1.EnvVar{{Name: sidecarAdminEnv, Value: contract.UnixPrefix + contract.AdminSocket}},
 		}}},
 	}
 	if err := d.k8s.Create(ctx, pod); err != nil {
@@ -141,11 +144,12 @@ func (d *demo) runPod(ctx, bgCtx context.Context, pod *corev1.Pod) error {
 		return err
 	}
 
-	// The app: in a pod it reads the admin URL from its env; here the
-	// admin port is mapped.
-	adminLocal := d.ports.local(controllers.SidecarAdminAddr)
+	// The app: in a pod it reads the admin address from its env and finds
+	// the socket in its own mount of the shared volume; here that mount is
+	// the same local directory the sidecar's is.
+	appCtr := &pod.Spec.Containers[0]
 	d.appURL = fmt.Sprintf("http://127.0.0.1:%d", appLocal)
-	d.adminURL = fmt.Sprintf("http://127.0.0.1:%d", adminLocal)
+	d.adminURL = d.translateValue(envValue(appCtr, sidecarAdminEnv), root, appCtr.VolumeMounts)
 	appLog, err := os.Create(d.logPath("app"))
 	if err != nil {
 		return err
@@ -167,8 +171,8 @@ func (d *demo) runPod(ctx, bgCtx context.Context, pod *corev1.Pod) error {
 	if d.sidecar, err = d.procs.start("sidecar", d.logPath("sidecar"), bin, args, env); err != nil {
 		return err
 	}
-	d.dataURL = fmt.Sprintf("http://127.0.0.1:%d", d.ports.local(controllers.DefaultSidecarPort))
-	d.statusURL = fmt.Sprintf("http://127.0.0.1:%d", d.ports.local(controllers.SidecarStatusPort))
+	d.dataURL = fmt.Sprintf("http://127.0.0.1:%d", d.ports.local(contract.ProxyPort))
+	d.statusURL = fmt.Sprintf("http://127.0.0.1:%d", d.ports.local(contract.StatusPort))
 	// Probe readiness where the kubelet would: the readiness probe's path
 	// on its (named) port.
 	if d.readyURL, err = d.probeURL(sc); err != nil {
@@ -282,15 +286,24 @@ func (d *demo) translateArg(arg, root string, mounts []corev1.VolumeMount) strin
 	if !ok || !strings.HasPrefix(name, "-") {
 		return arg
 	}
+	return name + "=" + d.translateValue(value, root, mounts)
+}
+
+// translateValue maps one value: a path under a mount (also as a Unix
+// socket address, "unix:/path"), a URL or a host:port.
+func (d *demo) translateValue(value, root string, mounts []corev1.VolumeMount) string {
+	if path, ok := strings.CutPrefix(value, contract.UnixPrefix); ok {
+		return contract.UnixPrefix + d.translateValue(path, root, mounts)
+	}
 	for _, m := range mounts {
 		if value == m.MountPath || strings.HasPrefix(value, m.MountPath+"/") {
-			return name + "=" + filepath.Join(root, value)
+			return filepath.Join(root, value)
 		}
 	}
 	if u, err := url.Parse(value); err == nil && u.Scheme != "" && u.Host != "" {
 		if port, err := strconv.Atoi(u.Port()); err == nil {
 			u.Host = net.JoinHostPort(u.Hostname(), strconv.Itoa(d.ports.local(port)))
-			return name + "=" + u.String()
+			return u.String()
 		}
 	}
 	if m := addrRE.FindStringSubmatch(value); m != nil {
@@ -299,9 +312,19 @@ func (d *demo) translateArg(arg, root string, mounts []corev1.VolumeMount) strin
 		if host == "" || host == "0.0.0.0" {
 			host = "127.0.0.1"
 		}
-		return name + "=" + net.JoinHostPort(strings.Trim(host, "[]"), strconv.Itoa(d.ports.local(port)))
+		return net.JoinHostPort(strings.Trim(host, "[]"), strconv.Itoa(d.ports.local(port)))
 	}
-	return arg
+	return value
+}
+
+// envValue is the literal value of a container's env var.
+func envValue(c *corev1.Container, name string) string {
+	for _, e := range c.Env {
+		if e.Name == name {
+			return e.Value
+		}
+	}
+	return ""
 }
 
 // containerEnv resolves the container's env as the kubelet would: values,

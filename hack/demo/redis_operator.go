@@ -11,6 +11,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/controllers"
 	"github.com/gatehouse-dev/gatehouse/internal/redisconf"
+	"github.com/gatehouse-dev/gatehouse/internal/redisnames"
 )
 
 // operatorOptions are the manager's options: the injection webhook without
@@ -38,20 +39,20 @@ func (d *demo) redisConfig(ctx context.Context) (string, string, error) {
 		text, password string
 		hash           string
 	)
-	cmName := controllers.RedisConfigMapName(redisName)
-	secretName := controllers.RedisPasswordSecretName(redisName)
+	cmName := redisnames.ConfigMap(redisName)
+	secretName := redisnames.PasswordSecret(redisName)
 	err := poll(ctx, 30*time.Second, func() error {
 		var cm corev1.ConfigMap
 		if err := d.k8s.Get(ctx, client.ObjectKey{Namespace: shopNamespace, Name: cmName}, &cm); err != nil {
 			return fmt.Errorf("ConfigMap %s: %w", cmName, err)
 		}
-		text = cm.Data[controllers.RedisConfigKey]
+		text = cm.Data[redisnames.ConfigKey]
 		if text == "" {
-			return fmt.Errorf("ConfigMap %s has no %s", cmName, controllers.RedisConfigKey)
+			return fmt.Errorf("ConfigMap %s has no %s", cmName, redisnames.ConfigKey)
 		}
 		hash = cm.Annotations[controllers.AnnotationConfigHash]
 		var err error
-		password, err = d.secretValue(ctx, secretName, controllers.RedisPasswordKey)
+		password, err = d.secretValue(ctx, secretName, redisnames.PasswordKey)
 		return err
 	})
 	if err != nil {

@@ -428,7 +428,7 @@ func (d *demo) walkthrough() {
      -p '[{"op":"replace","path":"/spec/rules/0/limit","value":1000}]'
    curl -i -H "Authorization: Bearer $TOKEN" %[3]s/api/cart  # 200 again
 
-   sidecar status: curl %[4]s/readyz   admin API (loopback): %[5]s
+   sidecar status: curl %[4]s/readyz   admin API: %[5]s (curl --unix-socket <path> http://admin/…)
    logs: %[6]s/logs
 `, d.kubeconfig, d.kubectl, d.dataURL, d.statusURL, d.adminURL, d.tmp)
 }

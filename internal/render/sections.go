@@ -4,26 +4,13 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/gatehouse-dev/gatehouse/api/v1alpha1"
+	"github.com/gatehouse-dev/gatehouse/internal/redisnames"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 )
-
-// RedisPort is the client port of every RedisCluster node and Service.
-const RedisPort = 6379
-
-// ClientServiceName is the Service clients of a RedisCluster connect to.
-func ClientServiceName(cluster string) string { return cluster + "-client" }
-
-// PasswordEnv is the sidecar environment variable carrying a cluster's
-// password. The renderer writes it into the connection's passwordEnv; the
-// injection webhook fills it from the cluster's Secret.
-func PasswordEnv(cluster string) string {
-	return "GATEHOUSE_REDIS_PASSWORD_" + strings.ToUpper(strings.NewReplacer("-", "_", ".", "_").Replace(cluster))
-}
 
 // redisConnection describes how sidecars in namespace reach rc. The address
 // is the one the RedisCluster reports in status (the demo points it at local
@@ -31,17 +18,17 @@ func PasswordEnv(cluster string) string {
 func redisConnection(namespace string, rc *v1alpha1.RedisCluster) config.RedisConnection {
 	addr := rc.Status.ClientService
 	if addr == "" {
-		host := ClientServiceName(rc.Name)
+		host := redisnames.ClientService(rc.Name)
 		if namespace != "" {
 			host += "." + namespace + ".svc"
 		}
-		addr = net.JoinHostPort(host, strconv.Itoa(RedisPort))
+		addr = net.JoinHostPort(host, strconv.Itoa(redisnames.Port))
 	}
 	return config.RedisConnection{
 		Name:        rc.Name,
 		Mode:        config.RedisCluster,
 		Addrs:       []string{addr},
-		PasswordEnv: PasswordEnv(rc.Name),
+		PasswordEnv: redisnames.PasswordEnv(rc.Name),
 	}
 }
 

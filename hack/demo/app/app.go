@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -56,12 +57,23 @@ type App struct {
 	products map[string]Product
 }
 
-// New returns the app. adminURL is the sidecar's admin API
-// (http://127.0.0.1:9901 inside a pod).
-func New(adminURL string, log *slog.Logger) *App {
+// New returns the app. admin is the sidecar's admin API as the injected
+// pod tells the app: "unix:" and the socket path in the volume the sidecar
+// shares with the app (unix:/var/run/gatehouse/admin.sock), or an HTTP base
+// URL when the pod opted into loopback TCP (http://127.0.0.1:9901).
+func New(admin string, log *slog.Logger) *App {
+	base, client := strings.TrimSuffix(admin, "/"), &http.Client{Timeout: 5 * time.Second}
+	if socket, ok := strings.CutPrefix(admin, "unix:"); ok {
+		// HTTP over the socket: the host in the URL is only a label.
+		base = "http://gatehouse-admin"
+		client.Transport = &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		}}
+	}
 	return &App{
-		admin:  strings.TrimSuffix(adminURL, "/"),
-		client: &http.Client{Timeout: 5 * time.Second},
+		admin:  base,
+		client: client,
 		log:    log,
 		products: map[string]Product{
 			"41": {ID: "41", Name: "Teapot", Price: 24.50},
