@@ -59,10 +59,15 @@ type Input struct {
 	RateLimits    []v1alpha1.RateLimitPolicy
 	Caches        []v1alpha1.CachePolicy
 	RedisClusters []v1alpha1.RedisCluster
+	// InForce is the set of policies the document currently in force
+	// contains, as the operator recorded it when it wrote that document.
+	// It is an input, never derived from the policies' status: status is
+	// output, and reading it back would let a status write change what is
+	// rendered.
+	InForce map[Key]bool
 }
 
-// Empty reports whether the namespace has no policy at all, in which case
-// it needs no sidecar configuration.
+// Empty reports whether the namespace has no policy at all.
 func (in Input) Empty() bool {
 	return len(in.Sessions) == 0 && len(in.RateLimits) == 0 && len(in.Caches) == 0
 }
@@ -87,8 +92,7 @@ type candidate struct {
 	redis    string
 	// exclusive kinds apply at most once per pod; the oldest policy wins.
 	exclusive bool
-	// inForce is true when the policy was rendered before (its status holds
-	// the hash of a document that included it).
+	// inForce is true when the document in force contains the policy.
 	inForce bool
 	// add appends the policy's section to a document.
 	add func(*config.Config) error
@@ -97,14 +101,14 @@ type candidate struct {
 func candidates(in Input) []candidate {
 	var cs []candidate
 	for _, p := range in.Sessions {
-		cs = append(cs, candidate{Key{KindSession, p.Name}, p.ObjectMeta, p.Spec.PodSelector, p.Spec.RedisRef.Name, true, p.Status.ConfigHash != "",
+		cs = append(cs, candidate{Key{KindSession, p.Name}, p.ObjectMeta, p.Spec.PodSelector, p.Spec.RedisRef.Name, true, in.InForce[Key{KindSession, p.Name}],
 			func(c *config.Config) error {
 				c.Sessions = append(c.Sessions, sessionSection(in.Namespace, p))
 				return nil
 			}})
 	}
 	for _, p := range in.Caches {
-		cs = append(cs, candidate{Key{KindCache, p.Name}, p.ObjectMeta, p.Spec.PodSelector, p.Spec.RedisRef.Name, true, p.Status.ConfigHash != "",
+		cs = append(cs, candidate{Key{KindCache, p.Name}, p.ObjectMeta, p.Spec.PodSelector, p.Spec.RedisRef.Name, true, in.InForce[Key{KindCache, p.Name}],
 			func(c *config.Config) error {
 				section, err := cacheSection(in.Namespace, p)
 				c.Caches = append(c.Caches, section)
@@ -112,7 +116,7 @@ func candidates(in Input) []candidate {
 			}})
 	}
 	for _, p := range in.RateLimits {
-		cs = append(cs, candidate{Key{KindRateLimit, p.Name}, p.ObjectMeta, p.Spec.PodSelector, p.Spec.RedisRef.Name, false, p.Status.ConfigHash != "",
+		cs = append(cs, candidate{Key{KindRateLimit, p.Name}, p.ObjectMeta, p.Spec.PodSelector, p.Spec.RedisRef.Name, false, in.InForce[Key{KindRateLimit, p.Name}],
 			func(c *config.Config) error {
 				c.RateLimits = append(c.RateLimits, rateLimitSection(in.Namespace, p))
 				return nil

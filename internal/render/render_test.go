@@ -211,13 +211,15 @@ func TestRenderKeepsPoliciesInForceThroughRedisOutages(t *testing.T) {
 	degraded.Status.ClusterState, degraded.Status.SlotsAssigned = "ok", 16384
 
 	inForce := session("in-force", time.Hour, app("a"), "redis")
-	inForce.Status.ConfigHash = "earlier"
 	never := session("never-in-force", time.Hour, app("b"), "redis")
+	// A status claiming a hash is output, not evidence of being in force.
+	never.Status.ConfigHash = "stale"
 	onDegraded := session("on-degraded", time.Hour, app("c"), "degraded")
 
 	res, err := Render(Input{Namespace: "shop",
 		Sessions:      []v1alpha1.SessionPolicy{inForce, never, onDegraded},
-		RedisClusters: []v1alpha1.RedisCluster{down, degraded}})
+		RedisClusters: []v1alpha1.RedisCluster{down, degraded},
+		InForce:       map[Key]bool{{KindSession, "in-force"}: true}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,8 @@
 package controllers_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -12,6 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/gatehouse-dev/gatehouse/api/v1alpha1"
 	"github.com/gatehouse-dev/gatehouse/controllers"
@@ -339,15 +343,167 @@ var _ = Describe("Policy reconcilers", func() {
 	})
 })
 
+var _ = Describe("Namespace rendering without policies", func() {
+	enabledNamespace := func() string {
+		GinkgoHelper()
+		ns := newNamespace()
+		Eventually(func(g Gomega) {
+			obj := &corev1.Namespace{}
+			g.Expect(k8sClient.Get(ctx, client.ObjectKey{Name: ns}, obj)).To(Succeed())
+			obj.Labels[controllers.LabelNamespaceInjection] = "enabled"
+			g.Expect(k8sClient.Update(ctx, obj)).To(Succeed())
+		}, eventually, poll).Should(Succeed())
+		return ns
+	}
+
+	// A pod admitted before its namespace's policies exist (the namespace,
+	// its policies and its Deployment applied together) must find a
+	// document to load: its sidecar answers 503 and stays unready until it
+	// has one, so "no policy yet" is an explicit empty document, never a
+	// missing file.
+	It("renders an empty document for a namespace with injected pods, then the policies as they come", func() {
+		ns := enabledNamespace()
+		var pod *corev1.Pod
+		// The webhook reads the namespace's label from the manager's cache,
+		// which catches up with the label moments after it is set.
+		Eventually(func(g Gomega) {
+			pod = &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{GenerateName: "web-", Namespace: ns, Labels: map[string]string{"app": "storefront"}},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "shop:1",
+					Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}}}},
+			}
+			g.Expect(k8sClient.Create(ctx, pod)).To(Succeed())
+			if _, ok := pod.Annotations[controllers.AnnotationSidecarVersion]; !ok {
+				g.Expect(k8sClient.Delete(ctx, pod, client.GracePeriodSeconds(0))).To(Succeed())
+			}
+			g.Expect(pod.Annotations).To(HaveKey(controllers.AnnotationSidecarVersion), "the webhook injects the pod")
+		}, eventually, poll).Should(Succeed())
+
+		var empty *config.Config
+		Eventually(func(g Gomega) {
+			var cm *corev1.ConfigMap
+			empty, cm = sidecarConfig(g, ns)
+			g.Expect(cm.Annotations).To(HaveKeyWithValue(controllers.AnnotationConfigHash, empty.Hash))
+		}, eventually, poll).Should(Succeed())
+		Expect(empty.Sessions).To(BeEmpty())
+		Expect(empty.RateLimits).To(BeEmpty())
+		Expect(empty.Caches).To(BeEmpty())
+		Expect(empty.Hash).NotTo(BeEmpty())
+		// What the sidecar loads: the document passes its own validation.
+		cm := &corev1.ConfigMap{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: controllers.SidecarConfigMapName}, cm)).To(Succeed())
+		_, err := config.Decode([]byte(cm.Data[controllers.SidecarConfigKey]))
+		Expect(err).NotTo(HaveOccurred())
+
+		By("the policies arriving")
+		readyRedis(ns, "shop-redis")
+		limits := typed("gatehouse_v1alpha1_ratelimitpolicy.yaml", &v1alpha1.RateLimitPolicy{})
+		limits.Namespace = ns
+		Expect(k8sClient.Create(ctx, limits)).To(Succeed())
+		expectReady(limits)
+		Eventually(func(g Gomega) {
+			cfg, cm := sidecarConfig(g, ns)
+			g.Expect(cfg.RateLimits).To(HaveLen(1))
+			g.Expect(cm.Annotations).To(HaveKeyWithValue(controllers.AnnotationInForce, "RateLimitPolicy/"+limits.Name))
+		}, eventually, poll).Should(Succeed())
+
+		By("the last policy going while the pod stays: back to the empty document")
+		Expect(k8sClient.Delete(ctx, limits)).To(Succeed())
+		Eventually(func(g Gomega) {
+			cfg, cm := sidecarConfig(g, ns)
+			g.Expect(cfg.RateLimits).To(BeEmpty())
+			g.Expect(cm.Annotations).To(HaveKeyWithValue(controllers.AnnotationInForce, ""))
+		}, eventually, poll).Should(Succeed())
+
+		By("the last injected pod going: no document left")
+		Expect(k8sClient.Delete(ctx, pod, client.GracePeriodSeconds(0))).To(Succeed())
+		Eventually(func() error {
+			return k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: controllers.SidecarConfigMapName}, &corev1.ConfigMap{})
+		}, eventually, poll).Should(Satisfy(apierrors.IsNotFound))
+	})
+})
+
+var _ = Describe("Policy status when rendering fails", func() {
+	// The namespace reconciler, driven directly, on a client whose list of
+	// RedisClusters fails: the sync fails before anything is rendered, so
+	// there are no verdicts. The statuses still reach the real API server,
+	// which validates them against the CRD schema; a zero verdict once gave
+	// both conditions an empty reason, the schema refused the patch and the
+	// sync error was lost.
+	failing := func() reconcile.Reconciler {
+		GinkgoHelper()
+		base, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
+		Expect(err).NotTo(HaveOccurred())
+		c := interceptor.NewClient(base, interceptor.Funcs{
+			List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+				if _, ok := list.(*v1alpha1.RedisClusterList); ok {
+					return errors.New("injected: the RedisCluster list timed out")
+				}
+				return c.List(ctx, list, opts...)
+			},
+		})
+		return controllers.NewSidecarConfigReconciler(c)
+	}
+
+	It("reports Ready=False, RenderFailed with the error, on a policy the operator had accepted", func() {
+		ns := newNamespace()
+		readyRedis(ns, "shop-redis")
+		limits := typed("gatehouse_v1alpha1_ratelimitpolicy.yaml", &v1alpha1.RateLimitPolicy{})
+		limits.Namespace = ns
+		Expect(k8sClient.Create(ctx, limits)).To(Succeed())
+		expectReady(limits)
+
+		_, err := failing().Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKey{Name: ns}})
+		Expect(err).To(MatchError(ContainSubstring("injected: the RedisCluster list timed out")))
+		Expect(err).NotTo(MatchError(ContainSubstring("status")), "the status patch itself must be accepted")
+
+		ready := condition(Default, limits, v1alpha1.ConditionReady)
+		Expect(ready.Status).To(Equal(metav1.ConditionFalse))
+		Expect(ready.Reason).To(Equal(v1alpha1.ReasonRenderFailed))
+		Expect(ready.Message).To(ContainSubstring("injected: the RedisCluster list timed out"))
+		accepted := condition(Default, limits, v1alpha1.ConditionAccepted)
+		Expect(accepted.Status).To(Equal(metav1.ConditionTrue), "acceptance was decided before and nothing new was decided")
+	})
+
+	It("reports a valid status on a policy that never had one", func() {
+		ns := newNamespace()
+		limits := typed("gatehouse_v1alpha1_ratelimitpolicy.yaml", &v1alpha1.RateLimitPolicy{})
+		limits.Namespace = ns
+		Expect(k8sClient.Create(ctx, limits)).To(Succeed())
+
+		_, err := failing().Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKey{Name: ns}})
+		Expect(err).To(MatchError(ContainSubstring("injected: the RedisCluster list timed out")))
+		Expect(err).NotTo(MatchError(ContainSubstring("status")), "the status patch itself must be accepted")
+		// Both conditions exist and carry a reason, whoever wrote last: the
+		// suite's own manager renders the namespace too.
+		for _, typ := range []string{v1alpha1.ConditionAccepted, v1alpha1.ConditionReady} {
+			c := condition(Default, limits, typ)
+			Expect(c.Reason).NotTo(BeEmpty())
+		}
+	})
+})
+
 var _ = Describe("Policy reconcilers at scale", Label("scale"), func() {
-	It("converges 300 policies over 30 namespaces", func() {
+	// One render per namespace per change, and about one API write per
+	// policy: the namespace reconciler renders a namespace once per burst
+	// of changes and writes its ConfigMap once and each policy's status
+	// once. The floor is 1.1 writes per policy here (10 statuses and one
+	// ConfigMap per namespace); rendering after every create would write
+	// every policy's status again each time the document (and so its
+	// configHash) changed.
+	It("converges 300 policies over 30 namespaces with one render per change", func() {
 		const namespaces, perNamespace = 30, 10
-		writesBefore := apiWriteCount()
-		start := time.Now()
 		var all []*v1alpha1.RateLimitPolicy
+		var nsNames []string
 		for range namespaces {
 			ns := newNamespace()
 			readyRedis(ns, "shop-redis")
+			nsNames = append(nsNames, ns)
+		}
+		writesBefore, rendersBefore := counterTotal("gatehouse_operator_api_writes_total"), counterTotal("gatehouse_operator_namespace_renders_total")
+		start := time.Now()
+		for _, ns := range nsNames {
+			// As `kubectl apply -f policies/` does: one create after another.
 			for i := range perNamespace {
 				p := typed("gatehouse_v1alpha1_ratelimitpolicy.yaml", &v1alpha1.RateLimitPolicy{})
 				p.Namespace, p.Name = ns, fmt.Sprintf("limits-%d", i)
@@ -373,21 +529,55 @@ var _ = Describe("Policy reconcilers at scale", Label("scale"), func() {
 			}
 		}, time.Minute, time.Second).Should(Succeed())
 		elapsed := time.Since(start)
-		writes := apiWriteCount() - writesBefore
-		AddReportEntry("scale", fmt.Sprintf("%d policies in %d namespaces Ready in %s with %.0f operator API writes (%.2f per policy)",
-			len(all), namespaces, elapsed.Round(time.Millisecond), writes, writes/float64(len(all))))
-		GinkgoWriter.Printf("scale: %d policies converged in %s, %.0f API writes\n", len(all), elapsed, writes)
+		// Let anything still queued (there should be nothing) happen before counting.
+		time.Sleep(2 * controllers.DefaultRenderDelay)
+		writes := counterTotal("gatehouse_operator_api_writes_total") - writesBefore
+		converge := counterTotal("gatehouse_operator_namespace_renders_total") - rendersBefore
+		report := fmt.Sprintf("%d policies in %d namespaces Ready in %s with %.0f renders and %.0f operator API writes (%.2f per policy)",
+			len(all), namespaces, elapsed.Round(time.Millisecond), converge, writes, writes/float64(len(all)))
+		AddReportEntry("scale", report)
+		GinkgoWriter.Println("scale:", report)
+		Expect(writes/float64(len(all))).To(BeNumerically("<=", 1.1), report)
+
+		By("changing one policy in every namespace: exactly one render each")
+		rendersBefore, writesBefore = counterTotal("gatehouse_operator_namespace_renders_total"), counterTotal("gatehouse_operator_api_writes_total")
+		for i := 0; i < len(all); i += perNamespace {
+			p := all[i]
+			Eventually(func(g Gomega) {
+				g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(p), p)).To(Succeed())
+				p.Spec.Rules[0].Limit = 5000
+				g.Expect(k8sClient.Update(ctx, p)).To(Succeed())
+			}, eventually, poll).Should(Succeed())
+		}
+		Eventually(func(g Gomega) {
+			for i := 0; i < len(all); i += perNamespace {
+				cfg, _ := sidecarConfig(g, all[i].Namespace)
+				g.Expect(cfg.RateLimits[0].Rules[0].Limit).To(BeEquivalentTo(5000))
+				c := condition(g, all[i], v1alpha1.ConditionReady)
+				g.Expect(c.ObservedGeneration).To(Equal(all[i].Generation))
+			}
+		}, time.Minute, poll).Should(Succeed())
+		// The ConfigMap writes and status patches of those renders must not
+		// come back as further renders.
+		Consistently(func() float64 {
+			return counterTotal("gatehouse_operator_namespace_renders_total") - rendersBefore
+		}, 3*controllers.DefaultRenderDelay, poll).Should(BeNumerically("==", namespaces))
+		changeWrites := counterTotal("gatehouse_operator_api_writes_total") - writesBefore
+		GinkgoWriter.Printf("scale: %d changes, %d renders, %.0f writes\n", namespaces, namespaces, changeWrites)
+		// Each change rewrites its ConfigMap and every status of its
+		// namespace (their configHash changed): 11 writes.
+		Expect(changeWrites).To(BeNumerically("<=", namespaces*(perNamespace+1)))
 	})
 })
 
-// apiWriteCount reads gatehouse_operator_api_writes_total from the manager's registry.
-func apiWriteCount() float64 {
+// counterTotal sums a counter over its labels in the manager's registry.
+func counterTotal(name string) float64 {
 	GinkgoHelper()
 	families, err := metricsRegistry.Gather()
 	Expect(err).NotTo(HaveOccurred())
 	var total float64
 	for _, f := range families {
-		if f.GetName() != "gatehouse_operator_api_writes_total" {
+		if f.GetName() != name {
 			continue
 		}
 		for _, m := range f.GetMetric() {
