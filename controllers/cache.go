@@ -9,7 +9,7 @@ import (
 )
 
 // CacheOptions narrows what the manager's informers hold. The operator
-// watches Pods and ConfigMaps cluster-wide; on a cluster with thousands of
+// watches Pods, ConfigMaps and Secrets cluster-wide; on a cluster with thousands of
 // pods, caching them whole would cost far more memory than the operator
 // itself. The manager binary, the envtest suite and the demo all use it.
 func CacheOptions() cache.Options {
@@ -19,6 +19,11 @@ func CacheOptions() cache.Options {
 			// configuration and each RedisCluster's redis.conf. Removing the
 			// label from one makes it look deleted, and it is re-applied.
 			&corev1.ConfigMap{}: {Label: labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedByValue})},
+			// Only the Redis password Secrets: the generated and auth ones
+			// (which the operator labels) and users' (which they label).
+			// Every other Secret of the cluster stays out of the
+			// operator's memory.
+			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{LabelRedisPassword: LabelRedisPasswordValue})},
 			// Pods are needed for their identity, labels, annotations, phase
 			// and IP only (policy pod counts, Redis members).
 			&corev1.Pod{}: {Transform: trimPod},

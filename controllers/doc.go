@@ -9,9 +9,8 @@ package controllers
 // operator writes.
 const FieldOwner = "gatehouse"
 
-// +kubebuilder:rbac:groups=gatehouse.dev,resources=sessionpolicies;ratelimitpolicies;cachepolicies;redisclusters,verbs=get;list;watch
-// +kubebuilder:rbac:groups=gatehouse.dev,resources=sessionpolicies/status;ratelimitpolicies/status;cachepolicies/status;redisclusters/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// RBAC: each reconciler and the webhook declare the verbs they use beside
+// their code (+kubebuilder:rbac markers); docs/operator.md explains each.
+// Reads go through the manager's informer cache, which needs list and
+// watch only: get appears only where the webhook falls back to the API
+// server for an object its cache has not seen yet.

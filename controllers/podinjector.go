@@ -54,6 +54,8 @@ const PodInjectorPath = "/mutate-v1-pod"
 // +kubebuilder:webhook:path=/mutate-v1-pod,mutating=true,failurePolicy=fail,sideEffects=None,timeoutSeconds=5,reinvocationPolicy=Never,groups="",resources=pods,verbs=create,versions=v1,name=pod.inject.gatehouse.dev,admissionReviewVersions=v1,patch=`{"namespaceSelector":{"matchExpressions":[{"key":"gatehouse.dev/injection","operator":"NotIn","values":["enabled","disabled"]},{"key":"kubernetes.io/metadata.name","operator":"NotIn","values":["kube-system"]}]},"objectSelector":{"matchLabels":{"gatehouse.dev/inject":"true"}}}`
 
 // +kubebuilder:rbac:groups="",resources=namespaces;configmaps,verbs=get;list;watch
+// +kubebuilder:rbac:groups=gatehouse.dev,resources=redisclusters,verbs=list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;list;watch
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,resourceNames=gatehouse-pod-injector,verbs=update;patch
 

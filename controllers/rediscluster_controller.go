@@ -35,14 +35,15 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/redisconf"
 )
 
-// +kubebuilder:rbac:groups=gatehouse.dev,resources=redisclusters,verbs=get;list;watch
-// +kubebuilder:rbac:groups=gatehouse.dev,resources=redisclusters/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;patch
-// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;patch
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;patch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create
-// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch
-// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups=gatehouse.dev,resources=redisclusters,verbs=list;watch
+// +kubebuilder:rbac:groups=gatehouse.dev,resources=redisclusters/status,verbs=patch
+// +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=list;watch;create;patch
+// +kubebuilder:rbac:groups="",resources=services,verbs=list;watch;create;patch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=list;watch;create;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=list;watch;create;patch
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=list;watch;create;patch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // passwordSecretIndex indexes RedisClusters by spec.passwordSecretRef.name,
 // so a change to a user's Secret finds the clusters using it.
@@ -113,6 +114,9 @@ func podCluster(_ context.Context, o client.Object) []reconcile.Request {
 func (r *redisClusterReconciler) usingSecret(ctx context.Context, o client.Object) []reconcile.Request {
 	var list v1alpha1.RedisClusterList
 	if err := r.client.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{passwordSecretIndex: o.GetName()}); err != nil {
+		// A map function cannot return an error; the clusters using the
+		// Secret are reconciled again at their next requeue.
+		ctrl.LoggerFrom(ctx).Error(err, "Listing the RedisClusters that use a Secret failed", "secret", klog.KObj(o))
 		return nil
 	}
 	out := make([]reconcile.Request, 0, len(list.Items))
@@ -166,7 +170,7 @@ func (r *redisClusterReconciler) reconcile(ctx context.Context, rc *v1alpha1.Red
 	if err != nil {
 		return obs, err
 	}
-	for _, ac := range []runtime.ApplyConfiguration{redisConfigMap(rc, conf), redisHeadlessService(rc), redisClientService(rc), redisPDB(rc)} {
+	for _, ac := range []runtime.ApplyConfiguration{redisConfigMap(rc, conf), redisAuthSecret(rc, password), redisHeadlessService(rc), redisClientService(rc), redisPDB(rc)} {
 		if err := r.apply(ctx, ac); err != nil {
 			return obs, err
 		}
@@ -204,6 +208,9 @@ func (r *redisClusterReconciler) reconcile(ctx context.Context, rc *v1alpha1.Red
 		// pods to go; the cluster is what stays.
 		members = staying
 		if state, err = admin.Observe(ctx, members); err != nil {
+			// Reported like the first observation: no node answers, the
+			// next reconcile tries again.
+			log.V(1).Info("No staying Redis node answers", "err", err)
 			return obs, nil
 		}
 	}
@@ -214,6 +221,8 @@ func (r *redisClusterReconciler) reconcile(ctx context.Context, rc *v1alpha1.Red
 		// Report what the operation left, not what it started from.
 		if after, err := admin.Observe(ctx, members); err == nil {
 			health = rediscluster.Assess(after, spec)
+		} else {
+			log.V(1).Info("Observing the cluster after the operation failed; reporting the health before it", "operation", obs.Operation, "err", err)
 		}
 	}
 	obs.Health = &health
@@ -353,15 +362,22 @@ func (r *redisClusterReconciler) password(ctx context.Context, rc *v1alpha1.Redi
 		}
 		secret := redisPasswordSecret(rc, pw)
 		if err := r.client.Create(ctx, secret); err != nil {
-			// AlreadyExists: the cache lags behind an earlier create; the
-			// Secret event brings us back.
+			if apierrors.IsAlreadyExists(err) {
+				// The label-filtered cache does not hold a Secret of that
+				// name: either it lags behind our own create (the Secret's
+				// event brings us back) or the Secret lacks the label and the
+				// operator cannot see it. The retry resolves the first; the
+				// message tells the user about the second.
+				return "", fmt.Errorf("create Secret %s: it exists but the operator cannot see it yet; if this persists, label it %s=%s: %w",
+					ref.Secret, LabelRedisPassword, LabelRedisPasswordValue, err)
+			}
 			return "", fmt.Errorf("create Secret %s: %w", ref.Secret, err)
 		}
 		ctrl.LoggerFrom(ctx).Info("Created password Secret", "secret", klog.KObj(secret))
 		r.event(rc, corev1.EventTypeNormal, "PasswordGenerated", "Generated the password Secret %s", ref.Secret)
 		return pw, nil
 	case apierrors.IsNotFound(err):
-		return "", fmt.Errorf("%w: Secret %s not found", errPasswordUnavailable, ref.Secret)
+		return "", fmt.Errorf("%w: Secret %s not found (the operator reads only Secrets labelled %s=%s)", errPasswordUnavailable, ref.Secret, LabelRedisPassword, LabelRedisPasswordValue)
 	case err != nil:
 		return "", fmt.Errorf("get Secret %s: %w", ref.Secret, err)
 	}
@@ -400,7 +416,10 @@ func (r *redisClusterReconciler) writeStatus(ctx context.Context, rc *v1alpha1.R
 	patch := client.MergeFrom(rc.DeepCopy())
 	rc.Status = next
 	if err := r.client.Status().Patch(ctx, rc, patch); err != nil {
-		return fmt.Errorf("patch RedisCluster status: %w", client.IgnoreNotFound(err))
+		if apierrors.IsNotFound(err) {
+			return nil // deleted meanwhile: nothing left to report on
+		}
+		return fmt.Errorf("patch RedisCluster status: %w", err)
 	}
 	return nil
 }

@@ -86,7 +86,10 @@ func protect(nodes []*redistest.Server) []rediscluster.Member {
 // once.
 func testRedisSecret(ns string) {
 	GinkgoHelper()
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: testRedisSecretName},
+	// Labelled, as docs/redis-cluster.md asks of a user's Secret: the
+	// operator's Secret informer holds only labelled ones.
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: testRedisSecretName,
+		Labels: map[string]string{controllers.LabelRedisPassword: controllers.LabelRedisPasswordValue}},
 		Data: map[string][]byte{"password": []byte(testRedisPassword)}}
 	Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, s))).To(Succeed())
 }

@@ -34,13 +34,25 @@ const (
 
 	redisContainer  = "redis"
 	redisConfigDir  = "/etc/redis"
+	redisAuthDir    = "/etc/redis/auth"
 	redisDataVolume = "data"
 	redisConfVolume = "config"
+	redisAuthVolume = "auth"
 	envPodName      = "POD_NAME"
-	envPassword     = "REDIS_PASSWORD"
 	// envCLIAuth is read by redis-cli, so probes authenticate without the
 	// password on their command line.
 	envCLIAuth = "REDISCLI_AUTH"
+)
+
+// LabelRedisPassword marks the Secrets the operator reads: the manager's
+// Secret informer holds only Secrets with this label, so it never caches
+// (or needs RBAC to watch) the cluster's other Secrets. The generated
+// password Secret and the auth Secret carry it; a Secret given in
+// spec.passwordSecretRef must be labelled too (docs/redis-cluster.md).
+const (
+	LabelRedisPassword = "gatehouse.dev/redis-password"
+	// LabelRedisPasswordValue is LabelRedisPassword's value.
+	LabelRedisPasswordValue = "true"
 )
 
 // redisLabels select the pods of one cluster.
@@ -184,7 +196,7 @@ func redisPasswordSecret(rc *v1alpha1.RedisCluster, password string) *corev1.Sec
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      redisnames.PasswordSecret(rc.Name),
 			Namespace: rc.Namespace,
-			Labels:    objectLabels(rc.Name),
+			Labels:    secretLabels(rc.Name),
 			OwnerReferences: []metav1.OwnerReference{{
 				APIVersion: v1alpha1.GroupVersion.String(), Kind: "RedisCluster", Name: rc.Name, UID: rc.UID,
 				Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true),
@@ -193,6 +205,25 @@ func redisPasswordSecret(rc *v1alpha1.RedisCluster, password string) *corev1.Sec
 		Type: corev1.SecretTypeOpaque,
 		Data: map[string][]byte{redisnames.PasswordKey: []byte(password)},
 	}
+}
+
+// secretLabels label the Secrets the operator writes, so its Secret
+// informer sees them.
+func secretLabels(cluster string) map[string]string {
+	l := objectLabels(cluster)
+	l[LabelRedisPassword] = LabelRedisPasswordValue
+	return l
+}
+
+// redisAuthSecret holds the nodes' password directives as a redis.conf
+// snippet, which redis-server reads with --include: the password reaches it
+// through a file, never its command line.
+func redisAuthSecret(rc *v1alpha1.RedisCluster, password string) *corev1ac.SecretApplyConfiguration {
+	return corev1ac.Secret(redisnames.AuthSecret(rc.Name), rc.Namespace).
+		WithLabels(secretLabels(rc.Name)).
+		WithOwnerReferences(ownerRef(rc)).
+		WithType(corev1.SecretTypeOpaque).
+		WithData(map[string][]byte{redisnames.AuthConfKey: []byte(redisconf.AuthConf(password))})
 }
 
 // passwordRef is where a cluster's password lives.
@@ -230,19 +261,18 @@ func redisStatefulSet(rc *v1alpha1.RedisCluster, conf redisConfig, pw passwordRe
 		WithName(redisContainer).
 		WithImage(image).
 		WithCommand("redis-server").
-		// One file serves every pod, so the per-pod announced name and the
-		// password (never written into the ConfigMap) come as arguments;
-		// Kubernetes expands $(VAR) from the container's environment.
+		// One file serves every pod, so the per-pod announced name comes as
+		// an argument (Kubernetes expands $(VAR) from the environment). The
+		// password comes from the auth Secret's file: an argument would show
+		// it to anyone who can list the node's processes.
 		WithArgs(
 			redisConfigDir+"/"+redisnames.ConfigKey,
+			"--include", redisAuthDir+"/"+redisnames.AuthConfKey,
 			"--cluster-announce-hostname", fmt.Sprintf("$(%s).%s.%s.svc", envPodName, headless, rc.Namespace),
-			"--requirepass", "$("+envPassword+")",
-			"--masterauth", "$("+envPassword+")",
 		).
 		WithEnv(
 			corev1ac.EnvVar().WithName(envPodName).WithValueFrom(corev1ac.EnvVarSource().
 				WithFieldRef(corev1ac.ObjectFieldSelector().WithFieldPath("metadata.name"))),
-			secretEnv(envPassword),
 			secretEnv(envCLIAuth),
 		).
 		WithPorts(
@@ -260,11 +290,15 @@ func redisStatefulSet(rc *v1alpha1.RedisCluster, conf redisConfig, pw passwordRe
 			WithRequests(rc.Spec.Resources.Requests)).
 		WithVolumeMounts(
 			corev1ac.VolumeMount().WithName(redisConfVolume).WithMountPath(redisConfigDir).WithReadOnly(true),
+			corev1ac.VolumeMount().WithName(redisAuthVolume).WithMountPath(redisAuthDir).WithReadOnly(true),
 			corev1ac.VolumeMount().WithName(redisDataVolume).WithMountPath(redisconf.DefaultDir),
 		)
 
 	volumes := []*corev1ac.VolumeApplyConfiguration{
 		corev1ac.Volume().WithName(redisConfVolume).WithConfigMap(corev1ac.ConfigMapVolumeSource().WithName(redisnames.ConfigMap(rc.Name))),
+		// Readable by the redis user (fsGroup 999) only.
+		corev1ac.Volume().WithName(redisAuthVolume).WithSecret(corev1ac.SecretVolumeSource().
+			WithSecretName(redisnames.AuthSecret(rc.Name)).WithDefaultMode(0o440)),
 	}
 	spec := appsv1ac.StatefulSetSpec().
 		WithReplicas(replicas).

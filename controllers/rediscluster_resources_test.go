@@ -158,10 +158,22 @@ func TestRedisStatefulSet(t *testing.T) {
 			if *c.Image != tt.wantImage {
 				t.Errorf("image = %s", *c.Image)
 			}
-			wantArgs := []string{"/etc/redis/redis.conf", "--cluster-announce-hostname", "$(POD_NAME).sessions-nodes.shop.svc",
-				"--requirepass", "$(REDIS_PASSWORD)", "--masterauth", "$(REDIS_PASSWORD)"}
+			// The password comes from the included auth Secret's file, never
+			// the command line (ps shows argv to every user of the node).
+			wantArgs := []string{"/etc/redis/redis.conf", "--include", "/etc/redis/auth/auth.conf",
+				"--cluster-announce-hostname", "$(POD_NAME).sessions-nodes.shop.svc"}
 			if diff := cmp.Diff(wantArgs, c.Args); diff != "" {
 				t.Errorf("args (-want +got):\n%s", diff)
+			}
+			var authMounted, authVolume bool
+			for _, m := range c.VolumeMounts {
+				authMounted = authMounted || (*m.Name == "auth" && *m.MountPath == "/etc/redis/auth" && *m.ReadOnly)
+			}
+			for _, v := range pod.Volumes {
+				authVolume = authVolume || (*v.Name == "auth" && v.Secret != nil && *v.Secret.SecretName == "sessions-auth")
+			}
+			if !authMounted || !authVolume {
+				t.Errorf("auth Secret mounted %v, volume %v", authMounted, authVolume)
 			}
 			secrets := map[string]string{}
 			for _, e := range c.Env {
@@ -170,7 +182,7 @@ func TestRedisStatefulSet(t *testing.T) {
 				}
 			}
 			ref := tt.pw.Secret + "/" + tt.pw.Key
-			if diff := cmp.Diff(map[string]string{"REDIS_PASSWORD": ref, "REDISCLI_AUTH": ref}, secrets); diff != "" {
+			if diff := cmp.Diff(map[string]string{"REDISCLI_AUTH": ref}, secrets); diff != "" {
 				t.Errorf("secret env (-want +got):\n%s", diff)
 			}
 			for name, probe := range map[string]*corev1ac.ProbeApplyConfiguration{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
@@ -269,5 +281,27 @@ func TestStatefulSetReplicas(t *testing.T) {
 				t.Errorf("got %d, want %d", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestRedisAuthSecret(t *testing.T) {
+	rc := testCluster(nil)
+	s := redisAuthSecret(rc, `p "w"`)
+	if *s.Name != "sessions-auth" || *s.Namespace != rc.Namespace {
+		t.Errorf("name = %s/%s", *s.Namespace, *s.Name)
+	}
+	if diff := cmp.Diff(map[string][]byte{"auth.conf": []byte("requirepass \"p \\\"w\\\"\"\nmasterauth \"p \\\"w\\\"\"\n")}, s.Data); diff != "" {
+		t.Errorf("data (-want +got):\n%s", diff)
+	}
+	// The operator's Secret informer selects this label: without it the
+	// reconciler would never see its own Secret's changes.
+	if s.Labels[LabelRedisPassword] != LabelRedisPasswordValue {
+		t.Errorf("labels = %v", s.Labels)
+	}
+	if len(s.OwnerReferences) != 1 || !*s.OwnerReferences[0].Controller {
+		t.Errorf("owner references = %+v", s.OwnerReferences)
+	}
+	if got := redisPasswordSecret(rc, "x").Labels[LabelRedisPassword]; got != LabelRedisPasswordValue {
+		t.Errorf("generated password Secret label = %q", got)
 	}
 }
