@@ -13,6 +13,10 @@ IMG_SIDECAR ?= ghcr.io/gatehouse-dev/gatehouse-sidecar:v0.1.0
 CONTAINER_TOOL ?= docker
 GO_TEST_FLAGS ?= -count=1 -timeout 25m
 CONTROLLER_GEN := go tool controller-gen
+# golangci-lint with kube-api-linter built in as a module plugin, from its own
+# module (hack/tools/go.mod) so the linter's dependencies never change the
+# product's; `go tool` builds it from the Go module proxy and caches it.
+GOLANGCI_LINT := go tool -modfile=hack/tools/go.mod golangci-lint-kube-api-linter
 ENVTEST_ASSETS = $(shell hack/envtest-assets.sh)
 KUBECTL ?= $(ENVTEST_ASSETS)/kubectl
 
@@ -51,6 +55,14 @@ fmt: ## Run gofmt on the tree.
 .PHONY: vet
 vet: ## Run go vet.
 	go vet ./...
+
+.PHONY: lint
+lint: ## Run golangci-lint (the kubebuilder scaffold's linters) and kube-api-linter over api/.
+	$(GOLANGCI_LINT) run ./...
+
+.PHONY: lint-fix
+lint-fix: ## Run golangci-lint and apply its automatic fixes.
+	$(GOLANGCI_LINT) run --fix ./...
 
 .PHONY: redis
 redis: ## Install redis-server from the OS packages when missing.

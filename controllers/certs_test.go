@@ -38,7 +38,7 @@ var _ = Describe("Webhook certificates for injection", func() {
 			ObjectMeta: metav1.ObjectMeta{Name: whName},
 			Webhooks: []admissionv1.MutatingWebhook{{
 				Name:                    "never.certs.gatehouse.dev",
-				ClientConfig:            admissionv1.WebhookClientConfig{Service: &admissionv1.ServiceReference{Namespace: ns, Name: "webhook", Path: ptr.To("/never")}},
+				ClientConfig:            admissionv1.WebhookClientConfig{Service: &admissionv1.ServiceReference{Namespace: ns, Name: "webhook", Path: new("/never")}},
 				Rules:                   []admissionv1.RuleWithOperations{{Operations: []admissionv1.OperationType{admissionv1.Create}, Rule: admissionv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"configmaps"}}}},
 				ObjectSelector:          &metav1.LabelSelector{MatchLabels: map[string]string{"gatehouse.dev/never": "true"}},
 				NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": ns}},
@@ -58,7 +58,7 @@ var _ = Describe("Webhook certificates for injection", func() {
 			Scheme:                 scheme,
 			Metrics:                metricsserver.Options{BindAddress: "0"},
 			HealthProbeBindAddress: "0",
-			Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+			Controller:             config.Controller{SkipNameValidation: new(true)},
 			WebhookServer:          webhook.NewServer(webhook.Options{Host: "127.0.0.1", Port: port, CertDir: certDir}),
 		})
 		Expect(err).NotTo(HaveOccurred())

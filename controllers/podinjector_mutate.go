@@ -79,6 +79,12 @@ const (
 	statusInjected = "injected"
 )
 
+// LabelPodInject values.
+const (
+	podOptIn  = "true"
+	podOptOut = "false"
+)
+
 // Skip reasons, used as the metrics label and in the injection-status
 // annotation.
 const (
@@ -128,9 +134,9 @@ func injectionDecision(namespace, operatorNamespace string, nsLabels, podLabels 
 		return false, reasonExcludedNS
 	}
 	switch podLabels[LabelPodInject] {
-	case "false":
+	case podOptOut:
 		return false, reasonOptedOut
-	case "true":
+	case podOptIn:
 		if nsLabels[LabelNamespaceInjection] == "disabled" {
 			return false, reasonExcludedNS
 		}
@@ -222,7 +228,8 @@ func injectSidecar(pod *corev1.Pod, p injectParams) (injectResult, error) {
 			return injectResult{}, fmt.Errorf("annotation %s: port %d is the sidecar's own port", AnnotationUpstreamPort, upstream)
 		}
 	} else {
-		return skip(pod, reasonNoUpstream, fmt.Sprintf("gatehouse: pod not injected: no container port named %q and no %s annotation; name the port Services target %q (or set %s), or set %s and point the Service at port %d",
+		return skip(pod, reasonNoUpstream, fmt.Sprintf("gatehouse: pod not injected: no container port named %q and no %s annotation; "+
+			"name the port Services target %q (or set %s), or set %s and point the Service at port %d",
 			portName, AnnotationUpstreamPort, portName, AnnotationServicePortName, AnnotationUpstreamPort, sidecarPort)), nil
 	}
 
@@ -323,7 +330,7 @@ func isInjected(pod *corev1.Pod) bool {
 }
 
 func sidecarContainer(image string, flags contract.Flags, port int32, portName string, res corev1.ResourceRequirements, passwords []redisPassword) corev1.Container {
-	var env []corev1.EnvVar
+	env := make([]corev1.EnvVar, 0, len(passwords))
 	for _, pw := range passwords {
 		env = append(env, corev1.EnvVar{
 			Name: pw.Env,
@@ -333,7 +340,7 @@ func sidecarContainer(image string, flags contract.Flags, port int32, portName s
 				// A cluster whose Secret is not there yet must not keep
 				// the pod from starting; the sidecar reports Redis as
 				// unreachable on /readyz instead.
-				Optional: ptr.To(true),
+				Optional: new(true),
 			}},
 		})
 	}
@@ -368,12 +375,12 @@ func sidecarContainer(image string, flags contract.Flags, port int32, portName s
 		ReadinessProbe: probe("/readyz", 3),
 		LivenessProbe:  probe("/healthz", 3),
 		SecurityContext: &corev1.SecurityContext{
-			RunAsNonRoot:             ptr.To(true),
+			RunAsNonRoot:             new(true),
 			RunAsUser:                ptr.To[int64](nonRootUID),
 			RunAsGroup:               ptr.To[int64](nonRootUID),
-			ReadOnlyRootFilesystem:   ptr.To(true),
-			AllowPrivilegeEscalation: ptr.To(false),
-			Privileged:               ptr.To(false),
+			ReadOnlyRootFilesystem:   new(true),
+			AllowPrivilegeEscalation: new(false),
+			Privileged:               new(false),
 			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
@@ -390,7 +397,7 @@ func sidecarVolumes() []corev1.Volume {
 			// namespace (it renders one document for every namespace with
 			// injected pods). Optional lets the pod start meanwhile; the
 			// sidecar stays unready and answers 503 until the file appears.
-			Optional: ptr.To(true),
+			Optional: new(true),
 		}}},
 		{Name: sidecarPodInfoVol, VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
 			Items: []corev1.DownwardAPIVolumeFile{{Path: contract.LabelsFileName, FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels"}}},

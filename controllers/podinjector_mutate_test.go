@@ -79,7 +79,7 @@ func wantSidecar() corev1.Container {
 			{Name: "gh-status", ContainerPort: 9902, Protocol: corev1.ProtocolTCP},
 		},
 		Env: []corev1.EnvVar{{Name: "GATEHOUSE_REDIS_PASSWORD_MAIN", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-			LocalObjectReference: corev1.LocalObjectReference{Name: "main-password"}, Key: "password", Optional: ptr.To(true),
+			LocalObjectReference: corev1.LocalObjectReference{Name: "main-password"}, Key: "password", Optional: new(true),
 		}}}},
 		Resources: corev1.ResourceRequirements{
 			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
@@ -94,12 +94,12 @@ func wantSidecar() corev1.Container {
 		ReadinessProbe: probe("/readyz", 3),
 		LivenessProbe:  probe("/healthz", 3),
 		SecurityContext: &corev1.SecurityContext{
-			RunAsNonRoot:             ptr.To(true),
+			RunAsNonRoot:             new(true),
 			RunAsUser:                ptr.To[int64](65532),
 			RunAsGroup:               ptr.To[int64](65532),
-			ReadOnlyRootFilesystem:   ptr.To(true),
-			AllowPrivilegeEscalation: ptr.To(false),
-			Privileged:               ptr.To(false),
+			ReadOnlyRootFilesystem:   new(true),
+			AllowPrivilegeEscalation: new(false),
+			Privileged:               new(false),
 			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
@@ -112,12 +112,29 @@ func wantVolumes() []corev1.Volume {
 		{Name: "gatehouse-config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 			LocalObjectReference: corev1.LocalObjectReference{Name: "gatehouse-sidecar"},
 			Items:                []corev1.KeyToPath{{Key: "config.json", Path: "config.json"}},
-			Optional:             ptr.To(true),
+			Optional:             new(true),
 		}}},
 		{Name: "gatehouse-podinfo", VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
 			Items: []corev1.DownwardAPIVolumeFile{{Path: "labels", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels"}}},
 		}}},
 		{Name: "gatehouse-admin", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+	}
+}
+
+// withProbes gives the app container probes and hooks that name the port
+// the sidecar takes over (as name), another named port, and the app's
+// port by number.
+func withProbes(name string) func(*corev1.Pod) {
+	return func(p *corev1.Pod) {
+		c := &p.Spec.Containers[0]
+		c.Ports = append(c.Ports, corev1.ContainerPort{Name: "admin", ContainerPort: 8090})
+		c.LivenessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/live", Port: intstr.FromString(name)}}}
+		c.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromString(name)}}}
+		c.StartupProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/up", Port: intstr.FromString("admin")}}}
+		c.Lifecycle = &corev1.Lifecycle{
+			PostStart: &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/warm", Port: intstr.FromInt32(8080)}},
+			PreStop:   &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/drain", Port: intstr.FromString(name)}},
+		}
 	}
 }
 
@@ -344,29 +361,9 @@ func TestInjectSidecar(t *testing.T) {
 			wantReason:   "injected",
 		},
 		{
-			name: "probes and hooks naming the taken-over port follow it; numeric and other ports stay",
-			pod: appPod(func(p *corev1.Pod) {
-				c := &p.Spec.Containers[0]
-				c.Ports = append(c.Ports, corev1.ContainerPort{Name: "admin", ContainerPort: 8090})
-				c.LivenessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/live", Port: intstr.FromString("http")}}}
-				c.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromString("http")}}}
-				c.StartupProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/up", Port: intstr.FromString("admin")}}}
-				c.Lifecycle = &corev1.Lifecycle{
-					PostStart: &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/warm", Port: intstr.FromInt32(8080)}},
-					PreStop:   &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/drain", Port: intstr.FromString("http")}},
-				}
-			}),
-			want: injected(func(p *corev1.Pod) {
-				c := &p.Spec.Containers[0]
-				c.Ports = append(c.Ports, corev1.ContainerPort{Name: "admin", ContainerPort: 8090})
-				c.LivenessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/live", Port: intstr.FromString("app-http")}}}
-				c.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromString("app-http")}}}
-				c.StartupProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/up", Port: intstr.FromString("admin")}}}
-				c.Lifecycle = &corev1.Lifecycle{
-					PostStart: &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/warm", Port: intstr.FromInt32(8080)}},
-					PreStop:   &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/drain", Port: intstr.FromString("app-http")}},
-				}
-			}),
+			name:         "probes and hooks naming the taken-over port follow it; numeric and other ports stay",
+			pod:          appPod(withProbes("http")),
+			want:         injected(withProbes("app-http")),
 			wantInjected: true,
 			wantReason:   "injected",
 		},
@@ -376,7 +373,7 @@ func TestInjectSidecar(t *testing.T) {
 			params: func(p *injectParams) { p.ConfigHash = ""; p.Passwords = nil },
 			want: injected(func(p *corev1.Pod) {
 				delete(p.Annotations, "gatehouse.dev/config-hash")
-				p.Spec.InitContainers[0].Env = nil
+				p.Spec.InitContainers[0].Env = []corev1.EnvVar{}
 			}),
 			wantInjected: true,
 			wantReason:   "injected",

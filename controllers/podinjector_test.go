@@ -123,7 +123,7 @@ var _ = Describe("Sidecar injection webhook", func() {
 			g.Expect(sidecarOf(pod).Env).To(ContainElement(corev1.EnvVar{
 				Name: redisnames.PasswordEnv("shop-redis"),
 				ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-					LocalObjectReference: corev1.LocalObjectReference{Name: "shop-secret"}, Key: "pw", Optional: ptr.To(true),
+					LocalObjectReference: corev1.LocalObjectReference{Name: "shop-secret"}, Key: "pw", Optional: new(true),
 				}},
 			}))
 		}).WithTimeout(30 * time.Second).Should(Succeed())
@@ -322,7 +322,7 @@ var _ = Describe("Sidecar injection webhook", func() {
 		// its controller, where `kubectl describe` shows it.
 		owned := appPod(ns, func(p *corev1.Pod) {
 			p.Spec.HostNetwork = true
-			p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "DaemonSet", Name: "agents", UID: "0b3c6f4e-0000-4000-8000-000000000001", Controller: ptr.To(true)}}
+			p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "DaemonSet", Name: "agents", UID: "0b3c6f4e-0000-4000-8000-000000000001", Controller: new(true)}}
 		})
 		Expect(k8sClient.Create(ctx, owned)).To(Succeed())
 		Expect(owned.Spec.InitContainers).To(BeEmpty())

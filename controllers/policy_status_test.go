@@ -104,7 +104,7 @@ func TestPolicyStatus(t *testing.T) {
 					t.Errorf("%s message has %d bytes", typ, len(c.Message))
 				}
 				// A kept condition keeps its generation; a new one has this one.
-				if c.ObservedGeneration != tt.in.generation && !(want.Status == "True" && typ == v1alpha1.ConditionAccepted && tt.in.verdict == nil) {
+				if c.ObservedGeneration != tt.in.generation && (want.Status != "True" || typ != v1alpha1.ConditionAccepted || tt.in.verdict != nil) {
 					t.Errorf("%s condition observedGeneration = %d, want %d", typ, c.ObservedGeneration, tt.in.generation)
 				}
 				return cond{string(c.Status), c.Reason}

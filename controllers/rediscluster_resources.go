@@ -12,7 +12,6 @@ import (
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 	policyv1ac "k8s.io/client-go/applyconfigurations/policy/v1"
-	"k8s.io/utils/ptr"
 
 	"github.com/gatehouse-dev/gatehouse/api/v1alpha1"
 	"github.com/gatehouse-dev/gatehouse/internal/redisconf"
@@ -76,12 +75,6 @@ func redisSpec(rc *v1alpha1.RedisCluster) (shards, replicas int32) {
 		replicas = *rc.Spec.ReplicasPerShard
 	}
 	return shards, replicas
-}
-
-// redisNodes is the number of pods the spec asks for.
-func redisNodes(rc *v1alpha1.RedisCluster) int32 {
-	shards, replicas := redisSpec(rc)
-	return shards * (1 + replicas)
 }
 
 // redisConfParams maps the API object onto redis.conf parameters.
@@ -199,7 +192,7 @@ func redisPasswordSecret(rc *v1alpha1.RedisCluster, password string) *corev1.Sec
 			Labels:    secretLabels(rc.Name),
 			OwnerReferences: []metav1.OwnerReference{{
 				APIVersion: v1alpha1.GroupVersion.String(), Kind: "RedisCluster", Name: rc.Name, UID: rc.UID,
-				Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true),
+				Controller: new(true), BlockOwnerDeletion: new(true),
 			}},
 		},
 		Type: corev1.SecretTypeOpaque,

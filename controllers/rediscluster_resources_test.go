@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -86,12 +87,7 @@ func TestRenderRedisConfig(t *testing.T) {
 }
 
 func contains(lines []string, s string) bool {
-	for _, l := range lines {
-		if l == s {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(lines, s)
 }
 
 func TestRestartHashIgnoresLiveSettings(t *testing.T) {
@@ -122,7 +118,7 @@ func TestLiveChanges(t *testing.T) {
 
 func TestRedisStatefulSet(t *testing.T) {
 	storage := func(rc *v1alpha1.RedisCluster) {
-		rc.Spec.Storage = &v1alpha1.RedisStorage{Size: resource.MustParse("10Gi"), StorageClassName: ptr.To("fast")}
+		rc.Spec.Storage = &v1alpha1.RedisStorage{Size: resource.MustParse("10Gi"), StorageClassName: new("fast")}
 	}
 	tests := []struct {
 		name      string

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -125,7 +126,7 @@ func redisClusterStatus(cur v1alpha1.RedisClusterStatus, o redisObservation) v1a
 
 	problems := h.Problems
 	if o.OpErr != nil {
-		problems = append(problems[:len(problems):len(problems)], o.OpErr.Error())
+		problems = append(slices.Clip(problems), o.OpErr.Error())
 	}
 	switch {
 	case o.Refused != nil:

@@ -38,8 +38,12 @@ import (
 // +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// podSidecarIndex indexes pods that carry the Gatehouse sidecar.
-const podSidecarIndex = "gatehouse.dev/sidecar"
+// podSidecarIndex indexes pods that carry the Gatehouse sidecar, under
+// podSidecarIndexValue.
+const (
+	podSidecarIndex      = "gatehouse.dev/sidecar"
+	podSidecarIndexValue = "true"
+)
 
 // DefaultRenderDelay is how long the namespace reconciler lets a burst of
 // changes gather before it renders: `kubectl apply -f policies/` creates its
@@ -92,7 +96,7 @@ type sidecarConfigReconciler struct {
 func setupSidecarConfig(mgr ctrl.Manager, opts Options) error {
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &corev1.Pod{}, podSidecarIndex, func(o client.Object) []string {
 		if hasSidecar(o) {
-			return []string{"true"}
+			return []string{podSidecarIndexValue}
 		}
 		return nil
 	}); err != nil {
@@ -204,7 +208,7 @@ func (r *sidecarConfigReconciler) sync(ctx context.Context, in render.Input) syn
 	}
 	in.RedisClusters = clusters.Items
 	var pods corev1.PodList
-	if err := r.client.List(ctx, &pods, client.InNamespace(in.Namespace), client.MatchingFields{podSidecarIndex: "true"}); err != nil {
+	if err := r.client.List(ctx, &pods, client.InNamespace(in.Namespace), client.MatchingFields{podSidecarIndex: podSidecarIndexValue}); err != nil {
 		return fail(fmt.Errorf("list pods with the sidecar in %s: %w", in.Namespace, err))
 	}
 	res.pods = pods.Items

@@ -36,13 +36,13 @@ func typed[T client.Object](file string, into T) T {
 	return into
 }
 
-// readyRedis creates a 3×1 RedisCluster served by the suite's shared local
-// nodes and waits until its reconciler reports it Ready.
-func readyRedis(ns, name string) *v1alpha1.RedisCluster {
+// readyRedis creates the samples' 3×1 RedisCluster "shop-redis", served by
+// the suite's shared local nodes, and waits until its reconciler reports it
+// Ready.
+func readyRedis(ns string) {
 	GinkgoHelper()
-	rc := newRedisCluster(ns, name, nil)
+	rc := newRedisCluster(ns, "shop-redis", nil)
 	setRedisReady(rc, true)
-	return rc
 }
 
 // setRedisReady makes rc's nodes unavailable (or available again) through
@@ -127,7 +127,7 @@ var _ = Describe("Policy reconcilers", func() {
 	})
 
 	It("renders every sample into the namespace's ConfigMap and reports Ready", func() {
-		readyRedis(ns, "shop-redis")
+		readyRedis(ns)
 		for _, o := range []client.Object{session, limits, cache} {
 			Expect(k8sClient.Create(ctx, o)).To(Succeed())
 		}
@@ -154,7 +154,7 @@ var _ = Describe("Policy reconcilers", func() {
 	})
 
 	It("follows updates and deletions, and removes the ConfigMap with the last policy", func() {
-		readyRedis(ns, "shop-redis")
+		readyRedis(ns)
 		Expect(k8sClient.Create(ctx, limits)).To(Succeed())
 		Expect(k8sClient.Create(ctx, cache)).To(Succeed())
 		expectReady(limits)
@@ -237,7 +237,7 @@ var _ = Describe("Policy reconcilers", func() {
 	})
 
 	It("lets the oldest of two overlapping SessionPolicies win", func() {
-		readyRedis(ns, "shop-redis")
+		readyRedis(ns)
 		Expect(k8sClient.Create(ctx, session)).To(Succeed())
 		expectReady(session)
 		// Creation timestamps have one-second resolution.
@@ -263,7 +263,7 @@ var _ = Describe("Policy reconcilers", func() {
 	})
 
 	It("repairs a ConfigMap that someone edits or deletes", func() {
-		readyRedis(ns, "shop-redis")
+		readyRedis(ns)
 		Expect(k8sClient.Create(ctx, limits)).To(Succeed())
 		expectReady(limits)
 		var want string
@@ -294,8 +294,8 @@ var _ = Describe("Policy reconcilers", func() {
 
 	It("never leaks policies between namespaces", func() {
 		other := newNamespace()
-		readyRedis(ns, "shop-redis")
-		readyRedis(other, "shop-redis")
+		readyRedis(ns)
+		readyRedis(other)
 		Expect(k8sClient.Create(ctx, limits)).To(Succeed())
 		otherCache := cache.DeepCopy()
 		otherCache.Namespace = other
@@ -316,10 +316,10 @@ var _ = Describe("Policy reconcilers", func() {
 	})
 
 	It("counts the running pods with the sidecar that a policy selects", func() {
-		readyRedis(ns, "shop-redis")
+		readyRedis(ns)
 		Expect(k8sClient.Create(ctx, limits)).To(Succeed())
 		expectReady(limits)
-		pod := func(name string, labels map[string]string, injected bool) *corev1.Pod {
+		pod := func(name string, labels map[string]string, injected bool) {
 			p := &corev1.Pod{
 				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
 				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "shop:1"}}},
@@ -330,7 +330,6 @@ var _ = Describe("Policy reconcilers", func() {
 			Expect(k8sClient.Create(ctx, p)).To(Succeed())
 			p.Status.Phase = corev1.PodRunning
 			Expect(k8sClient.Status().Update(ctx, p)).To(Succeed())
-			return p
 		}
 		pod("web-1", map[string]string{"app": "storefront"}, true)
 		pod("web-2", map[string]string{"app": "storefront"}, true)
@@ -396,7 +395,7 @@ var _ = Describe("Namespace rendering without policies", func() {
 		Expect(err).NotTo(HaveOccurred())
 
 		By("the policies arriving")
-		readyRedis(ns, "shop-redis")
+		readyRedis(ns)
 		limits := typed("gatehouse_v1alpha1_ratelimitpolicy.yaml", &v1alpha1.RateLimitPolicy{})
 		limits.Namespace = ns
 		Expect(k8sClient.Create(ctx, limits)).To(Succeed())
@@ -447,7 +446,7 @@ var _ = Describe("Policy status when rendering fails", func() {
 
 	It("reports Ready=False, RenderFailed with the error, on a policy the operator had accepted", func() {
 		ns := newNamespace()
-		readyRedis(ns, "shop-redis")
+		readyRedis(ns)
 		limits := typed("gatehouse_v1alpha1_ratelimitpolicy.yaml", &v1alpha1.RateLimitPolicy{})
 		limits.Namespace = ns
 		Expect(k8sClient.Create(ctx, limits)).To(Succeed())
@@ -497,7 +496,7 @@ var _ = Describe("Policy reconcilers at scale", Label("scale"), func() {
 		var nsNames []string
 		for range namespaces {
 			ns := newNamespace()
-			readyRedis(ns, "shop-redis")
+			readyRedis(ns)
 			nsNames = append(nsNames, ns)
 		}
 		writesBefore, rendersBefore := counterTotal("gatehouse_operator_api_writes_total"), counterTotal("gatehouse_operator_namespace_renders_total")

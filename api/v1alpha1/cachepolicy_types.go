@@ -13,12 +13,12 @@ type CacheRule struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
-	Name string `json:"name"`
+	Name string `json:"name,omitempty"`
 
 	// match selects cacheable requests; methods default to GET and HEAD.
 	// +optional
-	// +kubebuilder:default={}
-	Match HTTPMatch `json:"match,omitempty"`
+	// +default={}
+	Match HTTPMatch `json:"match,omitzero"`
 
 	// ttl is how long an entry stays fresh. Every entry expires: there is no
 	// rule without a ttl.
@@ -26,7 +26,7 @@ type CacheRule struct {
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('720h')",message="ttl must be between 1s and 720h"
-	TTL metav1.Duration `json:"ttl"`
+	TTL metav1.Duration `json:"ttl,omitempty"`
 
 	// varyHeaders are request headers whose values select different entries,
 	// in addition to the upstream's Vary.
@@ -41,17 +41,17 @@ type CacheRule struct {
 	// +optional
 	VaryBySubject bool `json:"varyBySubject,omitempty"`
 
-	// maxBodyBytes: larger responses pass through uncached. Between 1 and 64Mi;
+	// maxBodyBytes bounds the responses stored: larger ones pass through uncached. Between 1 and 64Mi;
 	// the operator reports a value outside that range as Accepted=False.
 	// +optional
-	// +kubebuilder:default="1Mi"
+	// +default="1Mi"
 	MaxBodyBytes *resource.Quantity `json:"maxBodyBytes,omitempty"`
 
 	// honorCacheControl obeys the upstream's Cache-Control: no-store and
 	// private are not stored in the shared tier, s-maxage and max-age shorten
 	// the ttl.
 	// +optional
-	// +kubebuilder:default=true
+	// +default=true
 	HonorCacheControl *bool `json:"honorCacheControl,omitempty"`
 
 	// staleWhileRevalidate serves an expired entry for this long while one
@@ -87,12 +87,12 @@ type InvalidateRule struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
-	Name string `json:"name"`
+	Name string `json:"name,omitempty"`
 
 	// match selects the writes; methods default to POST, PUT, PATCH and DELETE.
 	// +optional
-	// +kubebuilder:default={}
-	Match HTTPMatch `json:"match,omitempty"`
+	// +default={}
+	Match HTTPMatch `json:"match,omitzero"`
 
 	// requestPath evicts the entries of the written path itself.
 	// +optional
@@ -127,14 +127,14 @@ type InvalidateRule struct {
 type InProcessTier struct {
 	// maxEntries caps the number of entries per sidecar.
 	// +optional
-	// +kubebuilder:default=10000
+	// +default=10000
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=1000000
 	MaxEntries int32 `json:"maxEntries,omitempty"`
 
 	// maxBytes caps the memory the entries' bodies use per sidecar.
 	// +optional
-	// +kubebuilder:default="64Mi"
+	// +default="64Mi"
 	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isGreaterThan(quantity('0')) && quantity(string(self)).compareTo(quantity('4Gi')) <= 0",message="maxBytes must be between 1 and 4Gi"
 	MaxBytes *resource.Quantity `json:"maxBytes,omitempty"`
 }
@@ -146,13 +146,13 @@ type CachePolicySpec struct {
 	// pod; when several select it, the oldest wins.
 	// +required
 	// +kubebuilder:validation:XValidation:rule="(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",message="podSelector must not be empty; use matchExpressions [{key: app, operator: Exists}] to select every app pod"
-	PodSelector metav1.LabelSelector `json:"podSelector"`
+	PodSelector metav1.LabelSelector `json:"podSelector,omitempty"`
 
 	// redisRef names the RedisCluster holding the shared cache tier.
 	// +required
-	RedisRef RedisReference `json:"redisRef"`
+	RedisRef RedisReference `json:"redisRef,omitzero"`
 
-	// inProcess, when set, adds a per-sidecar in-memory tier in front of Redis.
+	// inProcess adds, when set, a per-sidecar in-memory tier in front of Redis.
 	// +optional
 	InProcess *InProcessTier `json:"inProcess,omitempty"`
 
@@ -162,7 +162,7 @@ type CachePolicySpec struct {
 	// +listMapKey=name
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=64
-	Rules []CacheRule `json:"rules"`
+	Rules []CacheRule `json:"rules,omitempty"`
 
 	// invalidate rules say which writes evict which entries.
 	// +optional
@@ -192,7 +192,7 @@ type CachePolicy struct {
 
 	// spec defines the cache.
 	// +required
-	Spec CachePolicySpec `json:"spec"`
+	Spec CachePolicySpec `json:"spec,omitzero"`
 
 	// status reports whether the policy is in force.
 	// +optional

@@ -51,7 +51,7 @@ type RedisReference struct {
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
-	Name string `json:"name"`
+	Name string `json:"name,omitempty"`
 }
 
 // HTTPMethod is an HTTP request method.
@@ -65,7 +65,7 @@ type HeaderMatch struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=256
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9!#$%&'*+.^_|~-]+$`
-	Name string `json:"name"`
+	Name string `json:"name,omitempty"`
 
 	// value the header must equal. When empty, the header only has to be present.
 	// +optional
@@ -77,7 +77,7 @@ type HeaderMatch struct {
 type HTTPMatch struct {
 	// pathPrefix the request path must start with.
 	// +optional
-	// +kubebuilder:default="/"
+	// +default="/"
 	// +kubebuilder:validation:MaxLength=1024
 	// +kubebuilder:validation:Pattern=`^/`
 	PathPrefix string `json:"pathPrefix,omitempty"`
@@ -90,22 +90,24 @@ type HTTPMatch struct {
 	// +kubebuilder:validation:MaxItems=7
 	Methods []HTTPMethod `json:"methods,omitempty"`
 
-	// header, when set, must be present on the request.
+	// header names a header that, when set, must be present on the request.
 	// +optional
 	Header *HeaderMatch `json:"header,omitempty"`
 }
 
 // PolicyStatus is the observed state shared by the three policy kinds.
 type PolicyStatus struct {
-	// observedGeneration is the generation last reconciled successfully.
-	// +optional
-	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-
-	// conditions: Accepted and Ready.
+	// conditions are Accepted and Ready.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
-	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// +patchStrategy=merge
+	// +patchMergeKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type" protobuf:"bytes,1,rep,name=conditions"`
+
+	// observedGeneration is the generation last reconciled successfully.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// configHash is the content hash of the namespace's sidecar configuration
 	// that includes this policy. Pods report the hash they run in the

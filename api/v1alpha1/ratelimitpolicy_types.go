@@ -78,23 +78,23 @@ type RateLimitRule struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
-	Name string `json:"name"`
+	Name string `json:"name,omitempty"`
 
 	// match selects the requests the rule counts. A request is counted only
 	// against the rules it matches.
 	// +optional
-	// +kubebuilder:default={}
-	Match HTTPMatch `json:"match,omitempty"`
+	// +default={}
+	Match HTTPMatch `json:"match,omitzero"`
 
 	// key says what a counter is kept per.
 	// +required
-	Key RateLimitKey `json:"key"`
+	Key RateLimitKey `json:"key,omitempty"`
 
 	// limit is how many requests a key may make per window.
 	// +required
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=1000000000
-	Limit int64 `json:"limit"`
+	Limit int64 `json:"limit,omitempty"`
 
 	// window is the length of a window: any duration from 1ms to 24h, such as
 	// 1500ms, 30s, 5m or 1h.
@@ -102,11 +102,11 @@ type RateLimitRule struct {
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1ms') && duration(self) <= duration('24h')",message="window must be between 1ms and 24h"
-	Window metav1.Duration `json:"window"`
+	Window metav1.Duration `json:"window,omitempty"`
 
 	// algorithm is FixedWindow, SlidingWindow or TokenBucket.
 	// +optional
-	// +kubebuilder:default=FixedWindow
+	// +default=FixedWindow
 	Algorithm RateLimitAlgorithm `json:"algorithm,omitempty"`
 
 	// burst is how many requests a TokenBucket admits at once; defaults to limit.
@@ -117,13 +117,13 @@ type RateLimitRule struct {
 
 	// mode is Enforce or Shadow.
 	// +optional
-	// +kubebuilder:default=Enforce
+	// +default=Enforce
 	Mode RateLimitMode `json:"mode,omitempty"`
 
 	// failureMode is what happens when Redis cannot answer: Open admits
 	// (capped by a per-sidecar fallback limiter), Closed answers 503.
 	// +optional
-	// +kubebuilder:default=Open
+	// +default=Open
 	FailureMode FailureMode `json:"failureMode,omitempty"`
 }
 
@@ -134,11 +134,11 @@ type RateLimitPolicySpec struct {
 	// one pod; a request must pass every matching rule of all of them.
 	// +required
 	// +kubebuilder:validation:XValidation:rule="(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",message="podSelector must not be empty; use matchExpressions [{key: app, operator: Exists}] to select every app pod"
-	PodSelector metav1.LabelSelector `json:"podSelector"`
+	PodSelector metav1.LabelSelector `json:"podSelector,omitempty"`
 
 	// redisRef names the RedisCluster holding the counters.
 	// +required
-	RedisRef RedisReference `json:"redisRef"`
+	RedisRef RedisReference `json:"redisRef,omitzero"`
 
 	// rules are the limits. Names are unique within the policy.
 	// +required
@@ -146,7 +146,7 @@ type RateLimitPolicySpec struct {
 	// +listMapKey=name
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=64
-	Rules []RateLimitRule `json:"rules"`
+	Rules []RateLimitRule `json:"rules,omitempty"`
 }
 
 // +kubebuilder:object:root=true
@@ -171,7 +171,7 @@ type RateLimitPolicy struct {
 
 	// spec defines the limits.
 	// +required
-	Spec RateLimitPolicySpec `json:"spec"`
+	Spec RateLimitPolicySpec `json:"spec,omitzero"`
 
 	// status reports whether the policy is in force.
 	// +optional

@@ -25,7 +25,7 @@ type RedisStorage struct {
 	// size of each node's volume.
 	// +required
 	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isGreaterThan(quantity('0'))",message="storage size must be positive"
-	Size resource.Quantity `json:"size"`
+	Size resource.Quantity `json:"size,omitempty"`
 
 	// storageClassName of the claims; empty uses the cluster default.
 	// +optional
@@ -38,11 +38,11 @@ type SecretKeyReference struct {
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
-	Name string `json:"name"`
+	Name string `json:"name,omitempty"`
 
 	// key within the Secret.
 	// +optional
-	// +kubebuilder:default=password
+	// +default=password
 	// +kubebuilder:validation:MaxLength=253
 	Key string `json:"key,omitempty"`
 }
@@ -53,14 +53,14 @@ type RedisClusterSpec struct {
 	// shards is the number of primaries, each owning a share of the 16384
 	// slots. Redis Cluster needs at least 3 for a majority to fail over.
 	// +optional
-	// +kubebuilder:default=3
+	// +default=3
 	// +kubebuilder:validation:Minimum=3
 	// +kubebuilder:validation:Maximum=100
 	Shards int32 `json:"shards,omitempty"`
 
 	// replicasPerShard is the number of replicas of each primary.
 	// +optional
-	// +kubebuilder:default=1
+	// +default=1
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=5
 	ReplicasPerShard *int32 `json:"replicasPerShard,omitempty"`
@@ -68,7 +68,7 @@ type RedisClusterSpec struct {
 	// image of redis-server (7.0 or newer, for hostname announcement and
 	// sharded Pub/Sub). Pin a digest in production.
 	// +optional
-	// +kubebuilder:default="redis:7.2.5"
+	// +default="redis:7.2.5"
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=512
 	Image string `json:"image,omitempty"`
@@ -85,7 +85,7 @@ type RedisClusterSpec struct {
 
 	// profile is Cache (allkeys-lru eviction) or Durable (noeviction, AOF).
 	// +optional
-	// +kubebuilder:default=Durable
+	// +default=Durable
 	Profile RedisProfile `json:"profile,omitempty"`
 
 	// config holds redis.conf directives that override the baseline, such as
@@ -105,15 +105,17 @@ type RedisClusterSpec struct {
 
 // RedisClusterStatus is the observed state of a RedisCluster.
 type RedisClusterStatus struct {
-	// observedGeneration is the generation last reconciled successfully.
-	// +optional
-	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-
-	// conditions: Ready, Progressing and Degraded.
+	// conditions are Ready, Progressing and Degraded.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
-	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// +patchStrategy=merge
+	// +patchMergeKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type" protobuf:"bytes,1,rep,name=conditions"`
+
+	// observedGeneration is the generation last reconciled successfully.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// readyNodes is the number of redis-server pods that are ready.
 	// +optional
@@ -166,7 +168,7 @@ type RedisCluster struct {
 
 	// spec defines the cluster.
 	// +required
-	Spec RedisClusterSpec `json:"spec"`
+	Spec RedisClusterSpec `json:"spec,omitempty"`
 
 	// status reports the cluster's health.
 	// +optional

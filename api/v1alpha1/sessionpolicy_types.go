@@ -9,14 +9,14 @@ import (
 type SessionTokenSource struct {
 	// header carrying the token. Set it to "" and give a cookie to read only the cookie.
 	// +optional
-	// +kubebuilder:default="Authorization"
+	// +default="Authorization"
 	// +kubebuilder:validation:MaxLength=256
 	Header *string `json:"header,omitempty"`
 
 	// scheme that precedes the token in the header, such as "Bearer". Empty
 	// accepts the bare token.
 	// +optional
-	// +kubebuilder:default="Bearer"
+	// +default="Bearer"
 	// +kubebuilder:validation:MaxLength=64
 	Scheme *string `json:"scheme,omitempty"`
 
@@ -37,20 +37,20 @@ type SessionPolicySpec struct {
 	// when several select it, the oldest wins.
 	// +required
 	// +kubebuilder:validation:XValidation:rule="(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",message="podSelector must not be empty; use matchExpressions [{key: app, operator: Exists}] to select every app pod"
-	PodSelector metav1.LabelSelector `json:"podSelector"`
+	PodSelector metav1.LabelSelector `json:"podSelector,omitempty"`
 
 	// redisRef names the RedisCluster holding the sessions.
 	// +required
-	RedisRef RedisReference `json:"redisRef"`
+	RedisRef RedisReference `json:"redisRef,omitzero"`
 
 	// token says where the token is read from.
 	// +optional
-	// +kubebuilder:default={}
-	Token SessionTokenSource `json:"token,omitempty"`
+	// +default={}
+	Token SessionTokenSource `json:"token,omitzero"`
 
 	// ttl is how long a session lives (since its last use when sliding).
 	// +optional
-	// +kubebuilder:default="30m"
+	// +default="30m"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="ttl must be at least 1s"
@@ -58,20 +58,20 @@ type SessionPolicySpec struct {
 
 	// sliding extends a session by ttl on every request that uses it.
 	// +optional
-	// +kubebuilder:default=true
+	// +default=true
 	Sliding *bool `json:"sliding,omitempty"`
 
 	// maxLifetime caps a sliding session: however often it is used, it ends
 	// this long after login, so a stolen token cannot be kept alive forever.
 	// The app can give a session a shorter lifetime when it creates it.
 	// +optional
-	// +kubebuilder:default="168h"
+	// +default="168h"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('8784h')",message="maxLifetime must be between 1m and 8784h (366 days)"
 	MaxLifetime *metav1.Duration `json:"maxLifetime,omitempty"`
 
-	// refreshBelow, when set, extends a sliding session only when less than
+	// refreshBelow makes a sliding session extend only when less than
 	// this remains, trading precision of the expiry for fewer Redis writes.
 	// +optional
 	// +kubebuilder:validation:Type=string
@@ -81,7 +81,7 @@ type SessionPolicySpec struct {
 
 	// requireFor lists path prefixes that need a valid session.
 	// +optional
-	// +kubebuilder:default={"/"}
+	// +default={"/"}
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:Pattern=`^/`
@@ -128,7 +128,7 @@ type SessionPolicy struct {
 
 	// spec defines the sessions.
 	// +required
-	Spec SessionPolicySpec `json:"spec"`
+	Spec SessionPolicySpec `json:"spec,omitzero"`
 
 	// status reports whether the policy is in force.
 	// +optional

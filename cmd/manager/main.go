@@ -28,7 +28,8 @@ func main() {
 		secureMetrics bool
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address of the metrics endpoint; 0 disables it.")
-	flag.BoolVar(&secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS, to scrapers authenticated by TokenReview and authorized by SubjectAccessReview (the metrics-reader ClusterRole); false serves plain HTTP to anyone.")
+	flag.BoolVar(&secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS, to scrapers authenticated by TokenReview and authorized by "+
+		"SubjectAccessReview (the metrics-reader ClusterRole); false serves plain HTTP to anyone.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so only one manager reconciles at a time.")
 	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port of the pod-injection webhook server.")

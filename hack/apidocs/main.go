@@ -100,7 +100,7 @@ func row(b *strings.Builder, path string, s apiextensionsv1.JSONSchemaProps, req
 	}
 	var rules []string
 	if len(s.Enum) > 0 {
-		var vals []string
+		vals := make([]string, 0, len(s.Enum))
 		for _, e := range s.Enum {
 			vals = append(vals, strings.Trim(string(e.Raw), `"`))
 		}

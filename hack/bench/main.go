@@ -183,7 +183,7 @@ func run(args []string) error {
 }
 
 // setUp starts every process and returns the configurations in run order.
-func setUp(r *runner, o options) ([]*target, int64, error) {
+func setUp(r *runner, o options) ([]*target, int64, error) { //nolint:gocyclo // the benchmark set-up script, one step after another
 	ctx := context.Background()
 	for _, bin := range []string{o.sidecar, o.wrk, o.nginx} {
 		if _, err := exec.LookPath(bin); err != nil {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -117,8 +118,8 @@ func (r *runner) close() {
 	cs := r.cleanups
 	r.cleanups = nil
 	r.mu.Unlock()
-	for i := len(cs) - 1; i >= 0; i-- {
-		cs[i]()
+	for _, c := range slices.Backward(cs) {
+		c()
 	}
 	_ = os.RemoveAll(r.dir)
 }

@@ -85,7 +85,8 @@ func render(o options, targets []*target, binSize int64, took time.Duration) str
 		o.threads, o.connections, o.duration, o.warmup, o.reps)
 	b.WriteString("- Response: 1 KiB body from a Go upstream on loopback; every process on the same 2 cores as wrk.\n\n")
 
-	b.WriteString("| configuration | Redis | req/s | × plain-proxy | × direct | p50 ms | p99 ms | p99.9 ms | p99 × plain-proxy | CPU s / 10k req | peak RSS MiB | Redis CPU s / 10k req | Redis cmds / req (incl. inside Lua) | Redis round trips / req | errors | degraded |\n")
+	b.WriteString("| configuration | Redis | req/s | × plain-proxy | × direct | p50 ms | p99 ms | p99.9 ms | p99 × plain-proxy | " +
+		"CPU s / 10k req | peak RSS MiB | Redis CPU s / 10k req | Redis cmds / req (incl. inside Lua) | Redis round trips / req | errors | degraded |\n")
 	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, t := range targets {
 		s := sums[t.label()]

@@ -47,12 +47,12 @@ func TestWriteReport(t *testing.T) {
 		},
 		{
 			name: "prose around the block is kept",
-			old:  ptr("# B\n\nintro\n\n<!-- bench:begin -->\nold figures\n<!-- bench:end -->\n\n## Analysis\n"),
+			old:  new("# B\n\nintro\n\n<!-- bench:begin -->\nold figures\n<!-- bench:end -->\n\n## Analysis\n"),
 			want: "# B\n\nintro\n\n<!-- bench:begin -->\nfigures\n<!-- bench:end -->\n\n## Analysis\n",
 		},
 		{
 			name: "a file without markers gets the block appended",
-			old:  ptr("# B\n\nintro\n"),
+			old:  new("# B\n\nintro\n"),
 			want: "# B\n\nintro\n\n<!-- bench:begin -->\nfigures\n<!-- bench:end -->\n",
 		},
 	}
@@ -77,8 +77,6 @@ func TestWriteReport(t *testing.T) {
 		})
 	}
 }
-
-func ptr(s string) *string { return &s }
 
 // readProc parses /proc/<pid>/stat past the command name (which may hold
 // spaces and parentheses) and /proc/<pid>/status; this process has used

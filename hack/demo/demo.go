@@ -148,7 +148,10 @@ func (d *demo) close() {
 	if d.stopManager != nil {
 		d.stopManager()
 		select {
-		case <-d.managerDone:
+		case err := <-d.managerDone:
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "demo: the manager stopped with an error:", err)
+			}
 		case <-time.After(30 * time.Second):
 			fmt.Fprintln(os.Stderr, "demo: the manager did not stop within 30s")
 		}

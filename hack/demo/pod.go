@@ -107,11 +107,9 @@ func (d *demo) runPod(ctx, bgCtx context.Context, pod *corev1.Pod) error {
 	if err := d.sync.materialise(ctx, pod, sc); err != nil {
 		return err
 	}
-	d.bg.Add(1)
-	go func() {
-		defer d.bg.Done()
+	d.bg.Go(func() {
 		d.sync.run(bgCtx)
-	}()
+	})
 
 	// The app's port first, so that the sidecar's --upstream maps onto it.
 	appLocal := d.ports.local(appPort)
@@ -161,12 +159,10 @@ func (d *demo) runPod(ctx, bgCtx context.Context, pod *corev1.Pod) error {
 		return fmt.Errorf("app listen: %w", err)
 	}
 	d.appServer = &http.Server{Handler: catalogue.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	d.bg.Add(1)
-	go func() {
-		defer d.bg.Done()
+	d.bg.Go(func() {
 		defer appLog.Close()
 		_ = d.appServer.Serve(ln)
-	}()
+	})
 
 	if d.sidecar, err = d.procs.start("sidecar", d.logPath("sidecar"), bin, args, env); err != nil {
 		return err
@@ -494,7 +490,7 @@ func (s *volumeSync) materialise(ctx context.Context, pod *corev1.Pod, c *corev1
 			s.configMaps[v.ConfigMap.Name] = append(s.configMaps[v.ConfigMap.Name], cmVolume{dir: dir, items: v.ConfigMap.Items})
 			var cm corev1.ConfigMap
 			err := s.k8s.Get(ctx, client.ObjectKey{Namespace: s.namespace, Name: v.ConfigMap.Name}, &cm)
-			if err != nil && !(client.IgnoreNotFound(err) == nil && v.ConfigMap.Optional != nil && *v.ConfigMap.Optional) {
+			if err != nil && (client.IgnoreNotFound(err) != nil || v.ConfigMap.Optional == nil || !*v.ConfigMap.Optional) {
 				return fmt.Errorf("volume %s: configmap %s: %w", v.Name, v.ConfigMap.Name, err)
 			}
 			if err := s.publishConfigMap(&cm, v.ConfigMap.Name); err != nil {
@@ -581,7 +577,7 @@ func (s *volumeSync) publish(dir string, files map[string][]byte) error {
 		return fmt.Errorf("publish %s: %w", dir, err)
 	}
 	for name := range files {
-		top := strings.SplitN(name, "/", 2)[0]
+		top, _, _ := strings.Cut(name, "/")
 		link := filepath.Join(dir, top)
 		if _, err := os.Lstat(link); errors.Is(err, os.ErrNotExist) {
 			if err := os.Symlink(filepath.Join("..data", top), link); err != nil {
@@ -625,9 +621,7 @@ func (s *volumeSync) run(ctx context.Context) {
 	s.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, name := range names {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for ctx.Err() == nil {
 				s.watchOnce(ctx, name)
 				select {
@@ -635,7 +629,7 @@ func (s *volumeSync) run(ctx context.Context) {
 				case <-time.After(500 * time.Millisecond):
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 }

@@ -96,11 +96,9 @@ func (ps *procs) stopAll(grace time.Duration) {
 	slices.Reverse(list)
 	var wg sync.WaitGroup
 	for _, p := range list {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			p.stop(grace)
-		}()
+		})
 	}
 	wg.Wait()
 }

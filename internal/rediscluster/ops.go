@@ -86,7 +86,7 @@ func (a *Admin) meetOne(ctx context.Context, c *conns, from, to MemberState) err
 	if err != nil {
 		return fmt.Errorf("meet %s: %w", to.Name, err)
 	}
-	args := []any{"CLUSTER", "MEET", host, port}
+	args := []any{cmdCluster, "MEET", host, port}
 	if to.BusPort != 0 {
 		args = append(args, strconv.Itoa(to.BusPort))
 	}
@@ -151,7 +151,7 @@ func (a *Admin) addSlots(ctx context.Context, c *conns, s *State, plan map[strin
 		if !ok {
 			return fmt.Errorf("assign slots to %s: %w", short(id), ErrUnreachable)
 		}
-		args := []any{"CLUSTER", "ADDSLOTSRANGE"}
+		args := []any{cmdCluster, "ADDSLOTSRANGE"}
 		for _, r := range Ranges(plan[id]) {
 			args = append(args, r.Lo, r.Hi)
 		}
@@ -207,7 +207,7 @@ func (a *Admin) forget(ctx context.Context, c *conns, s *State, id string) error
 // reports itself primary.
 func (a *Admin) failover(ctx context.Context, c *conns, replica MemberState, mode string) error {
 	cl := c.get(replica.Addr)
-	args := []any{"CLUSTER", "FAILOVER"}
+	args := []any{cmdCluster, "FAILOVER"}
 	if mode != "" {
 		args = append(args, mode)
 	}
@@ -220,7 +220,7 @@ func (a *Admin) failover(ctx context.Context, c *conns, replica MemberState, mod
 		if err != nil {
 			return err
 		}
-		if len(role) == 0 || role[0] != "master" {
+		if len(role) == 0 || role[0] != roleMaster {
 			return errors.New("still a replica")
 		}
 		return nil
@@ -291,7 +291,7 @@ func (a *Admin) migrate(ctx context.Context, c *conns, s *State, mv Move) error 
 func setSlots(ctx context.Context, cl *redis.Client, slots []int, sub, id string) error {
 	pipe := cl.Pipeline()
 	for _, slot := range slots {
-		pipe.Do(ctx, "CLUSTER", "SETSLOT", slot, sub, id)
+		pipe.Do(ctx, cmdCluster, "SETSLOT", slot, sub, id)
 	}
 	cmds, err := pipe.Exec(ctx)
 	if err != nil {

@@ -201,7 +201,7 @@ type Health struct {
 }
 
 // Assess computes Health. It is a pure function of its inputs.
-func Assess(s *State, spec Spec) Health {
+func Assess(s *State, spec Spec) Health { //nolint:gocyclo // one check per cluster property, in the order the health report lists them
 	h := Health{ClusterOK: true}
 	members := map[string]bool{}
 	for _, m := range s.Members {

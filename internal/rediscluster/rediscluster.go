@@ -212,7 +212,7 @@ func (a *Admin) observeOne(ctx context.Context, c *conns, m Member) MemberState 
 	ms.Dataset, _ = strconv.ParseInt(memInfo["used_memory_dataset"], 10, 64)
 	ms.MaxMemory, _ = strconv.ParseInt(memInfo["maxmemory"], 10, 64)
 	replInfo := ParseInfo(repl.Val())
-	ms.Synced = replInfo["role"] == "master" || replInfo["master_link_status"] == "up"
+	ms.Synced = replInfo["role"] == roleMaster || replInfo["master_link_status"] == "up"
 	ms.ID = id.Val()
 	return ms
 }
@@ -263,8 +263,7 @@ func poll(ctx context.Context, d time.Duration, f func() error) error {
 		if err == nil {
 			return nil
 		}
-		var p permanentError
-		if errors.As(err, &p) {
+		if p, ok := errors.AsType[permanentError](err); ok {
 			return p.err
 		}
 		if time.Now().After(deadline) {

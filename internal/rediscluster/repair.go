@@ -150,7 +150,7 @@ func (a *Admin) forgettable(s *State) []string {
 			continue
 		}
 		n := s.Nodes[id]
-		if n.Handshake || len(n.Slots) > 0 || !(n.Fail || n.NoAddr) {
+		if n.Handshake || len(n.Slots) > 0 || (!n.Fail && !n.NoAddr) {
 			continue
 		}
 		if s.downFor(id) < orDefault(a.ForgetAfter, 5*time.Minute) {
@@ -194,7 +194,7 @@ func (a *Admin) fixOpenSlots(ctx context.Context, c *conns, s *State) error {
 			}
 			owner := owners[slot]
 			if owner == "" || owner == m.ID {
-				errs = append(errs, c.get(m.Addr).Do(ctx, "CLUSTER", "SETSLOT", slot, "STABLE").Err())
+				errs = append(errs, c.get(m.Addr).Do(ctx, cmdCluster, "SETSLOT", slot, "STABLE").Err())
 				continue
 			}
 			errs = append(errs, a.migrate(ctx, c, s, Move{From: owner, To: m.ID, Slots: []int{slot}}))

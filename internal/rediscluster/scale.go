@@ -116,7 +116,7 @@ const capacityHeadroom = 0.9
 // and reset. It refuses (ErrUnsafe) when a leaving member is unreachable,
 // when the staying members cannot provide spec.Shards primaries, or when
 // the data would not fit in the staying primaries' maxmemory.
-func (a *Admin) ScaleIn(ctx context.Context, members, leaving []Member, spec Spec) error {
+func (a *Admin) ScaleIn(ctx context.Context, members, leaving []Member, spec Spec) error { //nolint:gocyclo // one sequential procedure whose safety checks read best in order
 	if err := spec.validate(len(members)); err != nil {
 		return fmt.Errorf("scale in: %w", err)
 	}

@@ -11,6 +11,14 @@ import (
 // Slots is the number of hash slots of a Redis Cluster.
 const Slots = 16384
 
+// Words of the Redis protocol used in more than one place.
+const (
+	// roleMaster is how CLUSTER NODES, ROLE and INFO replication name a primary.
+	roleMaster = "master"
+	// cmdCluster is the CLUSTER command.
+	cmdCluster = "CLUSTER"
+)
+
 // Entry is one line of CLUSTER NODES: how one node sees another (or itself).
 type Entry struct {
 	ID string
@@ -37,9 +45,9 @@ type Entry struct {
 }
 
 // ParseNodes parses CLUSTER NODES output.
-func ParseNodes(text string) ([]Entry, error) {
+func ParseNodes(text string) ([]Entry, error) { //nolint:gocyclo // a field-by-field parser of the CLUSTER NODES line format
 	var out []Entry
-	for _, line := range strings.Split(strings.TrimSpace(text), "\n") {
+	for line := range strings.SplitSeq(strings.TrimSpace(text), "\n") {
 		line = strings.TrimSpace(line)
 		if line == "" {
 			continue
@@ -56,11 +64,11 @@ func ParseNodes(text string) ([]Entry, error) {
 			e.Addr = hostport
 		}
 		e.BusPort, _ = strconv.Atoi(bus)
-		for _, flag := range strings.Split(f[2], ",") {
+		for flag := range strings.SplitSeq(f[2], ",") {
 			switch flag {
 			case "myself":
 				e.Myself = true
-			case "master":
+			case roleMaster:
 				e.Primary = true
 			case "slave":
 				e.Primary = false
@@ -131,7 +139,7 @@ func ParseNodes(text string) ([]Entry, error) {
 // ParseInfo parses CLUSTER INFO or INFO output into key → value.
 func ParseInfo(text string) map[string]string {
 	m := map[string]string{}
-	for _, line := range strings.Split(text, "\n") {
+	for line := range strings.SplitSeq(text, "\n") {
 		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
 		if ok && !strings.HasPrefix(k, "#") {
 			m[k] = v

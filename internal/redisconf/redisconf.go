@@ -336,7 +336,8 @@ func Compare(old, new []Directive) Update {
 // ConfigSetArgs returns the arguments of one CONFIG SET command applying all
 // changes at once (Redis 7 applies a multi-parameter CONFIG SET atomically).
 func ConfigSetArgs(changes []Change) []any {
-	args := []any{"CONFIG", "SET"}
+	args := make([]any, 0, 2+2*len(changes))
+	args = append(args, "CONFIG", "SET")
 	for _, c := range changes {
 		args = append(args, c.Name, c.New)
 	}

@@ -209,7 +209,7 @@ func TestRenderedFileStartsRedis(t *testing.T) {
 				t.Fatal(err)
 			}
 			var extra []string
-			for _, line := range strings.Split(Format(ds), "\n") {
+			for line := range strings.SplitSeq(Format(ds), "\n") {
 				name, _, _ := strings.Cut(line, " ")
 				if name == "port" || name == "dir" || name == "cluster-port" || line == "" {
 					continue

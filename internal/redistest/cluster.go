@@ -26,7 +26,7 @@ func (c *Cluster) Nodes() []*Server {
 
 // Addrs returns the addresses of every node, usable as ClusterOptions.Addrs.
 func (c *Cluster) Addrs() []string {
-	var addrs []string
+	addrs := make([]string, 0, len(c.Nodes()))
 	for _, n := range c.Nodes() {
 		addrs = append(addrs, n.Addr())
 	}

@@ -227,11 +227,9 @@ func (c *Cache) goBackground(f func()) bool {
 	if c.closed {
 		return false
 	}
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
+	c.wg.Go(func() {
 		f()
-	}()
+	})
 	return true
 }
 

@@ -116,30 +116,26 @@ func (l *local) remove(el *list.Element, reason string) {
 }
 
 // evict drops every item of the named paths, of paths under the prefixes and
-// of entries carrying the tags. It returns the number of items dropped.
-func (l *local) evict(t targets) int {
+// of entries carrying the tags.
+func (l *local) evict(t targets) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.epoch++
-	n := 0
 	for _, p := range t.Paths {
 		for k := range l.byPath[p] {
 			l.remove(l.items[k], "invalidation")
-			n++
 		}
 	}
 	if len(t.PathPrefixes) == 0 && len(t.Tags) == 0 {
-		return n
+		return
 	}
 	for el := l.ll.Front(); el != nil; {
 		next := el.Next()
 		if it := el.Value.(*item); t.matchesPrefix(it.path) || t.matchesTag(it.tags) {
 			l.remove(el, "invalidation")
-			n++
 		}
 		el = next
 	}
-	return n
 }
 
 // disable empties the tier and keeps it off until enable.
@@ -182,10 +178,8 @@ func (t targets) matchesPrefix(path string) bool {
 
 func (t targets) matchesTag(tags []string) bool {
 	for _, want := range t.Tags {
-		for _, have := range tags {
-			if want == have {
-				return true
-			}
+		if slices.Contains(tags, want) {
+			return true
 		}
 	}
 	return false

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"bytes"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -72,9 +73,7 @@ func (c *capture) pass(reason string) {
 		return
 	}
 	dst := c.w.Header()
-	for k, vs := range c.header {
-		dst[k] = vs
-	}
+	maps.Copy(dst, c.header)
 	c.onPass(dst, reason)
 	c.w.WriteHeader(c.status)
 	_, _ = c.w.Write(c.buf.Bytes())
@@ -92,7 +91,7 @@ type hookWriter struct {
 func (h *hookWriter) WriteHeader(code int) {
 	if !h.wrote && code >= 200 {
 		h.wrote = true
-		h.onHeader(h.ResponseWriter.Header(), code)
+		h.onHeader(h.Header(), code)
 	}
 	h.ResponseWriter.WriteHeader(code)
 }

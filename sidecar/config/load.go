@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"reflect"
 	"slices"
@@ -158,8 +159,7 @@ func checkShape(errs *FieldErrors, path string, v any, t reflect.Type) {
 // encoding/json does.
 func jsonFields(t reflect.Type) map[string]reflect.Type {
 	fields := map[string]reflect.Type{}
-	for i := range t.NumField() {
-		f := t.Field(i)
+	for f := range t.Fields() {
 		if !f.IsExported() {
 			continue
 		}
@@ -169,9 +169,7 @@ func jsonFields(t reflect.Type) map[string]reflect.Type {
 		}
 		name, _, _ := strings.Cut(tag, ",")
 		if f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct {
-			for k, v := range jsonFields(f.Type) {
-				fields[k] = v
-			}
+			maps.Copy(fields, jsonFields(f.Type))
 			continue
 		}
 		if name == "" {

@@ -75,7 +75,8 @@ func (f *Flags) specs() []flagSpec {
 		{name: FlagListen, str: &f.Listen, def: DefaultListen, usage: "data listen address"},
 		{name: FlagUpstream, str: &f.Upstream, def: DefaultUpstream, usage: "app base URL"},
 		{name: FlagAdminListen, str: &f.AdminListen, def: LoopbackAdmin, usage: "admin API listen address: loopback TCP, or a Unix socket as " + UnixPrefix + "/path"},
-		{name: FlagStatusListen, str: &f.StatusListen, usage: fmt.Sprintf("listen address of /healthz, /readyz and /metrics alone, for kubelet probes and Prometheus (e.g. :%d); empty disables", StatusPort)},
+		{name: FlagStatusListen, str: &f.StatusListen, usage: fmt.Sprintf(
+			"listen address of /healthz, /readyz and /metrics alone, for kubelet probes and Prometheus (e.g. :%d); empty disables", StatusPort)},
 		{name: FlagLogLevel, str: &f.LogLevel, def: "info", usage: "debug, info, warn or error"},
 		{name: FlagDrainTimeout, dur: &f.DrainTimeout, def: DefaultDrainTimeout.String(), usage: "how long in-flight requests may finish on SIGTERM"},
 		{name: FlagUpstreamHeaderTimeout, dur: &f.UpstreamHeaderTimeout, def: "0s", usage: "max wait for the app's response headers, 0 = no limit"},

@@ -4,6 +4,7 @@ package problem
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
 	"strconv"
 )
@@ -49,9 +50,7 @@ func (e *Error) Error() string {
 // Write answers r with the problem e.
 func Write(w http.ResponseWriter, r *http.Request, e *Error) {
 	h := w.Header()
-	for k, vs := range e.Header {
-		h[k] = vs
-	}
+	maps.Copy(h, e.Header)
 	body, _ := json.Marshal(Details{
 		Type:     typeBase + e.Kind,
 		Title:    e.Title,

@@ -3,6 +3,7 @@ package proxy
 import (
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/gatehouse-dev/gatehouse/sidecar/contract"
@@ -51,8 +52,8 @@ func clientIP(remoteAddr string, xff []string, trusted []netip.Prefix) netip.Add
 		return peer
 	}
 	client := peer
-	for i := len(xff) - 1; i >= 0; i-- {
-		hops := xff[i]
+	for _, hops := range slices.Backward(xff) {
+
 		for hops != "" {
 			var hop string
 			if j := strings.LastIndexByte(hops, ','); j >= 0 {

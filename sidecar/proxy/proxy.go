@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -376,8 +377,8 @@ func (p *Proxy) build(c *config.Config, labels map[string]string) (_ *graph, err
 // then the features in featureKinds order; then the app.
 func chain(trusted []netip.Prefix, features []feature, upstream http.Handler) http.Handler {
 	h := upstream
-	for i := len(features) - 1; i >= 0; i-- {
-		h = features[i].Middleware(h)
+	for _, feature := range slices.Backward(features) {
+		h = feature.Middleware(h)
 	}
 	return identify(trusted, h)
 }

@@ -317,7 +317,7 @@ func TestFixedWindowBoundary(t *testing.T) {
 	r := newRule("fixed", config.FixedWindow, limit, window)
 	r.Key.ClientIP = true
 	h := newLimiter(t, one(c), nil, testPolicy("ns", "boundary", "main", r)).Middleware(okHandler)
-	for attempt := 0; attempt < 5; attempt++ {
+	for attempt := range 5 {
 		// A fresh client per attempt: a failed attempt leaves counts behind.
 		ip := fmt.Sprintf("10.7.0.%d", attempt+1)
 		// Aim at 200ms before a window boundary on the server's clock.

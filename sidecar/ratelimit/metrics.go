@@ -37,7 +37,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return &Metrics{
 		decisions: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_ratelimit_decisions_total",
-			Help: "Rate-limit decisions per rule. result is allowed, denied, shadow_denied (a Shadow rule would have denied), error_open (Redis failed, admitted through the local fallback), fallback_denied (Redis failed, local fallback denied) or error_closed (Redis failed, answered 503).",
+			Help: "Rate-limit decisions per rule. result is allowed, denied, shadow_denied (a Shadow rule would have denied), " +
+				"error_open (Redis failed, admitted through the local fallback), fallback_denied (Redis failed, local fallback denied) " +
+				"or error_closed (Redis failed, answered 503).",
 		}, []string{"policy", "rule", "result"}),
 		nearLimit: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_ratelimit_near_limit_total",

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -165,13 +166,7 @@ func (c *rule) matches(r *http.Request) bool {
 		return false
 	}
 	if len(c.methods) > 0 {
-		found := false
-		for _, m := range c.methods {
-			if m == r.Method {
-				found = true
-				break
-			}
-		}
+		found := slices.Contains(c.methods, r.Method)
 		if !found {
 			return false
 		}
@@ -182,13 +177,7 @@ func (c *rule) matches(r *http.Request) bool {
 			return false
 		}
 		if c.headerVal != "" {
-			found := false
-			for _, v := range vs {
-				if v == c.headerVal {
-					found = true
-					break
-				}
-			}
+			found := slices.Contains(vs, c.headerVal)
 			if !found {
 				return false
 			}

@@ -158,7 +158,7 @@ func (h *harness) lookups(result string) float64 {
 }
 
 // eventually polls cond every 100ms until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) { //nolint:unparam // the deadline stays a parameter for the next test that needs another
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,11 +36,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	sidecarBin = filepath.Join(dir, "gatehouse-sidecar")
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	build := exec.Command(goBin, "build", "-trimpath", "-o", sidecarBin, "github.com/gatehouse-dev/gatehouse/cmd/sidecar")
+	// The go command on PATH builds it, as `make test` runs it.
+	build := exec.Command("go", "build", "-trimpath", "-o", sidecarBin, "github.com/gatehouse-dev/gatehouse/cmd/sidecar")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build gatehouse-sidecar: %v\n%s", err, out)
@@ -296,9 +292,7 @@ func (l *load) setPhase(p string) { l.phase.Store(&p) }
 func (l *load) run(ctx context.Context, sidecars []*sidecar) {
 	for _, s := range sidecars {
 		for _, p := range paths {
-			l.wg.Add(1)
-			go func() {
-				defer l.wg.Done()
+			l.wg.Go(func() {
 				for ctx.Err() == nil {
 					rec := l.one(ctx, s, p)
 					if ctx.Err() != nil && rec.err != nil {
@@ -312,7 +306,7 @@ func (l *load) run(ctx context.Context, sidecars []*sidecar) {
 					}
 					time.Sleep(20 * time.Millisecond)
 				}
-			}()
+			})
 		}
 	}
 }
