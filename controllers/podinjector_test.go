@@ -40,6 +40,17 @@ func (w *warningRecorder) all() []string {
 	return append([]string(nil), w.messages...)
 }
 
+// warningClient is a client whose admission warnings are recorded.
+func warningClient() (client.Client, *warningRecorder) {
+	GinkgoHelper()
+	warnings := &warningRecorder{}
+	wcfg := rest.CopyConfig(cfg)
+	wcfg.WarningHandlerWithContext = warnings
+	wc, err := client.New(wcfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+	return wc, warnings
+}
+
 var _ = Describe("Sidecar injection webhook", func() {
 	// namespaceWith creates a spec namespace carrying labels.
 	namespaceWith := func(labels map[string]string) string {
@@ -250,11 +261,7 @@ var _ = Describe("Sidecar injection webhook", func() {
 
 	It("admits a pod without a named port or annotation uninjected, with a warning", func() {
 		ns := enabledNamespace()
-		warnings := &warningRecorder{}
-		wcfg := rest.CopyConfig(cfg)
-		wcfg.WarningHandlerWithContext = warnings
-		wc, err := client.New(wcfg, client.Options{Scheme: scheme})
-		Expect(err).NotTo(HaveOccurred())
+		wc, warnings := warningClient()
 
 		pod := appPod(ns, func(p *corev1.Pod) { p.Spec.Containers[0].Ports[0].Name = "" })
 		Expect(wc.Create(ctx, pod)).To(Succeed())
@@ -302,11 +309,7 @@ var _ = Describe("Sidecar injection webhook", func() {
 
 	It("leaves a hostNetwork pod alone, saying why in an annotation, a warning and an event", func() {
 		ns := enabledNamespace()
-		warnings := &warningRecorder{}
-		wcfg := rest.CopyConfig(cfg)
-		wcfg.WarningHandlerWithContext = warnings
-		wc, err := client.New(wcfg, client.Options{Scheme: scheme})
-		Expect(err).NotTo(HaveOccurred())
+		wc, warnings := warningClient()
 
 		bare := appPod(ns, func(p *corev1.Pod) {
 			p.GenerateName, p.Name = "", "node-agent"
