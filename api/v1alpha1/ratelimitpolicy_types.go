@@ -106,7 +106,7 @@ type RateLimitRule struct {
 
 	// algorithm is FixedWindow, SlidingWindow or TokenBucket.
 	// +optional
-	// +default=FixedWindow
+	// +default="FixedWindow"
 	Algorithm RateLimitAlgorithm `json:"algorithm,omitempty"`
 
 	// burst is how many requests a TokenBucket admits at once; defaults to limit.
@@ -117,13 +117,13 @@ type RateLimitRule struct {
 
 	// mode is Enforce or Shadow.
 	// +optional
-	// +default=Enforce
+	// +default="Enforce"
 	Mode RateLimitMode `json:"mode,omitempty"`
 
 	// failureMode is what happens when Redis cannot answer: Open admits
 	// (capped by a per-sidecar fallback limiter), Closed answers 503.
 	// +optional
-	// +default=Open
+	// +default="Open"
 	FailureMode FailureMode `json:"failureMode,omitempty"`
 }
 

@@ -42,7 +42,7 @@ type SecretKeyReference struct {
 
 	// key within the Secret.
 	// +optional
-	// +default=password
+	// +default="password"
 	// +kubebuilder:validation:MaxLength=253
 	Key string `json:"key,omitempty"`
 }
@@ -85,7 +85,7 @@ type RedisClusterSpec struct {
 
 	// profile is Cache (allkeys-lru eviction) or Durable (noeviction, AOF).
 	// +optional
-	// +default=Durable
+	// +default="Durable"
 	Profile RedisProfile `json:"profile,omitempty"`
 
 	// config holds redis.conf directives that override the baseline, such as

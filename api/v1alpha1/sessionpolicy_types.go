@@ -81,7 +81,7 @@ type SessionPolicySpec struct {
 
 	// requireFor lists path prefixes that need a valid session.
 	// +optional
-	// +default={"/"}
+	// +default=["/"]
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:Pattern=`^/`
