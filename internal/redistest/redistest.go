@@ -180,6 +180,10 @@ func (s *Server) signal(sig syscall.Signal) error {
 	// background saves and AOF rewrites (CONFIG SET appendonly yes starts
 	// one), which would otherwise keep writing into Dir after the test.
 	pgid := -s.cmd.Process.Pid
+	if sig != syscall.SIGKILL {
+		// A frozen node handles SIGTERM only once resumed.
+		_ = syscall.Kill(pgid, syscall.SIGCONT)
+	}
 	if err := syscall.Kill(pgid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("signal redis-server %d: %w", s.Port, err)
 	}
@@ -196,6 +200,26 @@ func (s *Server) signal(sig syscall.Signal) error {
 		time.Sleep(10 * time.Millisecond)
 	}
 	s.cmd = nil
+	return nil
+}
+
+// Freeze suspends the node (SIGSTOP), as a stalled VM or a long GC pause
+// would: its sockets stay open and accept connections, but nothing is
+// answered until Thaw.
+func (s *Server) Freeze() error { return s.pause(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen node (SIGCONT).
+func (s *Server) Thaw() error { return s.pause(syscall.SIGCONT) }
+
+func (s *Server) pause(sig syscall.Signal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return errors.New("not running")
+	}
+	if err := syscall.Kill(-s.cmd.Process.Pid, sig); err != nil {
+		return fmt.Errorf("signal redis-server %d: %w", s.Port, err)
+	}
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
 	"github.com/gatehouse-dev/gatehouse/internal/redistest"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 )
@@ -34,14 +35,15 @@ func BenchmarkHit(b *testing.B) {
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	proxy.Transport = &http.Transport{MaxIdleConnsPerHost: 64}
 
-	m := NewMetrics(prometheus.NewRegistry())
+	sh := NewShared(prometheus.NewRegistry())
+	conns := map[string]*redisconn.Conn{"main": connTo(b, client)}
 	newCache := func(name string, inProcess bool) *Cache {
 		p := policy([]config.CacheRule{cacheRule("products", time.Hour)}, nil)
 		p.Name = name
 		if inProcess {
 			p.InProcess = &config.InProcessTier{MaxEntries: 1000, MaxBytes: 64 << 20}
 		}
-		c, err := New(p, map[string]redis.UniversalClient{"main": client}, m, discardLog())
+		c, err := New(p, conns, sh, discardLog())
 		if err != nil {
 			b.Fatal(err)
 		}

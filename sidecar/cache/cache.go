@@ -5,16 +5,18 @@
 //
 // Freshness is the point of the design: every key written carries a TTL,
 // writes evict after the upstream confirmed them, a fill that raced a write is
-// refused (per-path generations), and a sidecar whose invalidation
-// subscription broke stops using its in-process tier until it is back.
-// Redis trouble never fails a request: the cache steps aside and the request
-// goes to the upstream.
+// refused (per-path generations), an eviction Redis did not accept is
+// retried in the background while its paths bypass the cache, and a sidecar
+// whose invalidation subscription broke stops using its in-process tier
+// until it is back. Redis trouble never fails a request: the cache steps
+// aside and the request goes to the upstream.
+//
+// The Redis tier (store, in redis.go) is four operations — lookup, put,
+// evict, broadcast — over internal/redisconn, which owns deadlines,
+// retries, breakers and topology; the HTTP semantics are built on them.
 package cache
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,8 +27,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 )
@@ -34,9 +34,6 @@ import (
 const (
 	defaultMaxBody   = 1 << 20
 	defaultKeyPrefix = "cache:"
-	// downFor is how long requests bypass Redis after it failed, so an
-	// outage costs one slow request per interval rather than every request.
-	downFor = time.Second
 	// refreshTimeout bounds a background stale-while-revalidate refresh.
 	refreshTimeout = 30 * time.Second
 	// genGrace is how long a path's generation outlives its longest entry;
@@ -49,18 +46,18 @@ type Cache struct {
 	ks          keyspace
 	rules       []rule
 	inv         []invRule
-	rdb         redisClient
-	sharded     bool
+	st          *store
 	local       *local // nil without an in-process tier
 	m           *Metrics
+	sh          *Shared
+	pending     *pendingSet
 	log         *slog.Logger
 	flights     flights
-	origin      string
 	maxLifetime time.Duration
-	downUntil   atomic.Int64
-	// timeout bounds each cache operation on the request path: the
-	// connection's read timeout, the same bound sessions and rate limits use.
-	timeout time.Duration
+	// heard is the unix-nano time the subscription last delivered anything
+	// (a message or a pong); the in-process tier is used only while it is
+	// recent (see subscriptionLease).
+	heard atomic.Int64
 	// lastSent and lastReceived are the unix-nano times of the latest
 	// broadcast published and applied, for measuring eviction delay.
 	lastSent, lastReceived atomic.Int64
@@ -123,14 +120,14 @@ func newMatcher(m config.Match, defaults []string) matcher {
 	return out
 }
 
-// New builds the cache of policy p. clients maps connection names to
-// clients; p.Redis must name one of them.
-func New(p config.CachePolicy, clients map[string]redis.UniversalClient, m *Metrics, log *slog.Logger) (*Cache, error) {
-	if m == nil || log == nil {
-		return nil, errors.New("cache: metrics and logger are required")
+// New builds the cache of policy p. conns maps connection names to
+// connections; p.Redis must name one of them. sh is the process's Shared.
+func New(p config.CachePolicy, conns map[string]*redisconn.Conn, sh *Shared, log *slog.Logger) (*Cache, error) {
+	if sh == nil || log == nil {
+		return nil, errors.New("cache: shared state and logger are required")
 	}
-	client, ok := clients[p.Redis]
-	if !ok || client == nil {
+	rc, ok := conns[p.Redis]
+	if !ok || rc == nil {
 		return nil, fmt.Errorf("cache policy %s/%s: unknown redis connection %q", p.Namespace, p.Name, p.Redis)
 	}
 	prefix := p.KeyPrefix
@@ -138,14 +135,14 @@ func New(p config.CachePolicy, clients map[string]redis.UniversalClient, m *Metr
 		prefix = defaultKeyPrefix
 	}
 	c := &Cache{
-		ks:      newKeyspace(prefix, p.Namespace, p.Name),
-		rdb:     client,
-		timeout: redisconn.RequestTimeout(client),
-		m:       m,
-		log:     log.With("cachePolicy", p.Namespace+"/"+p.Name),
-		quit:    make(chan struct{}),
+		ks:   newKeyspace(prefix, p.Namespace, p.Name),
+		m:    sh.m,
+		sh:   sh,
+		log:  log.With("cachePolicy", p.Namespace+"/"+p.Name),
+		quit: make(chan struct{}),
 	}
-	_, c.sharded = client.(*redis.ClusterClient)
+	// A Redis failure never refuses a request: the cache steps aside.
+	c.st = &store{rdb: rc.Client("cache", false), ks: c.ks}
 	var errs []error
 	for i, r := range p.Rules {
 		if r.TTL.D() <= 0 {
@@ -188,14 +185,15 @@ func New(p config.CachePolicy, clients map[string]redis.UniversalClient, m *Metr
 		if p.InProcess.MaxEntries <= 0 || p.InProcess.MaxBytes <= 0 {
 			errs = append(errs, errors.New("inProcess: maxEntries and maxBytes must be positive"))
 		}
-		c.local = newLocal(p.InProcess.MaxEntries, p.InProcess.MaxBytes, m)
+		c.local = newLocal(p.InProcess.MaxEntries, p.InProcess.MaxBytes, c.m)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("cache policy %s/%s: %w", p.Namespace, p.Name, err)
 	}
-	var id [8]byte
-	_, _ = rand.Read(id[:])
-	c.origin = hex.EncodeToString(id[:])
+	c.st.maxLifetime = c.maxLifetime
+	c.pending = sh.pendingFor(c.ks.prefix)
+	c.wg.Add(1)
+	go c.retryInvalidations()
 	if c.local != nil {
 		c.wg.Add(1)
 		go c.subscribe()
@@ -233,17 +231,15 @@ func (c *Cache) goBackground(f func()) bool {
 	return true
 }
 
-func (c *Cache) redisUp(now time.Time) bool { return now.UnixNano() >= c.downUntil.Load() }
-
-// redisFailed records a failed Redis operation and makes requests bypass
-// Redis for a moment. An operation cut short because its own request ended
-// (the client hung up) says nothing about Redis and changes nothing: one
-// impatient client must not turn caching off for everyone.
-func (c *Cache) redisFailed(ctx context.Context, op string, err error) {
-	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+// redisFailed logs a failed Redis operation; the request it served bypasses
+// the cache. Calls the access layer did not send because their node failed
+// moments ago are not logged: during an outage that would be every request.
+func (c *Cache) redisFailed(op string, err error) {
+	if errors.Is(err, redisconn.ErrNodeAvoided) {
 		return
 	}
-	c.m.redisErrors.WithLabelValues(op).Inc()
-	c.downUntil.Store(time.Now().Add(downFor).UnixNano())
 	c.log.Warn("cache redis operation failed; bypassing", "op", op, "err", err)
 }
+
+// RedisHealth is the feature's view of its Redis connection, for /readyz.
+func (c *Cache) RedisHealth() []redisconn.Health { return []redisconn.Health{c.st.rdb.Health()} }

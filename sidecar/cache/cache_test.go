@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
 	"github.com/gatehouse-dev/gatehouse/internal/redistest"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 )
@@ -555,8 +556,8 @@ func TestInProcessTierBounds(t *testing.T) {
 }
 
 func TestNewRejectsInvalidPolicies(t *testing.T) {
-	clients := map[string]redis.UniversalClient{"main": redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})}
-	m := NewMetrics(nil)
+	clients := map[string]*redisconn.Conn{"main": connTo(t, redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}))}
+	sh := NewShared(nil)
 	tests := map[string]config.CachePolicy{
 		"zero ttl": policy([]config.CacheRule{{Name: "r"}}, nil),
 		"unknown redis": func() config.CachePolicy {
@@ -574,7 +575,7 @@ func TestNewRejectsInvalidPolicies(t *testing.T) {
 	}
 	for name, p := range tests {
 		t.Run(name, func(t *testing.T) {
-			if c, err := New(p, clients, m, discardLog()); err == nil {
+			if c, err := New(p, clients, sh, discardLog()); err == nil {
 				_ = c.Close()
 				t.Error("New accepted an invalid policy")
 			}

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
 	"github.com/gatehouse-dev/gatehouse/internal/redistest"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 	"github.com/gatehouse-dev/gatehouse/sidecar/identity"
@@ -88,6 +89,26 @@ func cacheRule(name string, ttl time.Duration) config.CacheRule {
 	return config.CacheRule{Name: name, TTL: config.Duration(ttl), HonorCacheControl: true}
 }
 
+// connTo opens the access layer's connection to the deployment client
+// talks to; tests keep client to look at Redis behind the cache's back.
+func connTo(t testing.TB, client redis.UniversalClient) *redisconn.Conn {
+	t.Helper()
+	o := redisconn.Options{Name: "main", DialTimeout: 300 * time.Millisecond, ReadTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond}
+	switch c := client.(type) {
+	case *redis.Client:
+		o.Mode, o.Addrs = redisconn.Standalone, []string{c.Options().Addr}
+	case *redis.ClusterClient:
+		// Generous: the cluster tests share two busy cores.
+		o.Mode, o.Addrs, o.ReadTimeout, o.WriteTimeout = redisconn.Cluster, c.Options().Addrs, time.Second, time.Second
+	}
+	rc, err := redisconn.New(o, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rc.Close() })
+	return rc
+}
+
 // sidecar is one Cache in front of an upstream, reachable over HTTP.
 type sidecar struct {
 	c     *Cache
@@ -98,9 +119,10 @@ type sidecar struct {
 
 func newSidecar(t *testing.T, p config.CachePolicy, client redis.UniversalClient, up *upstream) *sidecar {
 	t.Helper()
-	m := NewMetrics(prometheus.NewRegistry())
+	sh := NewShared(prometheus.NewRegistry())
+	m := sh.Metrics()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	c, err := New(p, map[string]redis.UniversalClient{"main": client}, m, log)
+	c, err := New(p, map[string]*redisconn.Conn{"main": connTo(t, client)}, sh, log)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -5,36 +5,41 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
 	"github.com/gatehouse-dev/gatehouse/sidecar/problem"
 )
 
 const (
-	// invalidateTimeout bounds one invalidation (Redis deletes and broadcast).
-	invalidateTimeout = 5 * time.Second
-	// pingEvery is how often an idle subscription is checked; a subscription
-	// silent for 3*pingEvery is considered lost.
-	pingEvery = time.Second
+	// pingEvery is how often an idle subscription is pinged.
+	pingEvery = 250 * time.Millisecond
+	// subscriptionLease is how long after the subscription last delivered
+	// anything the in-process tier may still be used. A broadcast this
+	// sidecar cannot receive (its channel's node frozen or cut off) leaves
+	// it serving possibly evicted entries for at most this long. Silence
+	// for that long also ends the subscription, which empties the tier.
+	subscriptionLease = 3 * pingEvery
 	// resubscribeBackoff spaces attempts to subscribe again.
 	resubscribeBackoff = 200 * time.Millisecond
 )
 
 // serveWrite forwards an unsafe request and, once the upstream answered 2xx,
 // evicts t — before the status reaches the client, so a client that saw its
-// write succeed never reads the old entry afterwards.
+// write succeed never reads the old entry afterwards. The eviction waits for
+// Redis at most one request deadline; if Redis did not accept it by then,
+// it is retried in the background and the paths bypass the cache meanwhile.
 func (c *Cache) serveWrite(w http.ResponseWriter, r *http.Request, next http.Handler, t targets) {
 	hw := &hookWriter{ResponseWriter: w, onHeader: func(_ http.Header, status int) {
 		if status < 200 || status > 299 {
 			return
 		}
 		if _, err := c.invalidate(r.Context(), t); err != nil {
-			c.log.Error("cache invalidation after write failed", "method", r.Method, "path", r.URL.Path, "err", err)
+			c.log.Warn("cache invalidation after write not confirmed by Redis; retrying in the background",
+				"method", r.Method, "path", r.URL.Path, "err", err)
 		}
 	}}
 	next.ServeHTTP(hw, r)
@@ -44,88 +49,122 @@ func (c *Cache) serveWrite(w http.ResponseWriter, r *http.Request, next http.Han
 	}
 }
 
-// message is an invalidation broadcast.
+// message is an invalidation broadcast. Pending says the sender's Redis
+// eviction failed and is being retried: receivers bypass the paths until a
+// message with the same origin and id and no Pending arrives (or the
+// policy's longest lifetime has passed).
 type message struct {
-	Origin string `json:"origin"`
+	Origin  string `json:"origin"`
+	ID      string `json:"id,omitempty"`
+	Pending bool   `json:"pending,omitempty"`
 	targets
 }
 
-// invalidate evicts t from every tier: this sidecar's in-process tier, Redis
-// (all variants of each path, paths found by prefix and tag through the
-// indexes), and the other sidecars' in-process tiers by broadcast. It returns
-// the number of Redis paths evicted.
+// testHookRedisEvict, when set, runs while an invalidation is in progress:
+// after this sidecar marked its paths pending, before Redis is asked.
+var testHookRedisEvict func()
+
+// invalidate evicts t from every tier: Redis (all variants of each path,
+// paths found by prefix and tag through the indexes), this sidecar's
+// in-process tier, and the other sidecars' by broadcast. It returns the
+// number of Redis paths evicted, and an error if Redis did not confirm the
+// eviction or the broadcast; then the invalidation stays pending and is
+// retried until Redis accepts it.
+//
+// Order matters. The paths are pending from the start, so no fill on this
+// sidecar stores them while the invalidation runs; the in-process tier is
+// evicted after Redis, so a reader that fetched the old entry from Redis
+// before the eviction cannot leave it there (its fill is refused by the
+// tier's epoch, which the eviction advances).
 func (c *Cache) invalidate(ctx context.Context, t targets) (int, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), invalidateTimeout)
-	defer cancel()
-	if c.local != nil {
-		c.local.evict(t)
-	}
 	now := time.Now()
-	var errs []error
-	paths := slices.Clone(t.Paths)
-	if len(t.PathPrefixes) > 0 {
-		ps, err := c.pathsWithPrefixes(ctx, t.PathPrefixes, now)
-		errs = append(errs, err)
-		paths = append(paths, ps...)
+	inv := &invalidation{origin: c.sh.origin, id: c.sh.nextID(), t: t, expires: now.Add(c.maxLifetime), busy: true}
+	c.pending.add(inv)
+	if testHookRedisEvict != nil {
+		testHookRedisEvict()
 	}
-	for _, tag := range t.Tags {
-		ps, err := c.pathsWithTag(ctx, tag, now)
-		errs = append(errs, err)
-		paths = append(paths, ps...)
+	n, err := c.attempt(ctx, inv)
+	if err != nil {
+		c.pending.retry(inv, time.Now())
+		return n, err
 	}
-	slices.Sort(paths)
-	paths = slices.Compact(paths)
-	evicted := 0
-	for _, p := range paths {
-		if err := c.evictPathRedis(ctx, p); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		evicted++
-	}
-	if evicted > 0 {
-		c.m.evictions.WithLabelValues("redis", "invalidation").Add(float64(evicted))
-	}
-	// Index members of evicted paths would only be pruned at their expiry.
-	if len(paths) > 0 {
-		members := make([]any, len(paths))
-		for i, p := range paths {
-			members[i] = p
-		}
-		errs = append(errs, c.rdb.ZRem(ctx, c.ks.paths(), members...).Err())
-		for _, tag := range t.Tags {
-			errs = append(errs, c.rdb.ZRem(ctx, c.ks.tag(tag), members...).Err())
-		}
-	}
-	errs = append(errs, c.publish(ctx, t))
-	if err := errors.Join(errs...); err != nil {
-		c.m.redisErrors.WithLabelValues("invalidate").Inc()
-		return evicted, fmt.Errorf("invalidate: %w", err)
-	}
-	return evicted, nil
+	c.pending.done(inv)
+	return n, nil
 }
 
-func (c *Cache) publish(ctx context.Context, t targets) error {
-	b, err := json.Marshal(message{Origin: c.origin, targets: t})
+// attempt runs one try of inv within one request deadline: the Redis
+// eviction (unless an earlier try did it), the in-process eviction, the
+// broadcast.
+func (c *Cache) attempt(ctx context.Context, inv *invalidation) (int, error) {
+	ctx, cancel := c.st.rdb.Phase(ctx)
+	defer cancel()
+	n, evictErr := 0, error(nil)
+	if !inv.evicted {
+		n, evictErr = c.st.evict(ctx, inv.t, time.Now())
+		if n > 0 {
+			c.m.evictions.WithLabelValues("redis", "invalidation").Add(float64(n))
+		}
+		inv.evicted = evictErr == nil
+	}
+	if c.local != nil {
+		c.local.evict(inv.t)
+	}
+	// Sent even when the eviction failed: the receivers then evict their
+	// in-process copies and bypass the paths until the completion arrives.
+	b, err := json.Marshal(message{Origin: inv.origin, ID: inv.id, Pending: !inv.evicted, targets: inv.t})
 	if err != nil {
-		return fmt.Errorf("encode invalidation: %w", err)
+		return n, fmt.Errorf("encode invalidation: %w", err)
 	}
 	c.lastSent.Store(time.Now().UnixNano())
-	if c.sharded {
-		err = c.rdb.SPublish(ctx, c.ks.channel(), b).Err()
-	} else {
-		err = c.rdb.Publish(ctx, c.ks.channel(), b).Err()
+	bErr := c.st.broadcast(ctx, b)
+	if bErr == nil {
+		c.m.invSent.Inc()
 	}
-	if err != nil {
-		return fmt.Errorf("broadcast invalidation: %w", err)
+	if err := errors.Join(evictErr, bErr); err != nil {
+		return n, fmt.Errorf("invalidate: %w", err)
 	}
-	c.m.invSent.Inc()
-	return nil
+	return n, nil
+}
+
+// retryInvalidations retries this sidecar's failed invalidations of the
+// policy (those of a Cache this one replaced included) until Redis accepts
+// them, or until they expire: by then everything they would evict has
+// expired anyway. It ends with Close, leaving what is left to the next Cache
+// of the policy.
+func (c *Cache) retryInvalidations() {
+	defer c.wg.Done()
+	timer := time.NewTimer(retryEvery)
+	defer timer.Stop()
+	for {
+		due, next := c.pending.takeDue(time.Now())
+		for _, inv := range due {
+			if _, err := c.attempt(context.Background(), inv); err != nil {
+				c.m.invRetries.WithLabelValues("failed").Inc()
+				c.pending.retry(inv, time.Now())
+				continue
+			}
+			c.m.invRetries.WithLabelValues("ok").Inc()
+			c.log.Info("cache invalidation completed on retry", "paths", inv.t.Paths, "pathPrefixes", inv.t.PathPrefixes, "tags", inv.t.Tags)
+			c.pending.done(inv)
+		}
+		wait := retryEvery
+		if !next.IsZero() {
+			wait = max(time.Until(next), time.Millisecond)
+		}
+		timer.Reset(wait)
+		select {
+		case <-c.quit:
+			return
+		case <-c.pending.wake:
+		case <-timer.C:
+		}
+	}
 }
 
 // subscribe keeps the invalidation subscription alive for the in-process
 // tier. The tier is usable only between a confirmed (re)subscription and the
-// next sign of trouble; losing the subscription empties it.
+// next sign of trouble, and only while the subscription keeps delivering;
+// losing the subscription empties it.
 func (c *Cache) subscribe() {
 	defer c.wg.Done()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -162,53 +201,73 @@ func (c *Cache) subscribe() {
 // listen runs one subscription until it fails or ctx ends. live reports
 // whether the subscription had been confirmed.
 func (c *Cache) listen(ctx context.Context) (live bool, err error) {
-	var ps *redis.PubSub
-	if c.sharded {
-		ps = c.rdb.SSubscribe(ctx, c.ks.channel())
-	} else {
-		ps = c.rdb.Subscribe(ctx, c.ks.channel())
-	}
-	defer ps.Close()
+	sub := c.st.subscribe(ctx)
+	defer sub.Close()
 	heard := time.Now()
 	for {
-		msg, err := ps.ReceiveTimeout(ctx, pingEvery)
+		msg, err := sub.Receive(ctx, pingEvery)
 		if err != nil {
 			if ctx.Err() != nil {
 				return live, ctx.Err()
 			}
-			var ne net.Error
-			if !errors.As(err, &ne) || !ne.Timeout() {
+			if !redisconn.IsTimeout(err) {
 				return live, fmt.Errorf("receive invalidation: %w", err)
 			}
-			if time.Since(heard) > 3*pingEvery {
+			if time.Since(heard) > subscriptionLease {
 				return live, errors.New("subscription silent, not even answering pings")
 			}
-			if err := ps.Ping(ctx); err != nil {
+			if err := sub.Ping(ctx); err != nil {
 				return live, fmt.Errorf("ping subscription: %w", err)
 			}
 			continue
 		}
 		heard = time.Now()
+		if live {
+			c.heard.Store(heard.UnixNano())
+		}
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			if m.Kind == "subscribe" || m.Kind == "ssubscribe" {
+			switch m.Kind {
+			case "subscribe", "ssubscribe":
 				live = true
+				c.heard.Store(heard.UnixNano())
 				c.local.enable()
+			case "unsubscribe", "sunsubscribe":
+				// The server dropped the subscription: on a cluster, the
+				// channel's slot moved to another node (a failover).
+				return live, errors.New("unsubscribed by the server: the channel's slot moved")
 			}
 		case *redis.Message:
-			var in message
-			if err := json.Unmarshal([]byte(m.Payload), &in); err != nil {
-				c.log.Warn("cache invalidation message unreadable", "err", err)
-				continue
-			}
-			if in.Origin == c.origin {
-				continue // evicted locally before publishing
-			}
-			c.m.invReceived.Inc()
-			c.local.evict(in.targets)
-			c.lastReceived.Store(time.Now().UnixNano())
+			c.receive(m.Payload)
 		}
 	}
+}
+
+// receive applies another sidecar's broadcast.
+func (c *Cache) receive(payload string) {
+	var in message
+	if err := json.Unmarshal([]byte(payload), &in); err != nil {
+		c.log.Warn("cache invalidation message unreadable", "err", err)
+		return
+	}
+	if in.Origin == c.sh.origin {
+		return // applied here before publishing
+	}
+	c.m.invReceived.Inc()
+	c.local.evict(in.targets)
+	switch {
+	case in.Pending:
+		c.pending.addRemote(&invalidation{origin: in.Origin, id: in.ID, t: in.targets, expires: time.Now().Add(c.maxLifetime)})
+	case in.ID != "":
+		c.pending.removeRemote(in.Origin, in.ID)
+	}
+	c.lastReceived.Store(time.Now().UnixNano())
+}
+
+// localUsable reports whether the in-process tier may serve or take an
+// entry now: the subscription delivered something within the lease.
+func (c *Cache) localUsable(now time.Time) bool {
+	return now.UnixNano()-c.heard.Load() <= int64(subscriptionLease)
 }
 
 // RegisterAdmin adds POST /v1/cache/purge, which evicts on demand what an
@@ -235,7 +294,8 @@ func (c *Cache) purge(w http.ResponseWriter, r *http.Request) {
 	}
 	n, err := c.invalidate(r.Context(), t)
 	if err != nil {
-		problem.Write(w, r, &problem.Error{Status: http.StatusServiceUnavailable, Kind: "cache-unavailable", Title: "Cache purge incomplete", Detail: err.Error()})
+		problem.Write(w, r, &problem.Error{Status: http.StatusServiceUnavailable, Kind: "cache-unavailable", Title: "Cache purge not confirmed",
+			Detail: "Redis did not confirm the eviction; it is retried in the background and the paths bypass the cache until it succeeds: " + err.Error()})
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

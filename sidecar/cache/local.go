@@ -176,6 +176,11 @@ func (t targets) matchesPrefix(path string) bool {
 	return false
 }
 
+// covers reports whether t evicts path, or entries carrying one of tags.
+func (t targets) covers(path string, tags []string) bool {
+	return slices.Contains(t.Paths, path) || t.matchesPrefix(path) || t.matchesTag(tags)
+}
+
 func (t targets) matchesTag(tags []string) bool {
 	for _, want := range t.Tags {
 		if slices.Contains(tags, want) {

@@ -5,9 +5,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
-// Metrics are the cache's collectors. They are created once per process and
-// shared by every Cache built from successive configs, so a hot reload never
-// registers a collector twice.
+// Metrics are the cache's collectors, part of Shared: created once per
+// process and shared by every Cache built from successive configs, so a hot
+// reload never registers a collector twice. Redis calls are counted by the
+// access layer (gatehouse_redis_*, feature="cache").
 type Metrics struct {
 	requests      *prometheus.CounterVec
 	storedBytes   *prometheus.CounterVec
@@ -17,7 +18,8 @@ type Metrics struct {
 	invSent       prometheus.Counter
 	invReceived   prometheus.Counter
 	upstreamSaved *prometheus.CounterVec
-	redisErrors   *prometheus.CounterVec
+	pending       prometheus.Gauge
+	invRetries    *prometheus.CounterVec
 }
 
 // NewMetrics creates the cache collectors and registers them with reg.
@@ -56,9 +58,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "gatehouse_cache_upstream_calls_saved_total",
 			Help: "Requests answered without their own upstream call (hits, stale serves, collapsed misses).",
 		}, []string{"rule"}),
-		redisErrors: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "gatehouse_cache_redis_errors_total",
-			Help: "Failed Redis operations by operation; requests bypass the cache meanwhile.",
-		}, []string{"op"}),
+		pending: f.NewGauge(prometheus.GaugeOpts{
+			Name: "gatehouse_cache_invalidations_pending",
+			Help: "Invalidations Redis has not confirmed yet (this sidecar's, being retried, and other replicas' announced as pending); the paths they name bypass the cache meanwhile.",
+		}),
+		invRetries: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_cache_invalidation_retries_total",
+			Help: "Background attempts at failed invalidations by result: ok (Redis evicted and the broadcast went out), failed (tried again in 100ms), expired (given up: everything it would evict has expired).",
+		}, []string{"result"}),
 	}
 }

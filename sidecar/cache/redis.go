@@ -5,40 +5,38 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-)
 
-// redisClient is the part of a go-redis client the cache uses; both
-// *redis.Client and *redis.ClusterClient satisfy it.
-type redisClient interface {
-	redis.Scripter
-	Pipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error)
-	Get(ctx context.Context, key string) *redis.StringCmd
-	ZScan(ctx context.Context, key string, cursor uint64, match string, count int64) *redis.ScanCmd
-	ZRangeByScore(ctx context.Context, key string, opt *redis.ZRangeBy) *redis.StringSliceCmd
-	ZRem(ctx context.Context, key string, members ...any) *redis.IntCmd
-	Del(ctx context.Context, keys ...string) *redis.IntCmd
-	Publish(ctx context.Context, channel string, message any) *redis.IntCmd
-	SPublish(ctx context.Context, channel string, message any) *redis.IntCmd
-	Subscribe(ctx context.Context, channels ...string) *redis.PubSub
-	SSubscribe(ctx context.Context, channels ...string) *redis.PubSub
-}
+	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
+)
 
 var (
 	//go:embed store.lua
 	storeSrc    string
-	storeScript = redis.NewScript(storeSrc)
+	storeScript = redisconn.NewScript(storeSrc)
 	//go:embed index.lua
 	indexSrc    string
-	indexScript = redis.NewScript(indexSrc)
+	indexScript = redisconn.NewScript(indexSrc)
 	//go:embed evict.lua
 	evictSrc    string
-	evictScript = redis.NewScript(evictSrc)
+	evictScript = redisconn.NewScript(evictSrc)
 )
+
+// store is the cache's Redis tier: the four things the HTTP semantics are
+// built from (lookup, put, evict, broadcast) and the subscription, over the
+// access layer, which owns deadlines, retries, breakers and topology. Each
+// method is one request phase: all its calls share one deadline.
+type store struct {
+	rdb *redisconn.Client
+	ks  keyspace
+	// maxLifetime is the longest an entry of the policy lives in Redis.
+	maxLifetime time.Duration
+}
 
 // lookup is what one round trip for a request found in Redis.
 type lookup struct {
@@ -51,23 +49,21 @@ type lookup struct {
 	raw []byte
 }
 
-// fetchRedis reads generation, Vary spec and the variant for the
-// spec-less key in one pipelined round trip (all one slot); only when the path
-// varies on upstream headers does it need a second read.
-func (c *Cache) fetchRedis(ctx context.Context, path string, variantKey func(vary []string) string) (lookup, string, error) {
+// lookup reads generation, Vary spec and the variant for the spec-less key
+// in one call (all one slot); only when the path varies on upstream headers
+// does it need a second read.
+func (s *store) lookup(ctx context.Context, path string, variantKey func(vary []string) string) (lookup, string, error) {
+	ctx, cancel := s.rdb.Phase(ctx)
+	defer cancel()
 	var gen, vary, plain *redis.StringCmd
 	plainKey := variantKey(nil)
-	cmds, _ := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		gen = p.Get(ctx, c.ks.gen(path))
-		vary = p.Get(ctx, c.ks.vary(path))
+	err := s.rdb.Do(ctx, "lookup", plainKey, func(p *redisconn.Pipe) {
+		gen = p.Get(ctx, s.ks.gen(path))
+		vary = p.Get(ctx, s.ks.vary(path))
 		plain = p.Get(ctx, plainKey)
-		return nil
 	})
-	// Pipelined reports only the first error, which may be a mere redis.Nil.
-	for _, cmd := range cmds {
-		if err := cmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
-			return lookup{}, "", fmt.Errorf("read cache entry: %w", err)
-		}
+	if err != nil {
+		return lookup{}, "", fmt.Errorf("read cache entry: %w", err)
 	}
 	var l lookup
 	l.gen = "0"
@@ -85,12 +81,11 @@ func (c *Cache) fetchRedis(ctx context.Context, path string, variantKey func(var
 		}
 		return l, key, nil
 	}
-	b, err := c.rdb.Get(ctx, key).Bytes()
-	switch {
-	case errors.Is(err, redis.Nil):
-	case err != nil:
+	var variant *redis.StringCmd
+	if err := s.rdb.Do(ctx, "lookup", key, func(p *redisconn.Pipe) { variant = p.Get(ctx, key) }); err != nil {
 		return lookup{}, "", fmt.Errorf("read cache variant: %w", err)
-	default:
+	}
+	if b, err := variant.Bytes(); err == nil {
 		l.raw = b
 	}
 	return l, key, nil
@@ -103,52 +98,115 @@ func splitSpec(s string) []string {
 	return strings.Split(s, ",")
 }
 
-// storeRedis writes an entry and its indexes. The indexes are written first:
-// an indexed path without an entry is harmless, an entry that prefix or tag
-// invalidation cannot find is not.
-func (c *Cache) storeRedis(ctx context.Context, path, key string, vary []string, tags []string, gen string, e *entry, now time.Time) (bool, []byte, error) {
+// put writes an entry and its indexes, unless the path's generation moved
+// on since gen was read (a write invalidated it meanwhile). The indexes are
+// written first: an indexed path without an entry is harmless, an entry that
+// prefix or tag invalidation cannot find is not.
+func (s *store) put(ctx context.Context, path, key string, vary []string, tags []string, gen string, e *entry, now time.Time) (bool, []byte, error) {
 	px := e.expiresIn(now)
 	if px <= 0 {
 		return false, nil, nil
 	}
-	idx := []string{c.ks.paths()}
+	ctx, cancel := s.rdb.Phase(ctx)
+	defer cancel()
+	idx := []string{s.ks.paths()}
 	for _, t := range tags {
-		idx = append(idx, c.ks.tag(t))
+		idx = append(idx, s.ks.tag(t))
 	}
 	expiry := now.Add(px).UnixMilli()
-	idxPX := c.maxLifetime.Milliseconds()
-	if err := indexScript.Run(ctx, c.rdb, idx, path, expiry, now.UnixMilli(), idxPX).Err(); err != nil {
+	err := s.rdb.Do(ctx, "index", idx[0], func(p *redisconn.Pipe) {
+		p.Run(ctx, indexScript, idx, path, expiry, now.UnixMilli(), s.maxLifetime.Milliseconds())
+	})
+	if err != nil {
 		return false, nil, fmt.Errorf("index cache entry: %w", err)
 	}
 	raw := e.marshal()
-	n, err := storeScript.Run(ctx, c.rdb,
-		[]string{key, c.ks.vars(path), c.ks.vary(path), c.ks.gen(path)},
-		raw, px.Milliseconds(), strings.Join(vary, ","), gen).Int()
+	var stored *redis.Cmd
+	err = s.rdb.Do(ctx, "store", key, func(p *redisconn.Pipe) {
+		stored = p.Run(ctx, storeScript, []string{key, s.ks.vars(path), s.ks.vary(path), s.ks.gen(path)},
+			raw, px.Milliseconds(), strings.Join(vary, ","), gen)
+	})
 	if err != nil {
 		return false, nil, fmt.Errorf("store cache entry: %w", err)
 	}
+	n, _ := stored.Int()
 	return n == 1, raw, nil
 }
 
-// evictPathRedis deletes every variant of path.
-func (c *Cache) evictPathRedis(ctx context.Context, path string) error {
-	genPX := (c.maxLifetime + genGrace).Milliseconds()
-	err := evictScript.Run(ctx, c.rdb, []string{c.ks.vars(path), c.ks.vary(path), c.ks.gen(path)}, genPX).Err()
-	if err != nil {
-		return fmt.Errorf("evict %s: %w", path, err)
+// evict deletes every variant of the paths t names, directly or through
+// the prefix and tag indexes, bumping each path's generation so no fill that
+// read the old one can store. It returns how many paths it evicted.
+func (s *store) evict(ctx context.Context, t targets, now time.Time) (int, error) {
+	ctx, cancel := s.rdb.Phase(ctx)
+	defer cancel()
+	var errs []error
+	paths := slices.Clone(t.Paths)
+	if len(t.PathPrefixes) > 0 {
+		ps, err := s.pathsWithPrefixes(ctx, t.PathPrefixes, now)
+		errs = append(errs, err)
+		paths = append(paths, ps...)
 	}
-	return nil
+	if len(t.Tags) > 0 {
+		ps, err := s.pathsWithTags(ctx, t.Tags, now)
+		errs = append(errs, err)
+		paths = append(paths, ps...)
+	}
+	slices.Sort(paths)
+	paths = slices.Compact(paths)
+	// One call per path, each on its path's slot; the batch sends them as
+	// one pipeline per node, the nodes concurrently.
+	var b redisconn.Batch
+	genPX := (s.maxLifetime + genGrace).Milliseconds()
+	calls := make([]*redisconn.Call, len(paths))
+	for i, p := range paths {
+		keys := []string{s.ks.vars(p), s.ks.vary(p), s.ks.gen(p)}
+		calls[i] = b.Add(s.rdb, "evict", keys[0], func(pp *redisconn.Pipe) { pp.Run(ctx, evictScript, keys, genPX) })
+	}
+	// Index members of evicted paths would only be pruned at their expiry.
+	if len(paths) > 0 {
+		members := make([]any, len(paths))
+		for i, p := range paths {
+			members[i] = p
+		}
+		idx := append([]string{s.ks.paths()}, s.tagKeys(t.Tags)...)
+		b.Add(s.rdb, "evict", idx[0], func(p *redisconn.Pipe) {
+			for _, k := range idx {
+				p.ZRem(ctx, k, members...)
+			}
+		})
+	}
+	b.Exec(ctx)
+	evicted := 0
+	for i, c := range calls {
+		if err := c.Err(); err != nil {
+			errs = append(errs, fmt.Errorf("evict %s: %w", paths[i], err))
+			continue
+		}
+		evicted++
+	}
+	return evicted, errors.Join(errs...)
+}
+
+func (s *store) tagKeys(tags []string) []string {
+	keys := make([]string, len(tags))
+	for i, t := range tags {
+		keys[i] = s.ks.tag(t)
+	}
+	return keys
 }
 
 // pathsWithPrefixes scans the path index for live paths under any prefix.
-func (c *Cache) pathsWithPrefixes(ctx context.Context, prefixes []string, now time.Time) ([]string, error) {
+func (s *store) pathsWithPrefixes(ctx context.Context, prefixes []string, now time.Time) ([]string, error) {
 	var out []string
 	var cursor uint64
 	for {
-		kv, next, err := c.rdb.ZScan(ctx, c.ks.paths(), cursor, "", 512).Result()
-		if err != nil {
+		var scan *redis.ScanCmd
+		if err := s.rdb.Do(ctx, "scan", s.ks.paths(), func(p *redisconn.Pipe) {
+			scan = p.ZScan(ctx, s.ks.paths(), cursor, "", 512)
+		}); err != nil {
 			return nil, fmt.Errorf("scan path index: %w", err)
 		}
+		kv, next := scan.Val()
 		// ZSCAN returns member, score pairs.
 		for i := 0; i+1 < len(kv); i += 2 {
 			path, score := kv[i], kv[i+1]
@@ -169,13 +227,33 @@ func (c *Cache) pathsWithPrefixes(ctx context.Context, prefixes []string, now ti
 	}
 }
 
-// pathsWithTag reads the live paths stored under tag.
-func (c *Cache) pathsWithTag(ctx context.Context, tag string, now time.Time) ([]string, error) {
-	paths, err := c.rdb.ZRangeByScore(ctx, c.ks.tag(tag), &redis.ZRangeBy{
-		Min: strconv.FormatInt(now.UnixMilli(), 10), Max: "+inf",
-	}).Result()
+// pathsWithTags reads the live paths stored under tags (one slot).
+func (s *store) pathsWithTags(ctx context.Context, tags []string, now time.Time) ([]string, error) {
+	cmds := make([]*redis.StringSliceCmd, len(tags))
+	err := s.rdb.Do(ctx, "scan", s.ks.paths(), func(p *redisconn.Pipe) {
+		for i, t := range tags {
+			cmds[i] = p.ZRangeByScore(ctx, s.ks.tag(t), &redis.ZRangeBy{Min: strconv.FormatInt(now.UnixMilli(), 10), Max: "+inf"})
+		}
+	})
 	if err != nil {
-		return nil, fmt.Errorf("read tag index %s: %w", tag, err)
+		return nil, fmt.Errorf("read tag indexes %v: %w", tags, err)
 	}
-	return paths, nil
+	var out []string
+	for _, c := range cmds {
+		out = append(out, c.Val()...)
+	}
+	return out, nil
+}
+
+// broadcast publishes msg to every replica's subscription.
+func (s *store) broadcast(ctx context.Context, msg []byte) error {
+	if _, err := s.rdb.Publish(ctx, "broadcast", s.ks.channel(), msg); err != nil {
+		return fmt.Errorf("broadcast invalidation: %w", err)
+	}
+	return nil
+}
+
+// subscribe subscribes to the policy's broadcasts.
+func (s *store) subscribe(ctx context.Context) *redisconn.Subscription {
+	return s.rdb.Subscribe(ctx, s.ks.channel())
 }

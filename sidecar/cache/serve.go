@@ -86,13 +86,15 @@ func (c *Cache) serveCacheable(w http.ResponseWriter, r *http.Request, next http
 		// A shared cache must not mix responses that may depend on who asks.
 		c.bypass(w, r, next, rl, "session")
 		return
-	case !c.redisUp(now):
-		c.bypass(w, r, next, rl, "redis-unavailable")
+	case c.pending.covers(q.path, rl.tags, now):
+		// An invalidation of this path is not confirmed yet: neither tier
+		// may serve what it evicts, nor store a fill that may predate it.
+		c.bypass(w, r, next, rl, "invalidation-pending")
 		return
 	}
 	f, err := c.find(r.Context(), q, true, now)
 	if err != nil {
-		c.redisFailed(r.Context(), "lookup", err)
+		c.redisFailed("lookup", err)
 		c.bypass(w, r, next, rl, "redis-unavailable")
 		return
 	}
@@ -146,6 +148,7 @@ func (c *Cache) find(ctx context.Context, q *request, useLocal bool, now time.Ti
 	if c.local != nil {
 		on, epoch = c.local.snapshot()
 	}
+	on = on && c.localUsable(now)
 	if on && useLocal {
 		if spec := c.local.get(c.ks.vary(q.path), now); spec != nil {
 			key := c.ks.variant(q.path, q.variantKey(spec.vary))
@@ -154,9 +157,7 @@ func (c *Cache) find(ctx context.Context, q *request, useLocal bool, now time.Ti
 			}
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	l, key, err := c.fetchRedis(ctx, q.path, func(vary []string) string {
+	l, key, err := c.st.lookup(ctx, q.path, func(vary []string) string {
 		return c.ks.variant(q.path, q.variantKey(vary))
 	})
 	if err != nil {
@@ -173,7 +174,7 @@ func (c *Cache) find(ctx context.Context, q *request, useLocal bool, now time.Ti
 		return f, nil
 	}
 	f.e, f.tier = e, "redis"
-	if on {
+	if on && !c.pending.covers(q.path, q.rule.tags, now) {
 		c.putLocal(q, key, l.vary, e, epoch, now)
 	}
 	return f, nil
@@ -223,7 +224,7 @@ func (c *Cache) fill(w http.ResponseWriter, r *http.Request, next http.Handler, 
 	now := time.Now()
 	f2, err := c.find(r.Context(), q, false, now)
 	if err != nil {
-		c.redisFailed(r.Context(), "lookup", err)
+		c.redisFailed("lookup", err)
 		c.bypass(w, r, next, rl, "redis-unavailable")
 		return
 	}
@@ -293,11 +294,14 @@ func (c *Cache) store(ctx context.Context, q *request, vary []string, gen string
 		on, epoch = c.local.snapshot()
 	}
 	key := c.ks.variant(q.path, q.variantKey(vary))
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
-	defer cancel()
-	ok, raw, err := c.storeRedis(ctx, q.path, key, vary, q.rule.tags, gen, e, now)
+	if c.pending.covers(q.path, q.rule.tags, now) {
+		// Fetched while an unconfirmed invalidation of the path is
+		// pending: it may predate the write.
+		return key, false
+	}
+	ok, raw, err := c.st.put(ctx, q.path, key, vary, q.rule.tags, gen, e, now)
 	if err != nil {
-		c.redisFailed(ctx, "store", err)
+		c.redisFailed("store", err)
 		return key, false
 	}
 	if !ok {
@@ -306,7 +310,7 @@ func (c *Cache) store(ctx context.Context, q *request, vary []string, gen string
 		return key, false
 	}
 	c.m.storedBytes.WithLabelValues("redis").Add(float64(len(raw)))
-	if on {
+	if on && c.localUsable(time.Now()) && !c.pending.covers(q.path, q.rule.tags, time.Now()) {
 		c.putLocal(q, key, vary, e, epoch, now)
 	}
 	return key, true
@@ -500,7 +504,7 @@ func (c *Cache) refreshOnce(ctx context.Context, next http.Handler, q *request) 
 	now := time.Now()
 	f, err := c.find(ctx, q, false, now)
 	if err != nil {
-		c.redisFailed(ctx, "lookup", err)
+		c.redisFailed("lookup", err)
 		return
 	}
 	if f.e != nil && f.e.age(now) < f.e.Lifetime {

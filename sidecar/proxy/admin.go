@@ -71,6 +71,10 @@ type Readiness struct {
 	Config reload.Status `json:"config"`
 	// Policies lists the policies that select this pod.
 	Policies []string `json:"policies"`
+	// Redis is each feature's health on each Redis connection it uses,
+	// judged from the calls it made: idle, ok, degraded (a call failed
+	// within the last 10 s) or unavailable (the last call failed).
+	Redis []redisconn.Health `json:"redis"`
 	// Labels are the pod labels policies are selected by.
 	Labels map[string]string `json:"labels"`
 }
@@ -80,6 +84,10 @@ type Check struct {
 	Name  string `json:"name"`
 	OK    bool   `json:"ok"`
 	Error string `json:"error,omitempty"`
+	// Advisory checks are shown but do not make the pod unready: a Redis
+	// connection whose features all admit traffic while it is down (the
+	// cache, rate limits that fail open).
+	Advisory bool `json:"advisory,omitempty"`
 }
 
 // readiness evaluates every check. A config reload that fails does not make
@@ -113,9 +121,22 @@ func (p *Proxy) readiness(ctx context.Context) Readiness {
 		rd.Warnings = append(rd.Warnings, "pod labels reload failed, previous labels still in force: "+labelsErr)
 	}
 
+	rd.Redis = []redisconn.Health{}
 	if g := p.enter(); g != nil {
 		defer g.leave()
 		rd.Policies = append(rd.Policies, g.policies...)
+		// A connection makes the pod unready only if a feature on it turns
+		// requests away while Redis is down: taking the pod out of its
+		// Service helps those requests, and would only hurt the others.
+		refuses := map[string]bool{}
+		for _, f := range g.features {
+			if u, ok := f.(redisUser); ok {
+				for _, h := range u.RedisHealth() {
+					rd.Redis = append(rd.Redis, h)
+					refuses[h.Redis] = refuses[h.Redis] || h.RefusesTraffic
+				}
+			}
+		}
 		names := make([]string, 0, len(g.conns))
 		for name := range g.conns {
 			names = append(names, name)
@@ -127,9 +148,9 @@ func (p *Proxy) readiness(ctx context.Context) Readiness {
 			wg.Go(func() {
 				ctx, cancel := context.WithTimeout(ctx, pingTimeout)
 				defer cancel()
-				checks[i] = Check{Name: "redis/" + name, OK: true}
-				if err := redisconn.Ping(ctx, g.conns[name].client); err != nil {
-					checks[i] = Check{Name: "redis/" + name, Error: err.Error()}
+				checks[i] = Check{Name: "redis/" + name, OK: true, Advisory: !refuses[name]}
+				if err := g.conns[name].rc.Ping(ctx); err != nil {
+					checks[i].OK, checks[i].Error = false, err.Error()
 				}
 			})
 		}
@@ -138,7 +159,7 @@ func (p *Proxy) readiness(ctx context.Context) Readiness {
 	}
 	rd.Ready = true
 	for _, c := range rd.Checks {
-		rd.Ready = rd.Ready && c.OK
+		rd.Ready = rd.Ready && (c.OK || c.Advisory)
 	}
 	return rd
 }

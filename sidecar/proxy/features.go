@@ -5,7 +5,8 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
+
+	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
 
 	"github.com/gatehouse-dev/gatehouse/sidecar/cache"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
@@ -17,6 +18,12 @@ import (
 // also implement adminRegistrar and io.Closer.
 type feature interface {
 	Middleware(next http.Handler) http.Handler
+}
+
+// redisUser is implemented by features that use Redis: their view of each
+// connection they use, for /readyz.
+type redisUser interface {
+	RedisHealth() []redisconn.Health
 }
 
 // adminRegistrar is implemented by features with admin API routes.
@@ -33,7 +40,7 @@ type selection struct {
 
 // builder builds a feature instance for a selection, or returns nil when no
 // policy of its kind applies. It runs on every (re)load.
-type builder func(sel selection, clients map[string]redis.UniversalClient, log *slog.Logger) (feature, error)
+type builder func(sel selection, clients map[string]*redisconn.Conn, log *slog.Logger) (feature, error)
 
 // featureKind creates the feature's metrics once per process and returns
 // the builder that reloads call.
@@ -49,7 +56,7 @@ var featureKinds = []featureKind{
 
 func sessionFeature(reg prometheus.Registerer) builder {
 	m := session.NewMetrics(reg)
-	return func(sel selection, clients map[string]redis.UniversalClient, log *slog.Logger) (feature, error) {
+	return func(sel selection, clients map[string]*redisconn.Conn, log *slog.Logger) (feature, error) {
 		if sel.session == nil {
 			return nil, nil
 		}
@@ -63,7 +70,7 @@ func sessionFeature(reg prometheus.Registerer) builder {
 
 func rateLimitFeature(reg prometheus.Registerer) builder {
 	m := ratelimit.NewMetrics(reg)
-	return func(sel selection, clients map[string]redis.UniversalClient, log *slog.Logger) (feature, error) {
+	return func(sel selection, clients map[string]*redisconn.Conn, log *slog.Logger) (feature, error) {
 		if len(sel.rateLimits) == 0 {
 			return nil, nil
 		}
@@ -76,12 +83,14 @@ func rateLimitFeature(reg prometheus.Registerer) builder {
 }
 
 func cacheFeature(reg prometheus.Registerer) builder {
-	m := cache.NewMetrics(reg)
-	return func(sel selection, clients map[string]redis.UniversalClient, log *slog.Logger) (feature, error) {
+	// Shared outlives every Cache a reload builds: failed invalidations are
+	// still retried after the config changed.
+	sh := cache.NewShared(reg)
+	return func(sel selection, clients map[string]*redisconn.Conn, log *slog.Logger) (feature, error) {
 		if sel.cache == nil {
 			return nil, nil
 		}
-		c, err := cache.New(*sel.cache, clients, m, log.With("feature", "cache"))
+		c, err := cache.New(*sel.cache, clients, sh, log.With("feature", "cache"))
 		if err != nil {
 			return nil, err
 		}

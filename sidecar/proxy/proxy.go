@@ -28,7 +28,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
@@ -63,6 +62,7 @@ type Options struct {
 type Proxy struct {
 	log          *slog.Logger
 	m            *Metrics
+	redisM       *redisconn.Metrics
 	gatherer     prometheus.Gatherer
 	transport    *http.Transport
 	upstream     http.Handler
@@ -105,6 +105,7 @@ func New(o Options) (*Proxy, error) {
 	p := &Proxy{
 		log:          o.Logger,
 		m:            NewMetrics(o.Registerer),
+		redisM:       redisconn.NewMetrics(o.Registerer),
 		gatherer:     o.Gatherer,
 		transport:    newTransport(o.UpstreamHeaderTimeout),
 		labelsPath:   o.LabelsPath,
@@ -188,17 +189,17 @@ func (r *recorder) status() int {
 	return r.code
 }
 
-// conn is a Redis client shared by every graph that uses its connection; it
-// is closed when the last of them is.
+// conn is a Redis connection shared by every graph that uses it; it is
+// closed when the last of them is.
 type conn struct {
-	spec   config.RedisConnection
-	client redis.UniversalClient
-	refs   atomic.Int64
+	spec config.RedisConnection
+	rc   *redisconn.Conn
+	refs atomic.Int64
 }
 
 func (c *conn) release(log *slog.Logger) {
 	if c.refs.Add(-1) == 0 {
-		if err := c.client.Close(); err != nil {
+		if err := c.rc.Close(); err != nil {
 			log.Warn("Closing Redis client", "redis", c.spec.Name, "error", err)
 		}
 	}
@@ -210,6 +211,7 @@ type graph struct {
 	handler  http.Handler
 	admin    *http.ServeMux
 	closers  []io.Closer
+	features []feature
 	conns    map[string]*conn
 	policies []string
 	log      *slog.Logger
@@ -332,7 +334,7 @@ func (p *Proxy) build(c *config.Config, labels map[string]string) (_ *graph, err
 	for _, r := range c.Redis {
 		specs[r.Name] = r
 	}
-	clients := map[string]redis.UniversalClient{}
+	clients := map[string]*redisconn.Conn{}
 	for _, name := range sel.redisNames() {
 		spec, ok := specs[name]
 		if !ok {
@@ -340,15 +342,15 @@ func (p *Proxy) build(c *config.Config, labels map[string]string) (_ *graph, err
 		}
 		cn := p.conns[name]
 		if cn == nil || !reflect.DeepEqual(cn.spec, spec) {
-			client, err := redisconn.New(spec)
+			rc, err := redisconn.New(redisOptions(spec), p.redisM, p.log)
 			if err != nil {
 				return nil, err
 			}
-			cn = &conn{spec: spec, client: client}
+			cn = &conn{spec: spec, rc: rc}
 		}
 		cn.refs.Add(1)
 		g.conns[name] = cn
-		clients[name] = cn.client
+		clients[name] = cn.rc
 	}
 
 	var features []feature
@@ -368,6 +370,7 @@ func (p *Proxy) build(c *config.Config, labels map[string]string) (_ *graph, err
 			a.RegisterAdmin(g.admin)
 		}
 	}
+	g.features = features
 	g.handler = chain(trusted, features, p.upstream)
 	return g, nil
 }
@@ -381,6 +384,21 @@ func chain(trusted []netip.Prefix, features []feature, upstream http.Handler) ht
 		h = feature.Middleware(h)
 	}
 	return identify(trusted, h)
+}
+
+// redisOptions converts a connection of the config document into the
+// access layer's options. config.Load has defaulted and validated it.
+func redisOptions(c config.RedisConnection) redisconn.Options {
+	o := redisconn.Options{
+		Name: c.Name, Mode: redisconn.Mode(c.Mode), Addrs: c.Addrs, MasterName: c.MasterName,
+		Username: c.Username, PasswordEnv: c.PasswordEnv, DB: c.DB, PoolSize: c.PoolSize,
+		DialTimeout: c.DialTimeout.D(), ReadTimeout: c.ReadTimeout.D(), WriteTimeout: c.WriteTimeout.D(),
+		MaxRetries: c.MaxRetries,
+	}
+	if c.TLS != nil {
+		o.TLS = &redisconn.TLSOptions{CAFile: c.TLS.CAFile, ServerName: c.TLS.ServerName, InsecureSkipVerify: c.TLS.InsecureSkipVerify}
+	}
+	return o
 }
 
 func readLabels(path string) (map[string]string, error) {

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/redis/go-redis/v9"
 
+	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
 	"github.com/gatehouse-dev/gatehouse/internal/redistest"
 	"github.com/gatehouse-dev/gatehouse/sidecar/contract"
 	"github.com/gatehouse-dev/gatehouse/sidecar/problem"
@@ -248,7 +248,7 @@ func TestReloadSwapsWholeGraphAndClosesTheOldOneWhenIdle(t *testing.T) {
 	s := newSidecar(t, a.URL, "")
 	var mu sync.Mutex
 	built := map[string]*stub{}
-	s.p.builders = []builder{func(sel selection, clients map[string]redis.UniversalClient, log *slog.Logger) (feature, error) {
+	s.p.builders = []builder{func(sel selection, clients map[string]*redisconn.Conn, log *slog.Logger) (feature, error) {
 		// The stub takes the config hash from the session policy's name.
 		name := sel.session.Name
 		if name == "fail" {
@@ -472,7 +472,7 @@ func TestUpstreamDownIsProblem502(t *testing.T) {
 func TestStatusListenerServesOnlyHealthAndMetrics(t *testing.T) {
 	a := newApp(t)
 	s := newSidecar(t, a.URL, "")
-	s.p.builders = []builder{func(sel selection, clients map[string]redis.UniversalClient, log *slog.Logger) (feature, error) {
+	s.p.builders = []builder{func(sel selection, clients map[string]*redisconn.Conn, log *slog.Logger) (feature, error) {
 		return &stub{name: sel.session.Name, block: make(chan struct{}), entered: make(chan struct{}, 1)}, nil
 	}}
 	writeFile(t, s.cfgPath, cfgDoc("v1", `"redis":[{"name":"r","mode":"Standalone","addrs":["127.0.0.1:1"]}],

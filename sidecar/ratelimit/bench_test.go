@@ -38,7 +38,7 @@ func BenchmarkDecision(b *testing.B) {
 				r.Limit, r.Burst = 1_000_000, 1<<40
 			}
 			r.Key.ClientIP = true
-			h := newLimiter(b, one(c), nil, testPolicy("ns", "bench", "main", r)).Middleware(okHandler)
+			h := newLimiter(b, one(b, c), nil, testPolicy("ns", "bench", "main", r)).Middleware(okHandler)
 			rq := req("GET", "/", "10.30.0.1", "")
 			w := &discardWriter{h: http.Header{}}
 			b.ReportAllocs()
@@ -54,7 +54,7 @@ func BenchmarkDecision(b *testing.B) {
 	b.Run("FixedWindow/parallel", func(b *testing.B) {
 		r := newRule("bench-par", config.FixedWindow, 1<<40, time.Minute)
 		r.Key.ClientIP = true
-		h := newLimiter(b, one(c), nil, testPolicy("ns", "bench", "main", r)).Middleware(okHandler)
+		h := newLimiter(b, one(b, c), nil, testPolicy("ns", "bench", "main", r)).Middleware(okHandler)
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			rq := req("GET", "/", "10.30.0.2", "")
@@ -84,7 +84,7 @@ func BenchmarkProxy(b *testing.B) {
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	r := newRule("per-ip", config.FixedWindow, 1<<40, time.Minute)
 	r.Key.ClientIP = true
-	limited := newLimiter(b, one(c), nil, testPolicy("ns", "proxy", "main", r)).Middleware(proxy)
+	limited := newLimiter(b, one(b, c), nil, testPolicy("ns", "proxy", "main", r)).Middleware(proxy)
 
 	for _, tc := range []struct {
 		name string

@@ -70,7 +70,7 @@ func TestClusterAtomicity(t *testing.T) {
 			p := testPolicy("ns", "atomic-"+string(alg), "main", r)
 			var handlers []http.Handler
 			for _, c := range sidecars {
-				handlers = append(handlers, newLimiter(t, one(c), nil, p).Middleware(okHandler))
+				handlers = append(handlers, newLimiter(t, one(t, c), nil, p).Middleware(okHandler))
 			}
 			ru := mustCompile(t, p, r)
 			ips, keys, masters := clientsOnShards(t, sidecars[0], ru, 3)
@@ -127,7 +127,7 @@ func TestClusterPrimaryDown(t *testing.T) {
 	r.Key.ClientIP = true
 	r.FailureMode = config.FailClosed
 	p := testPolicy("ns", "failover", "main", r)
-	h := newLimiter(t, one(c), nil, p).Middleware(okHandler)
+	h := newLimiter(t, one(t, c), nil, p).Middleware(okHandler)
 	ips, _, masters := clientsOnShards(t, c, mustCompile(t, p, r), 2)
 	for _, ip := range ips {
 		if resp := serve(h, req("GET", "/", ip, "")); resp.StatusCode != http.StatusOK {

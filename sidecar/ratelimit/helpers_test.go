@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
 	"github.com/gatehouse-dev/gatehouse/internal/redistest"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 )
@@ -35,7 +37,7 @@ func startRedis(t *testing.T) (*redistest.Server, *redis.Client) {
 	return s, c
 }
 
-func newLimiter(t testing.TB, clients map[string]redis.UniversalClient, m *Metrics, ps ...config.RateLimitPolicy) *Limiter {
+func newLimiter(t testing.TB, clients map[string]*redisconn.Conn, m *Metrics, ps ...config.RateLimitPolicy) *Limiter {
 	t.Helper()
 	if m == nil {
 		m = NewMetrics(nil)
@@ -47,8 +49,70 @@ func newLimiter(t testing.TB, clients map[string]redis.UniversalClient, m *Metri
 	return l
 }
 
-func one(c redis.UniversalClient) map[string]redis.UniversalClient {
-	return map[string]redis.UniversalClient{"main": c}
+// one is the access layer's connection "main" to the server c talks to,
+// with the same timeouts; tests keep c to look at Redis behind the limiter.
+func one(t testing.TB, c redis.UniversalClient) map[string]*redisconn.Conn {
+	t.Helper()
+	conns, _ := oneWithMetrics(t, c)
+	return conns
+}
+
+// oneWithMetrics is one, with the registry of the access layer's metrics.
+func oneWithMetrics(t testing.TB, c redis.UniversalClient) (map[string]*redisconn.Conn, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	return map[string]*redisconn.Conn{"main": connFor(t, c, reg)}, reg
+}
+
+func connFor(t testing.TB, c redis.UniversalClient, reg *prometheus.Registry) *redisconn.Conn {
+	t.Helper()
+	var o redisconn.Options
+	switch c := c.(type) {
+	case *redis.Client:
+		ro := c.Options()
+		o = redisconn.Options{Mode: redisconn.Standalone, Addrs: []string{ro.Addr},
+			DialTimeout: ro.DialTimeout, ReadTimeout: ro.ReadTimeout, WriteTimeout: ro.WriteTimeout, MaxRetries: ro.MaxRetries}
+	case *redis.ClusterClient:
+		co := c.Options()
+		o = redisconn.Options{Mode: redisconn.Cluster, Addrs: co.Addrs,
+			DialTimeout: co.DialTimeout, ReadTimeout: co.ReadTimeout, WriteTimeout: co.WriteTimeout, MaxRetries: co.MaxRetries}
+	default:
+		t.Fatalf("unexpected client %T", c)
+	}
+	o.Name = "main"
+	var m *redisconn.Metrics
+	if reg != nil {
+		m = redisconn.NewMetrics(reg)
+	}
+	rc, err := redisconn.New(o, m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rc.Close() })
+	return rc
+}
+
+// redisCalls sums gatehouse_redis_calls_total{result=result} in reg.
+func redisCalls(t testing.TB, reg *prometheus.Registry, result string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() != "gatehouse_redis_calls_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" && l.GetValue() == result {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n
 }
 
 func newRule(name string, alg config.Algorithm, limit int64, window time.Duration) config.RateLimitRule {

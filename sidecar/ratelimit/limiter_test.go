@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 	"github.com/gatehouse-dev/gatehouse/sidecar/problem"
 )
@@ -36,7 +37,7 @@ func TestHeaders(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.rule.Name, func(t *testing.T) {
 			tt.rule.Key = config.RateLimitKey{ClientIP: true}
-			h := newLimiter(t, one(c), nil, testPolicy("ns", "headers", "main", tt.rule)).Middleware(okHandler)
+			h := newLimiter(t, one(t, c), nil, testPolicy("ns", "headers", "main", tt.rule)).Middleware(okHandler)
 			lastReset := int64(1 << 62)
 			for want := int64(4); want >= 0; want-- {
 				resp := serve(h, req("GET", "/", "10.1.0.1", ""))
@@ -97,7 +98,7 @@ func TestHeaders(t *testing.T) {
 	t.Run("unmatched route has no headers", func(t *testing.T) {
 		r := newRule("api", config.FixedWindow, 1, time.Minute)
 		r.Match.PathPrefix = "/api/"
-		h := newLimiter(t, one(c), nil, testPolicy("ns", "unmatched", "main", r)).Middleware(okHandler)
+		h := newLimiter(t, one(t, c), nil, testPolicy("ns", "unmatched", "main", r)).Middleware(okHandler)
 		for range 3 {
 			resp := serve(h, req("GET", "/static/x", "10.1.0.3", ""))
 			if resp.StatusCode != http.StatusOK || resp.Header.Get("RateLimit-Limit") != "" {
@@ -114,7 +115,7 @@ func TestMostRestrictiveHeaders(t *testing.T) {
 	loose := newRule("loose", config.FixedWindow, 100, time.Minute)
 	tight := newRule("tight", config.SlidingWindow, 3, 10*time.Second)
 	tight.Match.Methods = []string{"POST"}
-	h := newLimiter(t, one(c), nil, testPolicy("ns", "multi", "main", loose, tight)).Middleware(okHandler)
+	h := newLimiter(t, one(t, c), nil, testPolicy("ns", "multi", "main", loose, tight)).Middleware(okHandler)
 
 	resp := serve(h, req("GET", "/", "10.2.0.1", ""))
 	if got := resp.Header.Get("RateLimit-Policy"); got != "100;w=60" {
@@ -144,7 +145,7 @@ func TestMostRestrictiveHeaders(t *testing.T) {
 func TestScriptCacheFlushed(t *testing.T) {
 	_, c := startRedis(t)
 	ctx := context.Background()
-	h := newLimiter(t, one(c), nil, testPolicy("ns", "flush", "main",
+	h := newLimiter(t, one(t, c), nil, testPolicy("ns", "flush", "main",
 		newRule("fixed", config.FixedWindow, 10, time.Minute),
 		newRule("sliding", config.SlidingWindow, 10, time.Minute),
 		newRule("bucket", config.TokenBucket, 10, time.Minute),
@@ -177,7 +178,7 @@ func TestShadow(t *testing.T) {
 	m := NewMetrics(prometheus.NewRegistry())
 	r := newRule("trial", config.SlidingWindow, 2, time.Minute)
 	r.Mode = config.Shadow
-	h := newLimiter(t, one(c), m, testPolicy("ns", "shadow", "main", r)).Middleware(okHandler)
+	h := newLimiter(t, one(t, c), m, testPolicy("ns", "shadow", "main", r)).Middleware(okHandler)
 	for i := range 5 {
 		if resp := serve(h, req("GET", "/", "10.4.0.1", "")); resp.StatusCode != http.StatusOK {
 			t.Fatalf("request %d: status %d; Shadow must never deny", i, resp.StatusCode)
@@ -196,7 +197,7 @@ func TestKeyIsolation(t *testing.T) {
 	_, c := startRedis(t)
 	r := newRule("per-ip", config.FixedWindow, 3, time.Minute)
 	r.Key.ClientIP = true
-	h := newLimiter(t, one(c), nil,
+	h := newLimiter(t, one(t, c), nil,
 		testPolicy("team-a", "api", "main", r),
 		testPolicy("team-b", "api", "main", r),
 	).Middleware(okHandler)
@@ -231,7 +232,8 @@ func TestFailureModes(t *testing.T) {
 	open.Match.PathPrefix = "/open"
 	open.FailureMode = config.FailOpen
 	open.Key.ClientIP = true
-	h := newLimiter(t, one(c), m, testPolicy("ns", "fail", "main", closed, open)).Middleware(okHandler)
+	conns, reg := oneWithMetrics(t, c)
+	h := newLimiter(t, conns, m, testPolicy("ns", "fail", "main", closed, open)).Middleware(okHandler)
 	for _, p := range []string{"/closed", "/open"} {
 		if resp := serve(h, req("GET", p, "10.6.0.1", "")); resp.StatusCode != http.StatusOK {
 			t.Fatalf("%s before the outage: status %d", p, resp.StatusCode)
@@ -273,9 +275,12 @@ func TestFailureModes(t *testing.T) {
 		}
 	}
 	// The first failure opens the node's breaker; the flood then fails fast
-	// without asking Redis, so only probes count as Redis errors.
-	if got := testutil.ToFloat64(m.redisErrors.WithLabelValues("main")); got < 1 || got > 5 {
-		t.Errorf("redis errors = %v, want a few probes", got)
+	// without asking Redis: only probes waited for it.
+	if got := redisCalls(t, reg, "unavailable"); got < 1 || got > 5 {
+		t.Errorf("calls that waited for the stopped Redis = %v, want a few probes", got)
+	}
+	if got := redisCalls(t, reg, "skipped"); got < flood-5 {
+		t.Errorf("calls answered by the breaker = %v, want nearly all of the flood of %d", got, flood)
 	}
 
 	// Redis comes back empty (no persistence): the same Limiter enforces again.
@@ -316,7 +321,7 @@ func TestFixedWindowBoundary(t *testing.T) {
 	const window, limit = 1500 * time.Millisecond, 10
 	r := newRule("fixed", config.FixedWindow, limit, window)
 	r.Key.ClientIP = true
-	h := newLimiter(t, one(c), nil, testPolicy("ns", "boundary", "main", r)).Middleware(okHandler)
+	h := newLimiter(t, one(t, c), nil, testPolicy("ns", "boundary", "main", r)).Middleware(okHandler)
 	for attempt := range 5 {
 		// A fresh client per attempt: a failed attempt leaves counts behind.
 		ip := fmt.Sprintf("10.7.0.%d", attempt+1)
@@ -365,7 +370,7 @@ type admission struct{ sent, done time.Time }
 func TestSlidingWindowNeverExceeds(t *testing.T) {
 	_, c := startRedis(t)
 	const window, limit = 1500 * time.Millisecond, 10
-	h := newLimiter(t, one(c), nil, testPolicy("ns", "sliding", "main", newRule("sliding", config.SlidingWindow, limit, window))).Middleware(okHandler)
+	h := newLimiter(t, one(t, c), nil, testPolicy("ns", "sliding", "main", newRule("sliding", config.SlidingWindow, limit, window))).Middleware(okHandler)
 
 	var mu sync.Mutex
 	var admitted []admission
@@ -411,7 +416,7 @@ func TestTokenBucket(t *testing.T) {
 	_, c := startRedis(t)
 	r := newRule("bucket", config.TokenBucket, 20, time.Second) // one token per 50ms
 	r.Burst = 15
-	h := newLimiter(t, one(c), nil, testPolicy("ns", "bucket", "main", r)).Middleware(okHandler)
+	h := newLimiter(t, one(t, c), nil, testPolicy("ns", "bucket", "main", r)).Middleware(okHandler)
 
 	start := serverTime(t, c)
 	for i := range 15 {
@@ -458,7 +463,7 @@ func TestDenyCache(t *testing.T) {
 	m := NewMetrics(prometheus.NewRegistry())
 	r := newRule("per-ip", config.FixedWindow, 3, time.Minute)
 	r.Key.ClientIP = true
-	h := newLimiter(t, one(c), m, testPolicy("ns", "cache", "main", r)).Middleware(okHandler)
+	h := newLimiter(t, one(t, c), m, testPolicy("ns", "cache", "main", r)).Middleware(okHandler)
 	for range 4 {
 		serve(h, req("GET", "/", "10.10.0.1", ""))
 	}
@@ -507,15 +512,16 @@ func TestClientCancelIsNotAnOutage(t *testing.T) {
 	m := NewMetrics(prometheus.NewRegistry())
 	r := newRule("closed", config.FixedWindow, 100, time.Minute)
 	r.FailureMode = config.FailClosed
-	h := newLimiter(t, one(c), m, testPolicy("ns", "cancel", "main", r)).Middleware(okHandler)
+	conns, reg := oneWithMetrics(t, c)
+	h := newLimiter(t, conns, m, testPolicy("ns", "cancel", "main", r)).Middleware(okHandler)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	serve(h, req("GET", "/", "10.11.0.1", "").WithContext(ctx))
 	if resp := serve(h, req("GET", "/", "10.11.0.2", "")); resp.StatusCode != http.StatusOK {
 		t.Errorf("request after a canceled one: status %d, want 200", resp.StatusCode)
 	}
-	if got := testutil.ToFloat64(m.redisErrors.WithLabelValues("main")); got != 0 {
-		t.Errorf("redis errors = %v after a client cancel, want 0", got)
+	if got := redisCalls(t, reg, "ok"); got != 2 {
+		t.Errorf("successful Redis calls = %v after a client cancel, want both", got)
 	}
 }
 
@@ -525,7 +531,7 @@ func TestClientCancelIsNotAnOutage(t *testing.T) {
 func TestSeveralConnections(t *testing.T) {
 	_, a := startRedis(t)
 	_, b := startRedis(t)
-	clients := map[string]redis.UniversalClient{"a": a, "b": b}
+	clients := map[string]*redisconn.Conn{"a": connFor(t, a, prometheus.NewRegistry()), "b": connFor(t, b, prometheus.NewRegistry())}
 	ra := newRule("per-ip", config.FixedWindow, 5, time.Minute)
 	ra.Key.ClientIP = true
 	rb := newRule("per-ip", config.SlidingWindow, 3, time.Minute)

@@ -24,10 +24,9 @@ const (
 // process and shared by every Limiter built on config reload, so reloading
 // never registers a collector twice.
 type Metrics struct {
-	decisions   *prometheus.CounterVec
-	nearLimit   *prometheus.CounterVec
-	redisErrors *prometheus.CounterVec
-	latency     prometheus.Histogram
+	decisions *prometheus.CounterVec
+	nearLimit *prometheus.CounterVec
+	latency   prometheus.Histogram
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not
@@ -45,10 +44,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "gatehouse_ratelimit_near_limit_total",
 			Help: "Admitted requests that left less than 10% of a rule's limit.",
 		}, []string{"policy", "rule"}),
-		redisErrors: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "gatehouse_ratelimit_redis_errors_total",
-			Help: "Rate-limit script calls that failed (connection errors, timeouts, Redis errors).",
-		}, []string{"redis"}),
 		latency: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "gatehouse_ratelimit_decision_duration_seconds",
 			Help:    "Time to decide a request against all its matching rules, including the Redis round trip.",

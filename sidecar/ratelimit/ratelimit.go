@@ -20,7 +20,6 @@ import (
 	"math"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -38,27 +37,18 @@ var (
 	//go:embed token_bucket.lua
 	tokenBucketSrc string
 
-	fixedWindowScript   = redis.NewScript(fixedWindowSrc)
-	slidingWindowScript = redis.NewScript(slidingWindowSrc)
-	tokenBucketScript   = redis.NewScript(tokenBucketSrc)
+	fixedWindowScript   = redisconn.NewScript(fixedWindowSrc)
+	slidingWindowScript = redisconn.NewScript(slidingWindowSrc)
+	tokenBucketScript   = redisconn.NewScript(tokenBucketSrc)
 )
-
-// pipeliner is what the limiter needs of a Redis client: both *redis.Client
-// and *redis.ClusterClient satisfy it, and a cluster pipeline is split per
-// node by go-redis.
-type pipeliner interface {
-	Pipeline() redis.Pipeliner
-}
 
 // conn is one Redis connection and the rules that keep their counters there.
 type conn struct {
-	name    string
-	client  pipeliner
-	timeout time.Duration
-	rules   []*rule
+	name   string
+	client *redisconn.Client
+	rules  []*rule
 	// fallback limits rules that fail open while this connection is down.
 	fallback *fallback
-	breakers *breakers
 }
 
 // Limiter enforces a set of rate-limit policies.
@@ -69,12 +59,12 @@ type Limiter struct {
 	log    *slog.Logger
 }
 
-// New compiles the policies ps. clients maps connection names (config
-// RedisConnection.Name) to clients; every policy's connection must be there.
+// New compiles the policies ps. conns maps connection names (config
+// RedisConnection.Name) to connections; every policy's connection must be there.
 // New does not talk to Redis, so it succeeds during a Redis outage and the
 // rules' failure modes apply until Redis returns. It reports every invalid
 // rule at once.
-func New(ps []config.RateLimitPolicy, clients map[string]redis.UniversalClient, m *Metrics, log *slog.Logger) (*Limiter, error) {
+func New(ps []config.RateLimitPolicy, conns map[string]*redisconn.Conn, m *Metrics, log *slog.Logger) (*Limiter, error) {
 	if m == nil {
 		m = NewMetrics(nil)
 	}
@@ -86,14 +76,13 @@ func New(ps []config.RateLimitPolicy, clients map[string]redis.UniversalClient, 
 	var errs []error
 	for _, p := range ps {
 		where := "rate limit policy " + p.Namespace + "/" + p.Name
-		client, ok := clients[p.Redis]
-		if !ok || client == nil {
+		if rc, ok := conns[p.Redis]; !ok || rc == nil {
 			errs = append(errs, fmt.Errorf("%s: unknown redis connection %q", where, p.Redis))
 			continue
 		}
 		c := byName[p.Redis]
 		if c == nil {
-			c = &conn{name: p.Redis, client: client, timeout: redisconn.RequestTimeout(client), fallback: newFallback(fallbackMaxKeys), breakers: newBreakers(client)}
+			c = &conn{name: p.Redis, fallback: newFallback(fallbackMaxKeys)}
 			byName[p.Redis] = c
 			l.conns = append(l.conns, c)
 		}
@@ -115,7 +104,20 @@ func New(ps []config.RateLimitPolicy, clients map[string]redis.UniversalClient, 
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	for _, c := range l.conns {
+		c.client = conns[c.name].Client("ratelimit", c.refuses())
+	}
 	return l, nil
+}
+
+// refuses reports whether a rule on c answers 503 while Redis is down.
+func (c *conn) refuses() bool {
+	for _, r := range c.rules {
+		if r.failClosed && !r.shadow {
+			return true
+		}
+	}
+	return false
 }
 
 // outcome is one rule's verdict on one request.
@@ -124,7 +126,7 @@ type outcome struct {
 	conn      *conn
 	key       string
 	cmd       *redis.Cmd
-	brk       *breaker
+	call      *redisconn.Call
 	err       error
 	allowed   bool
 	remaining int64
@@ -193,31 +195,39 @@ func (l *Limiter) match(r *http.Request, outs []outcome) []outcome {
 	return outs
 }
 
-// decide runs the matching rules' scripts, at most one pipeline per
-// connection and those concurrently, and combines the outcomes. A request
-// that an enforced rule is already known to deny is answered without Redis.
+// decide runs the matching rules' scripts in one batch (one pipeline per
+// Redis node, the nodes and connections concurrently) and combines the
+// outcomes. A request that an enforced rule is already known to deny is
+// answered without Redis.
 func (l *Limiter) decide(ctx context.Context, outs []outcome) verdict {
 	start := time.Now()
 	if v, ok := l.cachedDenial(outs, start); ok {
 		l.m.latency.Observe(time.Since(start).Seconds())
 		return v
 	}
-	var wg sync.WaitGroup
-	for i := 0; i < len(outs); {
-		j := i + 1
-		for j < len(outs) && outs[j].conn == outs[i].conn {
-			j++
-		}
-		group := outs[i:j]
-		if i == 0 && j == len(outs) {
-			// The usual case, one connection: no goroutine.
-			l.run(ctx, group)
-		} else {
-			wg.Go(func() { l.run(ctx, group) })
-		}
-		i = j
+	var b redisconn.Batch
+	for i := range outs {
+		o := &outs[i]
+		o.call = b.Add(o.conn.client, "script", o.key, func(p *redisconn.Pipe) {
+			o.cmd = p.Run(ctx, o.rule.script, []string{o.key}, o.rule.args...)
+		})
 	}
-	wg.Wait()
+	b.Exec(ctx)
+	logged := false
+	for i := range outs {
+		o := &outs[i]
+		if err := o.call.Err(); err != nil {
+			o.err = err
+			// Calls the breaker answered are not logged: during an
+			// outage that would be one line per request.
+			if !logged && !o.call.Skipped() {
+				logged = true
+				l.log.Warn("rate limit store unavailable", "redis", o.conn.name, "error", err)
+			}
+			continue
+		}
+		o.err = o.parse()
+	}
 	v := l.judge(outs, start)
 	l.m.latency.Observe(time.Since(start).Seconds())
 	return v
@@ -241,121 +251,6 @@ func (l *Limiter) cachedDenial(outs []outcome, now time.Time) (verdict, bool) {
 		return verdict{status: http.StatusTooManyRequests, header: o, retry: left}, true
 	}
 	return verdict{}, false
-}
-
-// run evaluates outs, which share one connection, in one pipeline. Rules
-// whose node failed within the last cooldown are not sent and fail at once.
-func (l *Limiter) run(ctx context.Context, outs []outcome) {
-	c := outs[0].conn
-	// Detached from the request's cancellation: a client that hangs up must
-	// not look like a Redis failure and open the node's breaker for everyone.
-	// The timeout still bounds the call.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
-	defer cancel()
-	now := time.Now()
-	send := 0
-	for i := range outs {
-		o := &outs[i]
-		o.brk = c.breakers.forKey(ctx, o.key)
-		// One probe decision per node and request: a second rule on the
-		// same node follows the first.
-		allowed := -1
-		for j := range i {
-			if outs[j].brk == o.brk {
-				allowed = boolInt(outs[j].err == nil)
-				break
-			}
-		}
-		if allowed == -1 {
-			allowed = boolInt(o.brk.allow(now))
-		}
-		if allowed == 0 {
-			o.err = errNodeDown
-			continue
-		}
-		send++
-	}
-	if send == 0 {
-		return
-	}
-	if err := execScripts(ctx, c.client, outs); err != nil {
-		l.m.redisErrors.WithLabelValues(c.name).Inc()
-		l.log.Warn("rate limit store unavailable", "redis", c.name, "error", err)
-	}
-	failed := false
-	for i := range outs {
-		o := &outs[i]
-		switch {
-		case o.cmd == nil: // not sent
-		case o.err != nil && nodeDown(o.err):
-			o.brk.fail(now)
-			failed = true
-		case o.err != nil: // Redis answered, with an error: the node is up
-		default:
-			o.brk.succeed()
-		}
-	}
-	if failed {
-		c.breakers.failed(ctx)
-	}
-}
-
-// nodeDown reports whether err means the node could not be reached or did
-// not answer in time, as opposed to an error reply (a script error,
-// CLUSTERDOWN), which comes back fast and needs no breaker.
-func nodeDown(err error) bool {
-	var reply redis.Error
-	return !errors.As(err, &reply)
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
-// execScripts runs the scripts of the outcomes that carry no error yet in
-// one pipeline. EVALSHA in a pipeline does not fall back to EVAL by itself,
-// so commands answered NOSCRIPT (a fresh server, a failover, SCRIPT FLUSH)
-// are sent again with EVAL, which also caches the script for the next
-// request. It fills each outcome and returns the first error.
-func execScripts(ctx context.Context, client pipeliner, outs []outcome) error {
-	pipe := client.Pipeline()
-	for i := range outs {
-		if o := &outs[i]; o.err == nil {
-			o.cmd = o.rule.script.EvalSha(ctx, pipe, []string{o.key}, o.rule.args...)
-		}
-	}
-	_, _ = pipe.Exec(ctx) // errors are per command, read below
-	var retry []int
-	for i := range outs {
-		if outs[i].cmd != nil && redis.HasErrorPrefix(outs[i].cmd.Err(), "NOSCRIPT") {
-			retry = append(retry, i)
-		}
-	}
-	if len(retry) > 0 {
-		pipe = client.Pipeline()
-		for _, i := range retry {
-			o := &outs[i]
-			o.cmd = o.rule.script.Eval(ctx, pipe, []string{o.key}, o.rule.args...)
-		}
-		_, _ = pipe.Exec(ctx)
-	}
-	var first error
-	for i := range outs {
-		o := &outs[i]
-		if o.cmd == nil {
-			continue
-		}
-		if err := o.parse(); err != nil {
-			o.err = err
-			if first == nil {
-				first = err
-			}
-		}
-	}
-	return first
 }
 
 // parse reads the script reply {allowed, remaining, reset_ms, retry_ms}.
@@ -450,4 +345,14 @@ func setHeaders(h http.Header, o *outcome) {
 func seconds(d time.Duration, floor int64) string {
 	s := int64(math.Ceil(d.Seconds()))
 	return strconv.FormatInt(max(s, floor), 10)
+}
+
+// RedisHealth is the feature's view of each Redis connection it uses, for
+// /readyz.
+func (l *Limiter) RedisHealth() []redisconn.Health {
+	out := make([]redisconn.Health, len(l.conns))
+	for i, c := range l.conns {
+		out[i] = c.client.Health()
+	}
+	return out
 }

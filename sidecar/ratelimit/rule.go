@@ -15,8 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
+	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 	"github.com/gatehouse-dev/gatehouse/sidecar/identity"
 )
@@ -49,7 +48,7 @@ type rule struct {
 
 	keyPrefix    string // "rl:{<ns>/<policy>/<rule>/"
 	shape        string // algorithm and window, hashed into every key
-	script       *redis.Script
+	script       *redisconn.Script
 	args         []any
 	limitHeader  string // RateLimit-Limit value
 	policyHeader string // RateLimit-Policy value

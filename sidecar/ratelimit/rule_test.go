@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 	"github.com/gatehouse-dev/gatehouse/sidecar/identity"
 )
@@ -200,7 +201,7 @@ func TestNewRejects(t *testing.T) {
 	_, err := New([]config.RateLimitPolicy{
 		testPolicy("ns", "a", "missing", r),
 		testPolicy("ns", "b", "c", r, r),
-	}, map[string]redis.UniversalClient{"c": redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})}, nil, nil)
+	}, map[string]*redisconn.Conn{"c": connFor(t, redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", ReadTimeout: time.Second}), nil)}, nil, nil)
 	if err == nil {
 		t.Fatal("New accepted an unknown connection and a duplicate rule")
 	}

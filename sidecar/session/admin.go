@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 	"github.com/gatehouse-dev/gatehouse/sidecar/problem"
 )
@@ -206,17 +207,13 @@ func (m *Manager) adminToken(w http.ResponseWriter, r *http.Request) (token, boo
 
 // inspect reads a session without extending it, with its idle expiry.
 func (m *Manager) inspect(ctx context.Context, t token) (*Context, time.Time, error) {
-	key := m.sessionKey(t.idHash())
+	key := m.keyFor(t)
 	var get *redis.StringCmd
 	var pttl *redis.DurationCmd
-	start := m.now()
-	_, err := m.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		get = p.Get(ctx, key)
-		pttl = p.PTTL(ctx, key)
-		return nil
+	err := m.rdb.Do(ctx, "inspect", key, func(p *redisconn.Pipe) {
+		get, pttl = p.Get(ctx, key), p.PTTL(ctx, key)
 	})
-	m.observe("inspect", start)
-	if err != nil && !errors.Is(err, redis.Nil) {
+	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("%w: %w", errStore, err)
 	}
 	if errors.Is(get.Err(), redis.Nil) {

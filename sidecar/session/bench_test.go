@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 
+	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
 	"github.com/gatehouse-dev/gatehouse/internal/redistest"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 )
@@ -20,9 +20,7 @@ import (
 // allocation count of the feature plus go-redis.
 func BenchmarkMiddleware(b *testing.B) {
 	s := redistest.StartStandalone(b)
-	rdb := redis.NewClient(&redis.Options{Addr: s.Addr()})
-	b.Cleanup(func() { _ = rdb.Close() })
-	clients := map[string]redis.UniversalClient{"main": rdb}
+	clients := map[string]*redisconn.Conn{"main": conn(b, redisconn.Standalone, s.Addr())}
 	metrics := NewMetrics(prometheus.NewRegistry())
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})
 

@@ -15,18 +15,16 @@ const (
 // shared by every Manager a config reload builds, so reloads never register
 // a collector twice.
 type Metrics struct {
-	lookups       *prometheus.CounterVec
-	redisDuration *prometheus.HistogramVec
-	created       prometheus.Counter
-	revoked       prometheus.Counter
+	lookups *prometheus.CounterVec
+	created prometheus.Counter
+	revoked prometheus.Counter
 
 	// Children resolved once, so the request path skips label hashing.
 	byResult map[string]prometheus.Counter
-	byOp     map[string]prometheus.Observer
 }
 
-// Redis operations, the values of the "op" label.
-var ops = []string{"lookup", "extend", "inspect", "create", "index", "revoke", "revoke_all"}
+// The latency and outcome of every Redis call are the access layer's
+// metrics (gatehouse_redis_*, feature="session").
 
 func (m *Metrics) lookup(result string) { m.byResult[result].Inc() }
 
@@ -37,11 +35,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "gatehouse_session_lookups_total",
 			Help: "Session lookups on the data path by result (valid, missing, invalid, expired, error).",
 		}, []string{"result"}),
-		redisDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "gatehouse_session_redis_duration_seconds",
-			Help:    "Latency of session Redis round trips by operation.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
-		}, []string{"op"}),
 		created: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gatehouse_session_created_total",
 			Help: "Sessions created through the admin API.",
@@ -56,10 +49,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{resultValid, resultMissing, resultInvalid, resultExpired, resultError} {
 		m.byResult[r] = m.lookups.WithLabelValues(r)
 	}
-	m.byOp = map[string]prometheus.Observer{}
-	for _, op := range ops {
-		m.byOp[op] = m.redisDuration.WithLabelValues(op)
-	}
-	reg.MustRegister(m.lookups, m.redisDuration, m.created, m.revoked)
+	reg.MustRegister(m.lookups, m.created, m.revoked)
 	return m
 }

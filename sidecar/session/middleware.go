@@ -1,7 +1,6 @@
 package session
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"path"
@@ -61,9 +60,7 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		lookupCtx, cancel := context.WithTimeout(r.Context(), m.timeout)
-		sc, err := m.lookup(lookupCtx, t)
-		cancel()
+		sc, err := m.lookup(r.Context(), t)
 		switch {
 		case err == nil:
 			m.m.lookup(resultValid)

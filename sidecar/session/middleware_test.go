@@ -6,8 +6,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 
+	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 )
 
@@ -34,10 +34,8 @@ func TestCleanPath(t *testing.T) {
 // configuration need no Redis.
 func newOffline(t *testing.T, p config.SessionPolicy) (*Manager, error) {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
-	t.Cleanup(func() { _ = rdb.Close() })
 	p.Redis = "main"
-	return New(p, map[string]redis.UniversalClient{"main": rdb}, NewMetrics(prometheus.NewRegistry()), nil)
+	return New(p, map[string]*redisconn.Conn{"main": conn(t, redisconn.Standalone, "127.0.0.1:1")}, NewMetrics(prometheus.NewRegistry()), nil)
 }
 
 func TestExtract(t *testing.T) {

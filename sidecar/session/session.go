@@ -8,14 +8,22 @@
 //
 // A per-subject index (a sorted set named by a hash of the subject, members
 // are hashed session names scored by absolute expiry) lets the app revoke all
-// sessions of a subject; sessions live in different cluster slots, so
-// revocation deletes them one by one.
+// sessions of a subject. A subject's sessions and its index share one hash
+// slot, named by the subject's bucket, which every token carries: creating a
+// session is one atomic script (index entry and session together, so no
+// session is ever missing from its index), and revoking them all reads the
+// index and deletes what it lists on that one slot. Creates and revokes
+// wait for a replica (WAIT), so a failover does not undo them.
+//
+// All Redis access goes through internal/redisconn, which owns deadlines,
+// retries, breakers and cluster topology.
 package session
 
 import (
 	"context"
 	"crypto/sha256"
 	_ "embed"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,32 +52,20 @@ const (
 	maxLifetimeLimit = 366 * 24 * time.Hour
 )
 
-// store is what the session feature needs from Redis; *redis.Client and
-// *redis.ClusterClient both satisfy it.
-type store interface {
-	redis.Scripter
-	Get(ctx context.Context, key string) *redis.StringCmd
-	GetEx(ctx context.Context, key string, expiration time.Duration) *redis.StringCmd
-	Set(ctx context.Context, key string, value any, expiration time.Duration) *redis.StatusCmd
-	Del(ctx context.Context, keys ...string) *redis.IntCmd
-	PExpire(ctx context.Context, key string, expiration time.Duration) *redis.BoolCmd
-	ZRange(ctx context.Context, key string, start, stop int64) *redis.StringSliceCmd
-	Pipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error)
-}
-
-// indexAdd adds a session to its subject's index, drops entries whose
-// absolute expiry passed and makes the index live as long as its longest
-// session. It touches one key, so it runs anywhere in a cluster.
+// create stores a session and its index entry together: one script on the
+// subject's slot, so a session never exists without its entry. It also drops
+// entries whose absolute expiry passed and makes the index live as long as
+// its longest session.
 //
-//go:embed index_add.lua
-var indexAddSrc string
+//go:embed create.lua
+var createSrc string
 
-var indexAdd = redis.NewScript(indexAddSrc)
+var createScript = redisconn.NewScript(createSrc)
 
 // Manager is the session feature built from one SessionPolicy. It is
 // immutable; a config reload builds a new one.
 type Manager struct {
-	rdb     store
+	rdb     *redisconn.Client
 	m       *Metrics
 	log     *slog.Logger
 	now     func() time.Time
@@ -77,12 +73,9 @@ type Manager struct {
 	sliding bool
 	// maxLifetime caps sliding sessions created without their own ttl.
 	maxLifetime time.Duration
-	// timeout bounds a lookup's wait for Redis, so an outage answers 503
-	// promptly instead of after go-redis' dial retries.
-	timeout time.Duration
-	refresh time.Duration
-	// base is keyPrefix + namespace + ":" + name + ":"; session keys add
-	// "s:"+hash(id), subject indexes "u:"+hash(subject).
+	refresh     time.Duration
+	// base is keyPrefix + namespace + ":" + name + ":"; see sessionKey and
+	// indexKey for what follows.
 	base       string
 	header     string
 	scheme     string // "" means the bare token
@@ -98,20 +91,20 @@ type forwardedClaim struct {
 }
 
 // New builds a Manager for p using the Redis connection p names.
-func New(p config.SessionPolicy, clients map[string]redis.UniversalClient, m *Metrics, log *slog.Logger) (*Manager, error) {
+func New(p config.SessionPolicy, conns map[string]*redisconn.Conn, m *Metrics, log *slog.Logger) (*Manager, error) {
 	if m == nil {
 		return nil, errors.New("session: metrics are required")
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c, ok := clients[p.Redis]
+	c, ok := conns[p.Redis]
 	if !ok || c == nil {
 		return nil, fmt.Errorf("session policy %s/%s: unknown redis connection %q", p.Namespace, p.Name, p.Redis)
 	}
 	mgr := &Manager{
-		rdb:         c,
-		timeout:     redisconn.RequestTimeout(c),
+		// Required paths answer 503 while Redis is unavailable.
+		rdb:         c.Client("session", true),
 		m:           m,
 		log:         log.With("policy", p.Namespace+"/"+p.Name),
 		now:         time.Now,
@@ -187,30 +180,75 @@ type Context struct {
 	ExpiresMs int64 `json:"exp"`
 }
 
-func (m *Manager) sessionKey(hash string) string { return m.base + "s:" + hash }
+// Key layout. A gh2 session and its subject's index share the hash tag of
+// the subject's bucket:
+//
+//	<base>{<bucket>}:s:<idhash>   the session (encrypted auth context)
+//	<base>{<bucket>}:u:<subject>  the subject's index
+//
+// where <bucket> is the 14-bit bucket as four hex digits, <idhash> the
+// base64url SHA-256 of the token id (idHash) and <subject> the base64url
+// SHA-256 of the policy and subject (subjectSum). gh1 sessions, issued
+// before, and their indexes live at <base>s:<idhash> and <base>u:<subject>,
+// spread over slots, until they expire.
 
-// keyFor is sessionKey(t.idHash()) with one allocation; it runs on every request.
+// sessionKey names the session of t.
+func (m *Manager) sessionKey(t token) string {
+	if t.legacy {
+		return m.base + "s:" + t.idHash()
+	}
+	return m.bucketBase(t.bucket()) + "s:" + t.idHash()
+}
+
+// keyFor is sessionKey with one allocation; it runs on every request.
 func (m *Manager) keyFor(t token) string {
 	var in [len(idHashLabel) + idLen]byte
 	copy(in[copy(in[:], idHashLabel):], t.id[:])
 	sum := sha256.Sum256(in[:])
-	buf := make([]byte, 0, len(m.base)+2+43)
+	buf := make([]byte, 0, len(m.base)+9+43)
 	buf = append(buf, m.base...)
+	if !t.legacy {
+		buf = appendBucketTag(buf, t.bucket())
+	}
 	buf = append(buf, "s:"...)
 	buf = b64.AppendEncode(buf, sum[:])
 	return string(buf)
 }
 
-// indexKey names a subject's index. The subject is hashed so no key
-// spells it; namespace and policy are part of the hash input as well as the
-// prefix, so equal subjects of two policies never share an index.
-func (m *Manager) indexKey(subject string) string {
-	return m.base + "u:" + hashString("gatehouse subject v1\x00"+m.base+"\x00"+subject)
+// bucketBase is base followed by the hash tag of bucket b.
+func (m *Manager) bucketBase(b uint16) string {
+	return string(appendBucketTag([]byte(m.base), b))
 }
 
-// observe records the latency of one Redis round trip.
-func (m *Manager) observe(op string, start time.Time) {
-	m.m.byOp[op].Observe(time.Since(start).Seconds())
+func appendBucketTag(buf []byte, b uint16) []byte {
+	const hex = "0123456789abcdef"
+	return append(buf, '{', hex[b>>12&0xf], hex[b>>8&0xf], hex[b>>4&0xf], hex[b&0xf], '}', ':')
+}
+
+// subjectSum hashes a subject so no key spells it; namespace and policy are
+// part of the hash input as well as the prefix, so equal subjects of two
+// policies never share an index.
+func (m *Manager) subjectSum(subject string) [sha256.Size]byte {
+	return sha256.Sum256([]byte("gatehouse subject v1\x00" + m.base + "\x00" + subject))
+}
+
+// bucketOf is the subject's bucket: 14 bits of its hash, one value per
+// cluster slot, so subjects spread evenly over the shards.
+func (m *Manager) bucketOf(subject string) uint16 {
+	sum := m.subjectSum(subject)
+	return binary.BigEndian.Uint16(sum[:2]) % buckets
+}
+
+// indexKey names a subject's index, in the subject's slot.
+func (m *Manager) indexKey(subject string) string {
+	sum := m.subjectSum(subject)
+	return m.bucketBase(binary.BigEndian.Uint16(sum[:2])%buckets) + "u:" + b64.EncodeToString(sum[:])
+}
+
+// legacyIndexKey names the index of a subject's gh1 sessions.
+func (m *Manager) legacyIndexKey(subject string) string {
+	sum := m.subjectSum(subject)
+	return m.base + "u:" + b64.EncodeToString(sum[:])
 }
 
 // Lookup errors. errStore wraps Redis failures, so callers can tell "no such
@@ -221,51 +259,42 @@ var (
 	errStore    = errors.New("session store unavailable")
 )
 
-// lookup resolves t on the data path, extending a sliding session.
+// lookup resolves t on the data path, extending a sliding session. Its
+// Redis calls share one request deadline (redisconn.Conn.Deadline).
 func (m *Manager) lookup(ctx context.Context, t token) (*Context, error) {
+	ctx, cancel := m.rdb.Phase(ctx)
+	defer cancel()
 	key := m.keyFor(t)
-	start := m.now()
 	var (
-		val string
-		err error
+		get  *redis.StringCmd
+		pttl *redis.DurationCmd
 	)
-	switch {
-	case m.sliding && m.refresh > 0:
-		// GET and PTTL in one round trip; write only when the session is
-		// about to run out, trading a slightly shorter idle window for far
-		// fewer writes.
-		var get *redis.StringCmd
-		var pttl *redis.DurationCmd
-		_, err = m.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	err := m.rdb.Do(ctx, "lookup", key, func(p *redisconn.Pipe) {
+		switch {
+		case m.sliding && m.refresh > 0:
+			// GET and PTTL in one round trip; write only when the session
+			// is about to run out, trading a slightly shorter idle window
+			// for far fewer writes.
+			get, pttl = p.Get(ctx, key), p.PTTL(ctx, key)
+		case m.sliding:
+			get = p.GetEx(ctx, key, m.ttl)
+		default:
 			get = p.Get(ctx, key)
-			pttl = p.PTTL(ctx, key)
-			return nil
-		})
-		m.observe("lookup", start)
-		if err == nil || errors.Is(err, redis.Nil) {
-			val, err = get.Val(), get.Err()
-			if err == nil && pttl.Val() >= 0 && pttl.Val() < m.refresh {
-				s := m.now()
-				if perr := m.rdb.PExpire(ctx, key, m.ttl).Err(); perr != nil {
-					// The session is still valid for its remaining time; a failed
-					// extension must not fail this request.
-					m.log.WarnContext(ctx, "extend session", "err", perr)
-				}
-				m.observe("extend", s)
-			}
 		}
-	case m.sliding:
-		val, err = m.rdb.GetEx(ctx, key, m.ttl).Result()
-		m.observe("lookup", start)
-	default:
-		val, err = m.rdb.Get(ctx, key).Result()
-		m.observe("lookup", start)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errStore, err)
 	}
+	val, err := get.Result()
 	if errors.Is(err, redis.Nil) {
 		return nil, errNotFound
 	}
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errStore, err)
+	if pttl != nil && pttl.Val() >= 0 && pttl.Val() < m.refresh {
+		// The session is still valid for its remaining time; a failed
+		// extension must not fail this request.
+		if err := m.rdb.Do(ctx, "extend", key, func(p *redisconn.Pipe) { p.PExpire(ctx, key, m.ttl) }); err != nil {
+			m.log.WarnContext(ctx, "extend session", "err", err)
+		}
 	}
 	sc, err := m.decode(t, key, val)
 	if err != nil {
@@ -274,8 +303,8 @@ func (m *Manager) lookup(ctx context.Context, t token) (*Context, error) {
 	if sc.ExpiresMs > 0 && m.now().UnixMilli() >= sc.ExpiresMs {
 		// Sliding kept the key alive past its absolute end; remove it now
 		// rather than let further attempts keep extending it.
-		if derr := m.rdb.Del(ctx, key).Err(); derr != nil {
-			m.log.WarnContext(ctx, "delete expired session", "err", derr)
+		if err := m.rdb.Do(ctx, "delete_expired", key, func(p *redisconn.Pipe) { p.Del(ctx, key) }); err != nil {
+			m.log.WarnContext(ctx, "delete expired session", "err", err)
 		}
 		return nil, errExpired
 	}
@@ -296,7 +325,9 @@ func (m *Manager) decode(t token, key, val string) (*Context, error) {
 	return &sc, nil
 }
 
-// create stores a new session and returns its token and current expiry.
+// create stores a new session and returns its token and current expiry. It
+// returns once the session is stored and, where the deployment has
+// replicas, one replica acknowledged it (see redisconn.Batch.AddDurable).
 func (m *Manager) create(ctx context.Context, subject string, claims map[string]string, lifetime time.Duration) (string, time.Time, error) {
 	if lifetime == 0 {
 		lifetime = m.ttl
@@ -304,14 +335,13 @@ func (m *Manager) create(ctx context.Context, subject string, claims map[string]
 			lifetime = max(m.maxLifetime, m.ttl)
 		}
 	}
-	t, err := newToken()
+	t, err := newToken(m.bucketOf(subject))
 	if err != nil {
 		return "", time.Time{}, err
 	}
 	now := m.now()
 	end := now.Add(lifetime)
-	hash := t.idHash()
-	key := m.sessionKey(hash)
+	key := m.keyFor(t)
 	pt, err := json.Marshal(Context{Subject: subject, Claims: claims, CreatedMs: now.UnixMilli(), ExpiresMs: end.UnixMilli()})
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("encode session: %w", err)
@@ -320,24 +350,19 @@ func (m *Manager) create(ctx context.Context, subject string, claims map[string]
 	if err != nil {
 		return "", time.Time{}, err
 	}
-	// Index first: if storing the session then fails, the index holds a dead
-	// entry that expires; the reverse order could leave a session that
-	// revoke-all cannot find.
-	start := m.now()
-	err = indexAdd.Run(ctx, m.rdb, []string{m.indexKey(subject)}, hash, end.UnixMilli(), now.UnixMilli()).Err()
-	m.observe("index", start)
-	if err != nil {
-		return "", time.Time{}, fmt.Errorf("index session: %w", err)
-	}
 	keyTTL := lifetime
 	if m.sliding {
 		keyTTL = min(m.ttl, lifetime)
 	}
-	start = m.now()
-	err = m.rdb.Set(ctx, key, val, keyTTL).Err()
-	m.observe("create", start)
+	replicated, err := m.rdb.DoDurable(ctx, "create", key, func(p *redisconn.Pipe) {
+		p.Run(ctx, createScript, []string{m.indexKey(subject), key},
+			t.idHash(), end.UnixMilli(), now.UnixMilli(), val, max(keyTTL.Milliseconds(), 1))
+	})
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("store session: %w", err)
+	}
+	if !replicated {
+		m.log.DebugContext(ctx, "session stored before a replica acknowledged it")
 	}
 	m.m.created.Inc()
 	return t.String(), now.Add(keyTTL), nil
@@ -347,32 +372,37 @@ func (m *Manager) create(ctx context.Context, subject string, claims map[string]
 // It reports whether a session was deleted. Only the holder of the full
 // token can revoke: the payload must decrypt first.
 func (m *Manager) revoke(ctx context.Context, t token) (bool, error) {
-	hash := t.idHash()
-	key := m.sessionKey(hash)
-	start := m.now()
-	val, err := m.rdb.Get(ctx, key).Result()
-	m.observe("revoke", start)
+	ctx, cancel := m.rdb.Phase(ctx)
+	defer cancel()
+	key := m.keyFor(t)
+	var get *redis.StringCmd
+	if err := m.rdb.Do(ctx, "revoke", key, func(p *redisconn.Pipe) { get = p.Get(ctx, key) }); err != nil {
+		return false, fmt.Errorf("read session: %w", err)
+	}
+	val, err := get.Result()
 	if errors.Is(err, redis.Nil) {
 		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("read session: %w", err)
 	}
 	sc, err := m.decode(t, key, val)
 	if err != nil {
 		return false, nil
 	}
+	hash := t.idHash()
+	var b redisconn.Batch
 	var del *redis.IntCmd
-	start = m.now()
-	// The two keys may be on different cluster nodes; a pipeline sends one
-	// command to each rather than one multi-slot command.
-	_, err = m.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	call := b.AddDurable(m.rdb, "revoke", key, func(p *redisconn.Pipe) {
 		del = p.Del(ctx, key)
-		p.ZRem(ctx, m.indexKey(sc.Subject), hash)
-		return nil
+		if !t.legacy {
+			p.ZRem(ctx, m.indexKey(sc.Subject), hash)
+		}
 	})
-	m.observe("revoke", start)
-	if err != nil {
+	if t.legacy {
+		// A gh1 session and its index live in different slots.
+		idx := m.legacyIndexKey(sc.Subject)
+		b.Add(m.rdb, "revoke", idx, func(p *redisconn.Pipe) { p.ZRem(ctx, idx, hash) })
+	}
+	b.Exec(ctx)
+	if err := call.Err(); err != nil {
 		return false, fmt.Errorf("delete session: %w", err)
 	}
 	if del.Val() == 1 {
@@ -383,49 +413,75 @@ func (m *Manager) revoke(ctx context.Context, t token) (bool, error) {
 }
 
 // revokeAll deletes every session of subject and returns how many existed.
+//
+// Every session whose create returned before revokeAll began is in the
+// index when it is read (create writes session and entry atomically), so it
+// is deleted. A session created meanwhile may or may not be; its entry is
+// never removed without the session, so a later revokeAll finds it.
 func (m *Manager) revokeAll(ctx context.Context, subject string) (int, error) {
-	idx := m.indexKey(subject)
-	start := m.now()
-	members, err := m.rdb.ZRange(ctx, idx, 0, -1).Result()
-	m.observe("revoke_all", start)
-	if err != nil {
+	ctx, cancel := m.rdb.Phase(ctx)
+	defer cancel()
+	idx, legacyIdx := m.indexKey(subject), m.legacyIndexKey(subject)
+	var read redisconn.Batch
+	var cur, old *redis.StringSliceCmd
+	c1 := read.Add(m.rdb, "revoke_all", idx, func(p *redisconn.Pipe) { cur = p.ZRange(ctx, idx, 0, -1) })
+	c2 := read.Add(m.rdb, "revoke_all", legacyIdx, func(p *redisconn.Pipe) { old = p.ZRange(ctx, legacyIdx, 0, -1) })
+	read.Exec(ctx)
+	if err := errors.Join(c1.Err(), c2.Err()); err != nil {
 		return 0, fmt.Errorf("read subject index: %w", err)
 	}
-	if len(members) == 0 {
-		return 0, nil
-	}
-	dels := make([]*redis.IntCmd, len(members))
-	start = m.now()
-	// Sessions sit in different slots: one DEL each, pipelined per node.
-	// Members are removed individually (not DEL of the index) so a session
-	// created meanwhile stays revocable.
-	_, err = m.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, h := range members {
-			dels[i] = p.Del(ctx, m.sessionKey(h))
-		}
+
+	var del redisconn.Batch
+	var calls []*redisconn.Call
+	var curDel *redis.IntCmd
+	if members := cur.Val(); len(members) > 0 {
+		base := m.bucketBase(m.bucketOf(subject))
+		keys := make([]string, len(members))
 		rem := make([]any, len(members))
 		for i, h := range members {
-			rem[i] = h
+			keys[i], rem[i] = base+"s:"+h, h
 		}
-		p.ZRem(ctx, idx, rem...)
-		return nil
-	})
-	m.observe("revoke_all", start)
-	if err != nil {
+		calls = append(calls, del.AddDurable(m.rdb, "revoke_all", idx, func(p *redisconn.Pipe) {
+			curDel = p.Del(ctx, keys...)
+			p.ZRem(ctx, idx, rem...)
+		}))
+	}
+	// gh1 sessions are spread over slots: one DEL each.
+	legacy := old.Val()
+	oldDels := make([]*redis.IntCmd, len(legacy))
+	for i, h := range legacy {
+		k := m.base + "s:" + h
+		calls = append(calls, del.Add(m.rdb, "revoke_all", k, func(p *redisconn.Pipe) { oldDels[i] = p.Del(ctx, k) }))
+	}
+	del.Exec(ctx)
+	var errs []error
+	for _, c := range calls {
+		errs = append(errs, c.Err())
+	}
+	if err := errors.Join(errs...); err != nil {
 		return 0, fmt.Errorf("delete sessions: %w", err)
 	}
 	n := 0
-	for _, d := range dels {
-		n += int(d.Val())
+	if curDel != nil {
+		n = int(curDel.Val())
+	}
+	// A gh1 entry leaves the index only with its session: a previous
+	// version's create writes the entry first and the session after, and
+	// must not be left with a session its index no longer lists.
+	var gone []any
+	for i, d := range oldDels {
+		if d.Val() == 1 {
+			gone = append(gone, legacy[i])
+			n++
+		}
+	}
+	if len(gone) > 0 {
+		if err := m.rdb.Do(ctx, "revoke_all", legacyIdx, func(p *redisconn.Pipe) { p.ZRem(ctx, legacyIdx, gone...) }); err != nil {
+			m.log.WarnContext(ctx, "trim the gh1 subject index", "err", err)
+		}
 	}
 	m.m.revoked.Add(float64(n))
 	return n, nil
-}
-
-// hashString is the base64url SHA-256 of s.
-func hashString(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return b64.EncodeToString(sum[:])
 }
 
 // validHeaderName reports whether s is an RFC 9110 token, usable in a
@@ -457,3 +513,6 @@ func validHeaderValue(s string) bool {
 	}
 	return true
 }
+
+// RedisHealth is the feature's view of its Redis connection, for /readyz.
+func (m *Manager) RedisHealth() []redisconn.Health { return []redisconn.Health{m.rdb.Health()} }

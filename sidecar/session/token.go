@@ -7,25 +7,35 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 )
 
-// Token layout: "gh1." + base64url(id, 16 bytes) + "." + base64url(secret, 32 bytes).
+// Token layout: "gh2." + base64url(id, 16 bytes) + "." + base64url(secret, 32 bytes).
 //
 // The id locates the session (its SHA-256 names the Redis key); the secret
 // never leaves the token and is the only way to decrypt the stored payload.
-// Both are random, so a token cannot be guessed and Redis alone cannot
-// produce one. The version prefix lets a later format coexist with this one.
+// The first two bytes of a gh2 id are the subject's bucket (14 bits, see
+// bucketOf), which names the hash slot all sessions of the subject and its
+// index share; the other 14 bytes are random. The secret is random, so a
+// token cannot be guessed and Redis alone cannot produce one.
+//
+// gh1 tokens, issued before, have a fully random id and their sessions are
+// spread over slots (see Manager.legacyKey); they are still accepted until
+// they expire, but no longer issued.
 const (
-	tokenPrefix = "gh1."
-	idLen       = 16
-	secretLen   = 32
-	idB64Len    = 22 // base64.RawURLEncoding.EncodedLen(idLen)
-	secretB64   = 43 // base64.RawURLEncoding.EncodedLen(secretLen)
-	// TokenLen is the exact length of every token this version issues.
+	tokenPrefix   = "gh2."
+	tokenPrefixV1 = "gh1."
+	idLen         = 16
+	secretLen     = 32
+	idB64Len      = 22 // base64.RawURLEncoding.EncodedLen(idLen)
+	secretB64     = 43 // base64.RawURLEncoding.EncodedLen(secretLen)
+	// TokenLen is the exact length of every token, of either version.
 	TokenLen = len(tokenPrefix) + idB64Len + 1 + secretB64
+	// buckets is how many buckets subjects fall into: one per cluster slot.
+	buckets = 1 << 14
 )
 
 // b64 rejects non-canonical encodings (stray low bits in the last
@@ -37,26 +47,36 @@ var errMalformed = errors.New("malformed session token")
 
 // token is a parsed session token.
 type token struct {
+	// legacy marks a gh1 token.
+	legacy bool
 	id     [idLen]byte
 	secret [secretLen]byte
 }
 
-// newToken draws a fresh random token.
-func newToken() (token, error) {
+// newToken draws a fresh random token in bucket.
+func newToken(bucket uint16) (token, error) {
 	var t token
-	if _, err := io.ReadFull(rand.Reader, t.id[:]); err != nil {
+	if _, err := io.ReadFull(rand.Reader, t.id[2:]); err != nil {
 		return token{}, fmt.Errorf("read random id: %w", err)
 	}
+	binary.BigEndian.PutUint16(t.id[:2], bucket%buckets)
 	if _, err := io.ReadFull(rand.Reader, t.secret[:]); err != nil {
 		return token{}, fmt.Errorf("read random secret: %w", err)
 	}
 	return t, nil
 }
 
+// bucket is the subject bucket a gh2 token carries.
+func (t token) bucket() uint16 { return binary.BigEndian.Uint16(t.id[:2]) }
+
 // String renders the token as issued to clients.
 func (t token) String() string {
 	b := make([]byte, TokenLen)
-	n := copy(b, tokenPrefix)
+	prefix := tokenPrefix
+	if t.legacy {
+		prefix = tokenPrefixV1
+	}
+	n := copy(b, prefix)
 	b64.Encode(b[n:], t.id[:])
 	n += idB64Len
 	b[n] = '.'
@@ -68,7 +88,14 @@ func (t token) String() string {
 // checked before any decoding work, so garbage is cheap to reject.
 func parseToken(s string) (token, error) {
 	var t token
-	if len(s) != TokenLen || s[:len(tokenPrefix)] != tokenPrefix || s[len(tokenPrefix)+idB64Len] != '.' {
+	if len(s) != TokenLen || s[len(tokenPrefix)+idB64Len] != '.' {
+		return token{}, errMalformed
+	}
+	switch s[:len(tokenPrefix)] {
+	case tokenPrefix:
+	case tokenPrefixV1:
+		t.legacy = true
+	default:
 		return token{}, errMalformed
 	}
 	idPart := s[len(tokenPrefix) : len(tokenPrefix)+idB64Len]
@@ -78,14 +105,17 @@ func parseToken(s string) (token, error) {
 	if n, err := b64.Decode(t.id[:], []byte(idPart)); err != nil || n != idLen {
 		return token{}, errMalformed
 	}
+	if !t.legacy && t.bucket() >= buckets {
+		return token{}, errMalformed
+	}
 	if n, err := b64.Decode(t.secret[:], []byte(secretPart)); err != nil || n != secretLen {
 		return token{}, errMalformed
 	}
 	return t, nil
 }
 
-// idHash names the session in Redis. The id is 128 random bits, so a plain
-// hash cannot be reversed by guessing; the label keeps this hash apart from
+// idHash names the session in Redis. The id holds at least 112 random
+// bits, so a plain hash cannot be reversed by guessing; the label keeps this hash apart from
 // any other use of SHA-256 over the same bytes.
 func (t token) idHash() string {
 	sum := sha256.Sum256(append([]byte(idHashLabel), t.id[:]...))

@@ -1,6 +1,10 @@
 package session
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -15,6 +19,13 @@ var validToken = token{
 	secret: [secretLen]byte{31: 0xff},
 }
 
+// legacyToken is a gh1 token, as issued before subject buckets.
+var legacyToken = token{
+	legacy: true,
+	id:     [idLen]byte{0xff, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16},
+	secret: [secretLen]byte{31: 0xfe},
+}
+
 func TestParseToken(t *testing.T) {
 	good := validToken.String()
 	tests := []struct {
@@ -23,9 +34,11 @@ func TestParseToken(t *testing.T) {
 		ok   bool
 	}{
 		{"issued token", good, true},
+		{"gh1 token, issued before", legacyToken.String(), true},
 		{"empty", "", false},
 		{"prefix only", tokenPrefix, false},
-		{"wrong version", "gh2." + good[4:], false},
+		{"unknown version", "gh3." + good[4:], false},
+		{"bucket out of range", tokenPrefix + "wAAAAAAAAAAAAAAAAAAAAA" + good[len(tokenPrefix)+idB64Len:], false},
 		{"upper-case prefix", "GH1." + good[4:], false},
 		{"one char short", good[:len(good)-1], false},
 		{"one char long", good + "A", false},
@@ -47,7 +60,7 @@ func TestParseToken(t *testing.T) {
 				t.Fatalf("parseToken(%q) error = %v, want ok=%v", tc.in, err, tc.ok)
 			}
 			if tc.ok {
-				if diff := cmp.Diff(validToken.String(), got.String()); diff != "" {
+				if diff := cmp.Diff(tc.in, got.String()); diff != "" {
 					t.Errorf("round trip (-want +got):\n%s", diff)
 				}
 			}
@@ -57,8 +70,8 @@ func TestParseToken(t *testing.T) {
 
 func TestNewTokenIsRandomAndParses(t *testing.T) {
 	seen := map[string]bool{}
-	for range 100 {
-		tok, err := newToken()
+	for i := range 100 {
+		tok, err := newToken(uint16(i * 163))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -73,6 +86,9 @@ func TestNewTokenIsRandomAndParses(t *testing.T) {
 		if back != tok {
 			t.Fatalf("parse(%q) = %v, want %v", s, back, tok)
 		}
+		if tok.legacy || tok.bucket() != uint16(i*163) {
+			t.Fatalf("token %q: legacy %v, bucket %d; want gh2 in bucket %d", s, tok.legacy, tok.bucket(), i*163)
+		}
 		if seen[s] {
 			t.Fatalf("token %q issued twice", s)
 		}
@@ -81,7 +97,7 @@ func TestNewTokenIsRandomAndParses(t *testing.T) {
 }
 
 func TestSealBindsKeyAndSecret(t *testing.T) {
-	tok, err := newToken()
+	tok, err := newToken(7)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,20 +152,42 @@ func FuzzParseToken(f *testing.F) {
 
 // TestKeyForMatchesSessionKey pins the allocation-lean request-path key
 // builder to the plain one the admin paths use; if they drifted, revoked
-// sessions would stay valid.
+// sessions would stay valid. It also pins the documented key formulas
+// (docs/sessions.md), which existing sessions depend on.
 func TestKeyForMatchesSessionKey(t *testing.T) {
 	m, err := newOffline(t, config.SessionPolicy{PolicyMeta: config.PolicyMeta{Namespace: "ns", Name: "p"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := newToken()
+	tok, err := newToken(m.bucketOf("alice"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(m.sessionKey(tok.idHash()), m.keyFor(tok)); diff != "" {
-		t.Errorf("keyFor (-sessionKey +keyFor):\n%s", diff)
+	for _, tk := range []token{tok, legacyToken} {
+		if diff := cmp.Diff(m.sessionKey(tk), m.keyFor(tk)); diff != "" {
+			t.Errorf("keyFor (-sessionKey +keyFor):\n%s", diff)
+		}
 	}
-	if !strings.HasPrefix(m.keyFor(tok), "auth:ctx:ns:p:s:") {
-		t.Errorf("key %q lacks the default prefix, namespace and policy", m.keyFor(tok))
+	subject := sha256.Sum256([]byte("gatehouse subject v1\x00auth:ctx:ns:p:\x00alice"))
+	bucket := fmt.Sprintf("%04x", binary.BigEndian.Uint16(subject[:2])%(1<<14))
+	idSum := sha256.Sum256(append([]byte("gatehouse session id v1\x00"), tok.id[:]...))
+	legacySum := sha256.Sum256(append([]byte("gatehouse session id v1\x00"), legacyToken.id[:]...))
+	enc := base64.RawURLEncoding.EncodeToString
+	want := map[string]string{
+		"session":      "auth:ctx:ns:p:{" + bucket + "}:s:" + enc(idSum[:]),
+		"index":        "auth:ctx:ns:p:{" + bucket + "}:u:" + enc(subject[:]),
+		"gh1 session":  "auth:ctx:ns:p:s:" + enc(legacySum[:]),
+		"gh1 index":    "auth:ctx:ns:p:u:" + enc(subject[:]),
+		"token bucket": bucket,
+	}
+	got := map[string]string{
+		"session":      m.keyFor(tok),
+		"index":        m.indexKey("alice"),
+		"gh1 session":  m.keyFor(legacyToken),
+		"gh1 index":    m.legacyIndexKey("alice"),
+		"token bucket": fmt.Sprintf("%04x", tok.bucket()),
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("keys (-documented +built):\n%s", diff)
 	}
 }

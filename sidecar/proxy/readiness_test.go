@@ -1,0 +1,89 @@
+package proxy
+
+import (
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
+	"github.com/gatehouse-dev/gatehouse/internal/redistest"
+	"github.com/gatehouse-dev/gatehouse/sidecar/config"
+)
+
+// A feature whose failure mode admits traffic (the cache bypasses, an Open
+// rate limit falls back) must not take the pod out of its Service when
+// Redis is down: /readyz stays 200 and shows the trouble in its detail. A
+// session policy, which answers 503 on required paths, makes it unready.
+func TestReadyzFlipsOnlyForFeaturesThatRefuseTraffic(t *testing.T) {
+	srv := redistest.StartStandalone(t)
+	a := newApp(t)
+	redisConn := `"redis":[{"name":"main","mode":"Standalone","addrs":["` + srv.Addr() + `"],"readTimeout":"200ms","dialTimeout":"200ms"}]`
+	tests := []struct {
+		name       string
+		policies   string
+		path       string
+		wantReady  bool
+		wantHealth []string // feature/state after a request with Redis down
+	}{
+		{"cache only", `"caches":[{"namespace":"ns","name":"c","redis":"main","rules":[{"name":"all","ttl":"1m"}]}]`, "/x", true, []string{"cache/unavailable"}},
+		{"open rate limit only", `"rateLimits":[{"namespace":"ns","name":"rl","redis":"main","rules":[{"name":"r","limit":100,"window":"1m","key":{},"failureMode":"Open"}]}]`, "/x", true, []string{"ratelimit/unavailable"}},
+		{"closed rate limit", `"rateLimits":[{"namespace":"ns","name":"rl","redis":"main","rules":[{"name":"r","limit":100,"window":"1m","key":{},"failureMode":"Closed"}]}]`, "/x", false, []string{"ratelimit/unavailable"}},
+		{"session", `"sessions":[{"namespace":"ns","name":"s","redis":"main","ttl":"1m"}]`, "/x", false, []string{"session/idle"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !srv.Running() {
+				srv.Start(t)
+			}
+			s := newSidecar(t, a.URL, cfgDoc("r", redisConn+","+tt.policies)).start(t)
+			eventually(t, "ready", func() bool { code, _ := readyz(t, s); return code == http.StatusOK })
+			if err := srv.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			get(t, s.data+tt.path, nil)
+			code, rd := readyz(t, s)
+			if rd.Ready != tt.wantReady || (code == http.StatusOK) != tt.wantReady {
+				t.Errorf("with Redis down: ready %v (status %d), want %v; checks %+v", rd.Ready, code, tt.wantReady, rd.Checks)
+			}
+			i := slices.IndexFunc(rd.Checks, func(c Check) bool { return c.Name == "redis/main" })
+			if i < 0 || rd.Checks[i].OK || rd.Checks[i].Error == "" || rd.Checks[i].Advisory != tt.wantReady {
+				t.Errorf("redis/main check = %+v", rd.Checks)
+			}
+			var got []string
+			for _, h := range rd.Redis {
+				got = append(got, h.Feature+"/"+h.State)
+			}
+			if diff := cmp.Diff(tt.wantHealth, got); diff != "" {
+				t.Errorf("feature health (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestRedisOptionsConvertEveryField(t *testing.T) {
+	c := config.RedisConnection{
+		Name: "r", Mode: config.RedisSentinel, Addrs: []string{"a:1", "b:2"}, MasterName: "m", Username: "u",
+		PasswordEnv: "PW", DB: 2, PoolSize: 9, DialTimeout: config.Duration(time.Second),
+		ReadTimeout: config.Duration(150 * time.Millisecond), WriteTimeout: config.Duration(250 * time.Millisecond), MaxRetries: 4,
+		TLS: &config.RedisTLS{CAFile: "/ca.pem", ServerName: "redis", InsecureSkipVerify: true},
+	}
+	want := redisconn.Options{
+		Name: "r", Mode: redisconn.Sentinel, Addrs: []string{"a:1", "b:2"}, MasterName: "m", Username: "u",
+		PasswordEnv: "PW", DB: 2, PoolSize: 9, DialTimeout: time.Second,
+		ReadTimeout: 150 * time.Millisecond, WriteTimeout: 250 * time.Millisecond, MaxRetries: 4,
+		TLS: &redisconn.TLSOptions{CAFile: "/ca.pem", ServerName: "redis", InsecureSkipVerify: true},
+	}
+	if diff := cmp.Diff(want, redisOptions(c)); diff != "" {
+		t.Errorf("options (-want +got):\n%s", diff)
+	}
+	for from, to := range map[config.RedisMode]redisconn.Mode{
+		config.RedisStandalone: redisconn.Standalone, config.RedisCluster: redisconn.Cluster, config.RedisSentinel: redisconn.Sentinel,
+	} {
+		if got := redisOptions(config.RedisConnection{Mode: from}).Mode; got != to {
+			t.Errorf("mode %s converted to %s, want %s", from, got, to)
+		}
+	}
+}
