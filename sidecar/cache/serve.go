@@ -92,7 +92,11 @@ func (c *Cache) serveCacheable(w http.ResponseWriter, r *http.Request, next http
 		c.bypass(w, r, next, rl, "invalidation-pending")
 		return
 	}
-	f, err := c.find(r.Context(), q, true, now)
+	// The lookup and the leader's second look before it fetches are one
+	// request phase: together they wait for Redis at most one deadline.
+	ctx, cancel := c.st.rdb.Phase(r.Context())
+	defer cancel()
+	f, err := c.find(ctx, q, true, now)
 	if err != nil {
 		c.redisFailed("lookup", err)
 		c.bypass(w, r, next, rl, "redis-unavailable")
@@ -117,7 +121,7 @@ func (c *Cache) serveCacheable(w http.ResponseWriter, r *http.Request, next http
 		c.passthrough(w, r, next, rl, "miss", "MISS", "gatehouse; fwd=uri-miss; detail=head")
 		return
 	}
-	c.fill(w, r, next, q, f)
+	c.fill(ctx, w, r, next, q, f)
 }
 
 func ttlSeconds(e *entry, now time.Time) int64 {
@@ -193,7 +197,8 @@ func (c *Cache) putLocal(q *request, key string, vary []string, e *entry, epoch 
 }
 
 // fill fetches a missing or expired entry, collapsing concurrent misses.
-func (c *Cache) fill(w http.ResponseWriter, r *http.Request, next http.Handler, q *request, f found) {
+// ctx is the lookup's phase.
+func (c *Cache) fill(ctx context.Context, w http.ResponseWriter, r *http.Request, next http.Handler, q *request, f found) {
 	rl := q.rule
 	fl, leader := c.flights.join(f.key)
 	if !leader {
@@ -222,7 +227,7 @@ func (c *Cache) fill(w http.ResponseWriter, r *http.Request, next http.Handler, 
 	// join; checking again is what makes "one upstream call" exact. The
 	// Redis read also yields the generation the store is conditioned on.
 	now := time.Now()
-	f2, err := c.find(r.Context(), q, false, now)
+	f2, err := c.find(ctx, q, false, now)
 	if err != nil {
 		c.redisFailed("lookup", err)
 		c.bypass(w, r, next, rl, "redis-unavailable")
