@@ -34,7 +34,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"redis", "feature", "op"}),
 		breakerOpen: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "gatehouse_redis_node_breaker_open",
-			Help: "1 while a Redis node is avoided after failing to answer (one probe per 500ms), 0 once it answered again.",
+			Help: "1 while a Redis node is avoided after failing to answer (one probe per 100ms), 0 once it answered again.",
 		}, []string{"redis", "node"}),
 		reloads: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_redis_topology_reloads_total",

@@ -12,12 +12,15 @@ import (
 
 // breakerCooldown is how long a Redis node that just failed is not asked
 // again. Without it every request of an outage would wait out the full
-// deadline (go-redis keeps retrying a refused dial until then); with it one
-// request per cooldown probes the node and the rest apply their failure mode
-// at once. It is also the longest a feature lags behind a node's recovery.
-// A failover does not wait for it: the promoted replica is another node,
-// with a breaker of its own.
-const breakerCooldown = 500 * time.Millisecond
+// deadline; with it one request per cooldown probes the node and the rest
+// apply their failure mode at once. It is also the longest a feature lags
+// behind a node's recovery, which is why it is short: one timeout from a
+// node that stalled for a moment (a fork, a busy machine) must not turn
+// into half a second of failures. A probe of a dead node is refused at
+// once; of a frozen one, it waits one deadline: ten such requests a second
+// per sidecar. A failover does not wait for it: the promoted replica is
+// another node, with a breaker of its own.
+const breakerCooldown = 100 * time.Millisecond
 
 // unknownNode labels calls made while a cluster's slot map is unknown (no
 // node has answered CLUSTER SLOTS yet).

@@ -295,4 +295,4 @@ var ErrUnavailable = errors.New("redis unavailable")
 // ErrNodeAvoided is wrapped, with ErrUnavailable, by the error of a call
 // that was not sent because its node failed within the last breaker
 // cooldown. Such a call cost no wait; callers need not log it.
-var ErrNodeAvoided = errors.New("node failed recently; not asked again before its breaker's cooldown (500ms) ends")
+var ErrNodeAvoided = errors.New("node failed recently; not asked again before its breaker's cooldown (100ms) ends")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -92,15 +93,25 @@ func (c *Cache) invalidate(ctx context.Context, t targets) (int, error) {
 	return n, nil
 }
 
-// attempt runs one try of inv within one request deadline: the Redis
-// eviction (unless an earlier try did it), the in-process eviction, the
-// broadcast.
+// attempt runs one try of inv within one request deadline: announce it to
+// the other replicas while Redis evicts, evict the in-process tier, and
+// broadcast the completion.
+//
+// The announcement (a broadcast marked pending) goes out concurrently with
+// the Redis eviction, not after it: an eviction that runs into the deadline
+// (its node frozen) would leave no time for a broadcast, and the other
+// replicas would keep serving their in-process copies. Receivers evict and
+// bypass the paths until the completion arrives, so what they read from
+// Redis meanwhile is never stored.
 func (c *Cache) attempt(ctx context.Context, inv *invalidation) (int, error) {
 	ctx, cancel := c.st.rdb.Phase(ctx)
 	defer cancel()
-	n, evictErr := 0, error(nil)
+	n, evictErr, announceErr := 0, error(nil), error(nil)
 	if !inv.evicted {
+		var wg sync.WaitGroup
+		wg.Go(func() { announceErr = c.publish(ctx, inv, true) })
 		n, evictErr = c.st.evict(ctx, inv.t, time.Now())
+		wg.Wait()
 		if n > 0 {
 			c.m.evictions.WithLabelValues("redis", "invalidation").Add(float64(n))
 		}
@@ -109,21 +120,27 @@ func (c *Cache) attempt(ctx context.Context, inv *invalidation) (int, error) {
 	if c.local != nil {
 		c.local.evict(inv.t)
 	}
-	// Sent even when the eviction failed: the receivers then evict their
-	// in-process copies and bypass the paths until the completion arrives.
-	b, err := json.Marshal(message{Origin: inv.origin, ID: inv.id, Pending: !inv.evicted, targets: inv.t})
-	if err != nil {
-		return n, fmt.Errorf("encode invalidation: %w", err)
+	if !inv.evicted {
+		return n, fmt.Errorf("invalidate: %w", errors.Join(evictErr, announceErr))
 	}
-	c.lastSent.Store(time.Now().UnixNano())
-	bErr := c.st.broadcast(ctx, b)
-	if bErr == nil {
-		c.m.invSent.Inc()
-	}
-	if err := errors.Join(evictErr, bErr); err != nil {
+	if err := c.publish(ctx, inv, false); err != nil {
 		return n, fmt.Errorf("invalidate: %w", err)
 	}
 	return n, nil
+}
+
+// publish broadcasts inv, as pending or as completed.
+func (c *Cache) publish(ctx context.Context, inv *invalidation, pending bool) error {
+	b, err := json.Marshal(message{Origin: inv.origin, ID: inv.id, Pending: pending, targets: inv.t})
+	if err != nil {
+		return fmt.Errorf("encode invalidation: %w", err)
+	}
+	c.lastSent.Store(time.Now().UnixNano())
+	if err := c.st.broadcast(ctx, b); err != nil {
+		return err
+	}
+	c.m.invSent.Inc()
+	return nil
 }
 
 // retryInvalidations retries this sidecar's failed invalidations of the

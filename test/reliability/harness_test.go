@@ -56,11 +56,16 @@ type app struct {
 	inflight atomic.Int64
 	srv      *http.Server
 	addr     string
+
+	// versions of /pages/ paths: a PUT makes a new one, a GET answers the
+	// current one ("version N"), so a reader can tell a stale answer.
+	mu       sync.Mutex
+	versions map[string]int
 }
 
 func startApp(t *testing.T) *app {
 	t.Helper()
-	a := &app{}
+	a := &app{versions: map[string]int{}}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("app listen: %v", err)
@@ -74,6 +79,16 @@ func startApp(t *testing.T) *app {
 
 func (a *app) serve(w http.ResponseWriter, r *http.Request) {
 	switch {
+	case strings.HasPrefix(r.URL.Path, "/pages/"):
+		a.mu.Lock()
+		if r.Method == http.MethodPut {
+			a.versions[r.URL.Path]++
+		}
+		v := a.versions[r.URL.Path]
+		a.mu.Unlock()
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = fmt.Fprintf(w, "version %d", v)
+		return
 	case strings.HasSuffix(r.URL.Path, "/slow"):
 		a.inflight.Add(1)
 		defer a.inflight.Add(-1)
@@ -157,6 +172,12 @@ func startSidecar(t *testing.T, name, upstream string, config []byte) *sidecar {
 	t.Cleanup(func() {
 		_ = s.cmd.Process.Kill()
 		<-s.done
+		// GATEHOUSE_RELIABILITY_LOGS=dir keeps every sidecar's whole log.
+		if dir := os.Getenv("GATEHOUSE_RELIABILITY_LOGS"); dir != "" {
+			if raw, err := os.ReadFile(s.logPath); err == nil {
+				_ = os.WriteFile(filepath.Join(dir, s.name+".log"), raw, 0o644)
+			}
+		}
 		if t.Failed() {
 			if raw, err := os.ReadFile(s.logPath); err == nil {
 				t.Logf("sidecar %s log (tail):\n%s", s.name, tail(string(raw), 40))
@@ -262,72 +283,119 @@ func eventually(t *testing.T, within time.Duration, what string, f func() error)
 
 // record is one request of the steady load.
 type record struct {
-	phase   string
-	sidecar string
-	path    string
-	status  int // 0: transport error
-	err     error
-	refused bool // the connection was refused: never accepted
-	start   time.Time
-	end     time.Time
+	// phase is the scenario the request was sent in, endPhase the one it
+	// was answered in: a request in flight when a fault began may fail.
+	phase    string
+	endPhase string
+	sidecar  string
+	path     string
+	status   int // 0: transport error
+	err      error
+	refused  bool // the connection was refused: never accepted
+	start    time.Time
+	end      time.Time
 	// remaining and reset are the RateLimit-* headers; -1 when absent.
 	remaining, reset int
+	method           string
+	xcache           string
+	cacheStatus      string
+	// version is the "version N" a /pages/ answer carried; -1 otherwise.
+	version int
+	// token is the session a create returned.
+	token string
 }
 
-// load is the steady background traffic: one worker per sidecar and path.
+// load is the steady background traffic: one loop per worker.
 type load struct {
 	phase atomic.Pointer[string]
-	token string
+	seq   atomic.Int64
 
 	mu      sync.Mutex
 	records []record
 	wg      sync.WaitGroup
 }
 
-// paths are what the load requests; the config gives each its policy.
-var paths = []string{"/plain/x", "/app/x", "/limited/x", "/open/x", "/cached/x"}
+// worker is one client loop: a request every 20 ms through one sidecar.
+type worker struct {
+	s      *sidecar
+	method string
+	path   string
+	header http.Header
+	// admin sends to the sidecar's admin listener (a session create).
+	admin bool
+	body  string
+	every time.Duration
+}
 
 func (l *load) setPhase(p string) { l.phase.Store(&p) }
 
-func (l *load) run(ctx context.Context, sidecars []*sidecar) {
-	for _, s := range sidecars {
-		for _, p := range paths {
-			l.wg.Go(func() {
-				for ctx.Err() == nil {
-					rec := l.one(ctx, s, p)
-					if ctx.Err() != nil && rec.err != nil {
-						return // the suite ended, not the sidecar
-					}
-					l.mu.Lock()
-					l.records = append(l.records, rec)
-					l.mu.Unlock()
-					if rec.refused && s.terminated.Load() {
-						return // this sidecar is gone for good
-					}
-					time.Sleep(20 * time.Millisecond)
-				}
-			})
+func (l *load) run(ctx context.Context, workers []worker) {
+	for _, w := range workers {
+		if w.every == 0 {
+			w.every = 20 * time.Millisecond
 		}
+		l.wg.Go(func() {
+			for ctx.Err() == nil {
+				rec := l.one(ctx, w)
+				if ctx.Err() != nil && rec.err != nil {
+					return // the suite ended, not the sidecar
+				}
+				l.mu.Lock()
+				l.records = append(l.records, rec)
+				l.mu.Unlock()
+				if rec.refused && w.s.terminated.Load() {
+					return // this sidecar is gone for good
+				}
+				time.Sleep(w.every)
+			}
+		})
 	}
 }
 
-func (l *load) one(ctx context.Context, s *sidecar, path string) record {
-	rec := record{phase: *l.phase.Load(), sidecar: s.name, path: path, start: time.Now(), remaining: -1, reset: -1}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.data+path, nil)
-	req.Header.Set("Authorization", "Bearer "+l.token)
-	resp, err := s.client.Do(req)
+func (l *load) one(ctx context.Context, w worker) record {
+	rec := record{phase: *l.phase.Load(), sidecar: w.s.name, path: w.path, method: w.method, start: time.Now(), remaining: -1, reset: -1, version: -1}
+	host := w.s.data
+	if w.admin {
+		host = w.s.admin
+	}
+	var body io.Reader
+	if w.body != "" {
+		b := w.body
+		if strings.Contains(b, "%d") {
+			b = fmt.Sprintf(b, l.seq.Add(1))
+		}
+		body = strings.NewReader(b)
+	}
+	req, _ := http.NewRequestWithContext(ctx, w.method, "http://"+host+w.path, body)
+	for k, vs := range w.header {
+		req.Header[k] = vs
+	}
+	resp, err := w.s.client.Do(req)
 	if err == nil {
-		_, err = io.Copy(io.Discard, resp.Body)
+		var b []byte
+		b, err = io.ReadAll(resp.Body)
 		resp.Body.Close()
 		rec.status = resp.StatusCode
+		rec.xcache = resp.Header.Get("X-Cache")
+		rec.cacheStatus = resp.Header.Get("Cache-Status")
 		if v, e := strconv.Atoi(resp.Header.Get("RateLimit-Remaining")); e == nil {
 			rec.remaining = v
 		}
 		if v, e := strconv.Atoi(resp.Header.Get("RateLimit-Reset")); e == nil {
 			rec.reset = v
 		}
+		if v, ok := strings.CutPrefix(string(b), "version "); ok {
+			rec.version, _ = strconv.Atoi(v)
+		}
+		if w.admin && resp.StatusCode == http.StatusCreated {
+			var out struct{ Token string }
+			if json.Unmarshal(b, &out) == nil {
+				rec.token = out.Token
+			}
+		}
 	}
 	rec.end = time.Now()
+	rec.endPhase = *l.phase.Load()
 	if err != nil {
 		rec.status, rec.err = 0, err
 		rec.refused = errors.Is(err, syscall.ECONNREFUSED)
