@@ -59,7 +59,7 @@ type Cache struct {
 	// recent (see subscriptionLease).
 	heard atomic.Int64
 	// lastSent and lastReceived are the unix-nano times of the latest
-	// broadcast published and applied, for measuring eviction delay.
+	// announcement published and applied, for measuring eviction delay.
 	lastSent, lastReceived atomic.Int64
 
 	mu     sync.Mutex // guards closed and wg.Add

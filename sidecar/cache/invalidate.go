@@ -135,7 +135,10 @@ func (c *Cache) publish(ctx context.Context, inv *invalidation, pending bool) er
 	if err != nil {
 		return fmt.Errorf("encode invalidation: %w", err)
 	}
-	c.lastSent.Store(time.Now().UnixNano())
+	if pending {
+		// The announcement is what evicts the other replicas' copies.
+		c.lastSent.Store(time.Now().UnixNano())
+	}
 	if err := c.st.broadcast(ctx, b); err != nil {
 		return err
 	}
@@ -275,10 +278,10 @@ func (c *Cache) receive(payload string) {
 	switch {
 	case in.Pending:
 		c.pending.addRemote(&invalidation{origin: in.Origin, id: in.ID, t: in.targets, expires: time.Now().Add(c.maxLifetime)})
+		c.lastReceived.Store(time.Now().UnixNano())
 	case in.ID != "":
 		c.pending.removeRemote(in.Origin, in.ID)
 	}
-	c.lastReceived.Store(time.Now().UnixNano())
 }
 
 // localUsable reports whether the in-process tier may serve or take an
