@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -60,7 +61,9 @@ func (p *Pipe) Run(ctx context.Context, s *Script, keys []string, args ...any) *
 // Call is one group of a batch: commands for one hash slot, sent on behalf
 // of one feature. Its outcome is known once the batch has run.
 type Call struct {
-	client  *Client
+	client *Client
+	// pipe recorded the commands; a batch of one call sends them with it.
+	pipe    redis.Pipeliner
 	op      string
 	key     string
 	durable bool
@@ -116,7 +119,7 @@ func (b *Batch) AddDurable(c *Client, op, key string, queue func(p *Pipe)) *Call
 func (b *Batch) add(c *Client, op, key string, durable bool, queue func(p *Pipe)) *Call {
 	p := &Pipe{Pipeliner: c.conn.client.Pipeline()}
 	queue(p)
-	call := &Call{client: c, op: op, key: key, durable: durable, cmds: p.Cmds(), scripts: p.scripts}
+	call := &Call{client: c, op: op, key: key, durable: durable, pipe: p.Pipeliner, cmds: p.Cmds(), scripts: p.scripts}
 	b.calls = append(b.calls, call)
 	return call
 }
@@ -163,15 +166,21 @@ func (c *Conn) exec(ctx context.Context, calls []*Call) {
 
 	// One breaker decision per node and batch: a second call to the same
 	// node follows the first, so one probe is one probe.
-	decided := make(map[string]bool, 3)
-	var send []*Call
+	type decision struct {
+		node string
+		ok   bool
+	}
+	var buf [4]decision
+	decided := buf[:0]
+	send := make([]*Call, 0, len(calls))
 	for _, call := range calls {
 		call.node, call.nodeClient = c.route(ctx, call.key)
-		ok, seen := decided[call.node]
-		if !seen {
-			ok = c.nodes.get(call.node).allow(start)
-			decided[call.node] = ok
+		i := slices.IndexFunc(decided, func(d decision) bool { return d.node == call.node })
+		if i < 0 {
+			decided = append(decided, decision{call.node, c.nodes.get(call.node).allow(start)})
+			i = len(decided) - 1
 		}
+		ok := decided[i].ok
 		if !ok {
 			call.skipped = true
 			call.v = silent
@@ -215,6 +224,10 @@ type item struct {
 // Plain calls go through the cluster client (which follows MOVED and ASK);
 // durable calls go to their node directly (see sendDurable).
 func (c *Conn) roundTrip(ctx context.Context, items []item) {
+	if sameNode(items) {
+		c.sendNode(ctx, items)
+		return
+	}
 	var nodes []string
 	byNode := make(map[string][]item, 3)
 	for _, it := range items {
@@ -223,10 +236,6 @@ func (c *Conn) roundTrip(ctx context.Context, items []item) {
 		}
 		byNode[it.call.node] = append(byNode[it.call.node], it)
 	}
-	if len(nodes) == 1 {
-		c.sendNode(ctx, items)
-		return
-	}
 	var wg sync.WaitGroup
 	for _, n := range nodes {
 		wg.Go(func() { c.sendNode(ctx, byNode[n]) })
@@ -234,8 +243,24 @@ func (c *Conn) roundTrip(ctx context.Context, items []item) {
 	wg.Wait()
 }
 
+func sameNode(items []item) bool {
+	for _, it := range items[1:] {
+		if it.call.node != items[0].call.node {
+			return false
+		}
+	}
+	return true
+}
+
 // sendNode sends the items of one node.
 func (c *Conn) sendNode(ctx context.Context, items []item) {
+	if len(items) == 1 && !items[0].call.durable && len(items[0].cmds) > 0 &&
+		len(items[0].cmds) == len(items[0].call.cmds) && &items[0].cmds[0] == &items[0].call.cmds[0] {
+		// A call of its own, first round: its recording pipeline holds
+		// exactly its commands.
+		_, _ = items[0].call.pipe.Exec(ctx)
+		return
+	}
 	var plain []redis.Cmder
 	var durable []item
 	for _, it := range items {
