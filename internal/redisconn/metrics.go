@@ -26,30 +26,36 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		calls: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_redis_calls_total",
 			Help: "Redis calls (one group of commands for one hash slot) by connection, feature, operation, node and result: ok, error (Redis answered with an error), unavailable (no answer within the deadline, or the cluster failing over), skipped (the node's breaker was open).",
-		}, []string{"redis", "feature", "op", "node", "result"}),
+		}, []string{labelRedis, labelFeature, "op", "node", "result"}),
 		duration: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "gatehouse_redis_call_duration_seconds",
 			Help:    "Time from sending a batch to the last reply, by connection, feature and operation.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
-		}, []string{"redis", "feature", "op"}),
+		}, []string{labelRedis, labelFeature, "op"}),
 		breakerOpen: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "gatehouse_redis_node_breaker_open",
 			Help: "1 while a Redis node is avoided after failing to answer (one probe per 100ms), 0 once it answered again.",
-		}, []string{"redis", "node"}),
+		}, []string{labelRedis, "node"}),
 		reloads: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_redis_topology_reloads_total",
 			Help: "Cluster slot-map reloads requested, by reason (node-unreachable, topology, breaker-open, moved, subscription-lost).",
-		}, []string{"redis", "reason"}),
+		}, []string{labelRedis, "reason"}),
 		unreplicated: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_redis_unreplicated_writes_total",
 			Help: "Durable writes (session create and revoke) that returned before a replica acknowledged them.",
-		}, []string{"redis", "feature"}),
+		}, []string{labelRedis, labelFeature}),
 		healthy: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "gatehouse_redis_feature_healthy",
 			Help: "0 while a feature's latest Redis call failed, 1 otherwise.",
-		}, []string{"redis", "feature"}),
+		}, []string{labelRedis, labelFeature}),
 	}
 }
+
+// Label names.
+const (
+	labelRedis   = "redis"
+	labelFeature = "feature"
+)
 
 // connMetrics are the metrics of one connection; nil-safe.
 type connMetrics struct {

@@ -149,8 +149,7 @@ func judge(err error) verdict {
 	if err == nil || errors.Is(err, redis.Nil) {
 		return answered
 	}
-	var reply redis.Error
-	if !errors.As(err, &reply) {
+	if _, ok := errors.AsType[redis.Error](err); !ok {
 		return silent
 	}
 	for _, p := range topologyErrors {

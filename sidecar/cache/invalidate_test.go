@@ -20,26 +20,21 @@ import (
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 )
 
-// versioned is an app whose GET answers the current version of a path and
-// whose PUT makes a new one.
-type versioned struct {
-	mu sync.Mutex
-	v  map[string]int
-}
-
-func newVersioned(t *testing.T) (*versioned, *upstream) {
-	app := &versioned{v: map[string]int{}}
-	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
-		app.mu.Lock()
-		defer app.mu.Unlock()
+// newVersioned is an app whose GET answers the current version of a path
+// and whose PUT makes a new one.
+func newVersioned(t *testing.T) *upstream {
+	var mu sync.Mutex
+	versions := map[string]int{}
+	return newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
 		if r.Method == http.MethodPut {
-			app.v[r.URL.Path]++
+			versions[r.URL.Path]++
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
-		text(fmt.Sprintf("%s v%d", r.URL.Path, app.v[r.URL.Path]))(w, r)
+		text(fmt.Sprintf("%s v%d", r.URL.Path, versions[r.URL.Path]))(w, r)
 	})
-	return app, up
 }
 
 func writablePolicy(inProcess bool) config.CachePolicy {
@@ -59,7 +54,7 @@ func writablePolicy(inProcess bool) config.CachePolicy {
 // with the hook placed between its in-process and Redis evictions.)
 func TestWriterCannotRestoreAnEntryOlderThanItsInvalidation(t *testing.T) {
 	srv := startStandalone(t)
-	_, up := newVersioned(t)
+	up := newVersioned(t)
 	s := newSidecar(t, writablePolicy(true), standaloneClient(t, srv.Addr()), up)
 	s.localReady(t)
 	if r := s.get(t, "/items/1"); r.body != "/items/1 v0" {
@@ -90,7 +85,7 @@ func TestWriterCannotRestoreAnEntryOlderThanItsInvalidation(t *testing.T) {
 // (SIGSTOP) is the worst case: it keeps the entry and answers nothing.
 func TestFailedInvalidationIsRetriedAndBypassesMeanwhile(t *testing.T) {
 	srv := startStandalone(t)
-	_, up := newVersioned(t)
+	up := newVersioned(t)
 	client := standaloneClient(t, srv.Addr())
 	s := newSidecar(t, writablePolicy(true), client, up)
 	s.localReady(t)
@@ -148,7 +143,7 @@ func TestFailedInvalidationIsRetriedAndBypassesMeanwhile(t *testing.T) {
 // policy, built on the same Shared, retries it.
 func TestPendingInvalidationOutlivesAReload(t *testing.T) {
 	srv := startStandalone(t)
-	_, up := newVersioned(t)
+	up := newVersioned(t)
 	client := standaloneClient(t, srv.Addr())
 	sh := NewShared(prometheus.NewRegistry())
 	conns := map[string]*redisconn.Conn{"main": connTo(t, client)}
@@ -197,7 +192,7 @@ func TestPendingInvalidationOutlivesAReload(t *testing.T) {
 // not evict.
 func TestPendingInvalidationReachesOtherReplicas(t *testing.T) {
 	cl := redistest.StartCluster(t, "cluster-require-full-coverage no")
-	_, up := newVersioned(t)
+	up := newVersioned(t)
 	p := writablePolicy(true)
 	cc := clusterClient(t, cl.Addrs())
 	ks := newKeyspace(defaultKeyPrefix, p.Namespace, p.Name)
@@ -265,7 +260,7 @@ func TestPendingInvalidationReachesOtherReplicas(t *testing.T) {
 // before it even notices the subscription is gone.
 func TestSilentSubscriptionStopsTheInProcessTier(t *testing.T) {
 	srv := startStandalone(t)
-	_, up := newVersioned(t)
+	up := newVersioned(t)
 	s := newSidecar(t, writablePolicy(true), standaloneClient(t, srv.Addr()), up)
 	s.localReady(t)
 	s.get(t, "/items/4")

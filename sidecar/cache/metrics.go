@@ -64,7 +64,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		invRetries: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_cache_invalidation_retries_total",
-			Help: "Background attempts at failed invalidations by result: ok (Redis evicted and the broadcast went out), failed (tried again in 100ms), expired (given up: everything it would evict has expired).",
+			Help: "Background attempts at failed invalidations by result: ok (evicted and broadcast), failed (tried again in 100ms), expired (given up: all it would evict has expired).",
 		}, []string{"result"}),
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -367,9 +368,7 @@ func (l *load) one(ctx context.Context, w worker) record {
 		body = strings.NewReader(b)
 	}
 	req, _ := http.NewRequestWithContext(ctx, w.method, "http://"+host+w.path, body)
-	for k, vs := range w.header {
-		req.Header[k] = vs
-	}
+	maps.Copy(req.Header, w.header)
 	resp, err := w.s.client.Do(req)
 	if err == nil {
 		var b []byte

@@ -140,10 +140,10 @@ func allowed(r record, degraded bool) bool {
 		ok = append(ok, http.StatusTooManyRequests)
 	}
 	if degraded {
-		switch {
-		case r.path == "/v1/sessions", r.path == "/app/x", r.path == "/limited/x":
+		switch r.path {
+		case "/v1/sessions", "/app/x", "/limited/x":
 			ok = append(ok, http.StatusServiceUnavailable) // session required, or failureMode Closed
-		case r.path == "/open/x":
+		case "/open/x":
 			ok = append(ok, http.StatusTooManyRequests) // failureMode Open: the local fallback limiter
 		}
 	}
@@ -208,7 +208,7 @@ func TestReliability(t *testing.T) {
 		n, err := cc.MasterForKey(ctx, key)
 		return err == nil && n.Options().Addr == victim.Addr()
 	}
-	sessionToken := sessionOn(ctx, t, so, onVictim)
+	sessionToken := sessionOn(t, so, onVictim)
 	tenant := tenantOn(ctx, t, l, ro, victim)
 	page := ""
 	for i := 0; page == "" && i < 1000; i++ {
@@ -556,7 +556,7 @@ func staleReads(records []record) map[recordKey]bool {
 // sessionOn creates sessions on s until one lives on the shard onVictim
 // names; the session key's hash tag is the subject's bucket, the first two
 // bytes of the token id (docs/sessions.md).
-func sessionOn(ctx context.Context, t *testing.T, s *sidecar, onVictim func(string) bool) string {
+func sessionOn(t *testing.T, s *sidecar, onVictim func(string) bool) string {
 	t.Helper()
 	for i := range 2000 {
 		tok := s.createSession(t, fmt.Sprintf("victim-%d", i))
