@@ -128,32 +128,35 @@ func (b *Batch) add(c *Client, op, key string, durable bool, queue func(p *Pipe)
 // connections run concurrently. ctx's cancellation is ignored (see Phase);
 // its deadline, if earlier than the connection's, is kept.
 func (b *Batch) Exec(ctx context.Context) {
-	if len(b.calls) == 0 {
+	fanOut(b.calls, func(c *Call) *Conn { return c.client.conn }, func(calls []*Call) {
+		calls[0].client.conn.exec(ctx, calls)
+	})
+}
+
+// fanOut groups xs by key, in the order keys first appear, and runs f on
+// every group, the groups concurrently; one group runs on the caller's
+// goroutine.
+func fanOut[T any, K comparable](xs []T, key func(T) K, f func([]T)) {
+	if len(xs) == 0 {
 		return
 	}
-	first := b.calls[0].client.conn
-	mixed := false
-	for _, c := range b.calls[1:] {
-		if c.client.conn != first {
-			mixed = true
-			break
-		}
-	}
-	if !mixed {
-		first.exec(ctx, b.calls)
+	k0 := key(xs[0])
+	if !slices.ContainsFunc(xs[1:], func(x T) bool { return key(x) != k0 }) {
+		f(xs)
 		return
 	}
-	byConn := map[*Conn][]*Call{}
-	var order []*Conn
-	for _, c := range b.calls {
-		if byConn[c.client.conn] == nil {
-			order = append(order, c.client.conn)
+	var order []K
+	groups := map[K][]T{}
+	for _, x := range xs {
+		k := key(x)
+		if groups[k] == nil {
+			order = append(order, k)
 		}
-		byConn[c.client.conn] = append(byConn[c.client.conn], c)
+		groups[k] = append(groups[k], x)
 	}
 	var wg sync.WaitGroup
-	for _, conn := range order {
-		wg.Go(func() { conn.exec(ctx, byConn[conn]) })
+	for _, k := range order {
+		wg.Go(func() { f(groups[k]) })
 	}
 	wg.Wait()
 }
@@ -224,32 +227,7 @@ type item struct {
 // Plain calls go through the cluster client (which follows MOVED and ASK);
 // durable calls go to their node directly (see sendDurable).
 func (c *Conn) roundTrip(ctx context.Context, items []item) {
-	if sameNode(items) {
-		c.sendNode(ctx, items)
-		return
-	}
-	var nodes []string
-	byNode := make(map[string][]item, 3)
-	for _, it := range items {
-		if byNode[it.call.node] == nil {
-			nodes = append(nodes, it.call.node)
-		}
-		byNode[it.call.node] = append(byNode[it.call.node], it)
-	}
-	var wg sync.WaitGroup
-	for _, n := range nodes {
-		wg.Go(func() { c.sendNode(ctx, byNode[n]) })
-	}
-	wg.Wait()
-}
-
-func sameNode(items []item) bool {
-	for _, it := range items[1:] {
-		if it.call.node != items[0].call.node {
-			return false
-		}
-	}
-	return true
+	fanOut(items, func(it item) string { return it.call.node }, func(items []item) { c.sendNode(ctx, items) })
 }
 
 // sendNode sends the items of one node.
