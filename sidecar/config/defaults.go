@@ -28,6 +28,13 @@ const (
 	authorizationHeaderKey = "Authorization"
 )
 
+// The proxy's progress deadlines towards the client (proxy.writeTimeout,
+// proxy.bodyReadTimeout).
+const (
+	DefaultClientWriteTimeout = Duration(30 * time.Second)
+	DefaultBodyReadTimeout    = Duration(30 * time.Second)
+)
+
 var (
 	// defaultCacheMethods are the safe methods a cache rule matches by default.
 	defaultCacheMethods = []string{http.MethodGet, http.MethodHead}
@@ -38,6 +45,8 @@ var (
 // Default fills in omitted optional fields with their documented defaults.
 // It never overwrites a value that is set, and it is idempotent.
 func (c *Config) Default() {
+	setDuration(&c.Proxy.WriteTimeout, DefaultClientWriteTimeout)
+	setDuration(&c.Proxy.BodyReadTimeout, DefaultBodyReadTimeout)
 	for i := range c.Redis {
 		r := &c.Redis[i]
 		setDuration(&r.DialTimeout, DefaultDialTimeout)

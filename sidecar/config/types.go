@@ -52,6 +52,15 @@ type Proxy struct {
 	// trustedProxies lists CIDRs of peers whose X-Forwarded-For is believed.
 	// Requests from any other peer are identified by the connection address.
 	TrustedProxies []string `json:"trustedProxies,omitempty"`
+	// writeTimeout bounds each write to the client (of at most 32 KiB): a
+	// client that does not take the bytes within it loses the response and
+	// its connection (default 30s). Idle time between writes does not count,
+	// so a stream that keeps moving is never cut.
+	WriteTimeout Duration `json:"writeTimeout,omitempty"`
+	// bodyReadTimeout bounds reading the request body: the client must send
+	// at least 1 KiB (or the rest of the body) within it, or the request is
+	// aborted (default 30s).
+	BodyReadTimeout Duration `json:"bodyReadTimeout,omitempty"`
 }
 
 // PolicyMeta identifies the custom resource a policy was rendered from.
@@ -139,6 +148,9 @@ type SessionPolicy struct {
 	RequireFor []string `json:"requireFor,omitempty"`
 	// publicPaths lists path prefixes that never need a session; they win over requireFor.
 	PublicPaths []string `json:"publicPaths,omitempty"`
+	// caseInsensitivePaths compares requireFor and publicPaths ignoring the
+	// case of ASCII letters, for apps whose router does.
+	CaseInsensitivePaths bool `json:"caseInsensitivePaths,omitempty"`
 	// forwardClaims lists auth-context claims sent to the app as
 	// X-Gatehouse-Claim-<Name> headers. The subject is always sent as X-Gatehouse-Subject.
 	ForwardClaims []string `json:"forwardClaims,omitempty"`
@@ -225,8 +237,14 @@ type RateLimitKey struct {
 
 // Match selects requests.
 type Match struct {
-	// pathPrefix the request path must start with (default "/").
+	// pathPrefix the request path must start with (default "/"). It is
+	// compared, as a plain string prefix, with the canonical request path
+	// (sidecar/request), and is itself canonicalised the same way.
 	PathPrefix string `json:"pathPrefix,omitempty"`
+	// caseInsensitive compares pathPrefix ignoring the case of ASCII
+	// letters, for apps whose router does (ASP.NET, IIS, Spring MVC with
+	// case-insensitive matching).
+	CaseInsensitive bool `json:"caseInsensitive,omitempty"`
 	// methods the request must use; empty means any (for rate limits) or a
 	// feature-specific default (GET/HEAD for caching).
 	Methods []string `json:"methods,omitempty"`

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -55,6 +56,8 @@ func (c *Config) Validate() error {
 			v.add(fmt.Sprintf("proxy.trustedProxies[%d]", i), err.Error())
 		}
 	}
+	v.positive("proxy.writeTimeout", c.Proxy.WriteTimeout)
+	v.positive("proxy.bodyReadTimeout", c.Proxy.BodyReadTimeout)
 	redis := map[string]bool{}
 	for i, r := range c.Redis {
 		p := fmt.Sprintf("redis[%d]", i)
@@ -253,8 +256,24 @@ func (v *validator) selector(p string, s Selector) {
 
 func (v *validator) pathPrefixes(p string, paths []string) {
 	for i, s := range paths {
-		if !strings.HasPrefix(s, "/") {
-			v.add(fmt.Sprintf("%s[%d]", p, i), fmt.Sprintf("%q must start with /", s))
+		v.path(fmt.Sprintf("%s[%d]", p, i), s)
+	}
+}
+
+// path checks a path or path prefix of a rule. Spellings the sidecar refuses
+// in requests (sidecar/request) are refused here too; the rest is
+// canonicalised when the rule is compiled.
+func (v *validator) path(p, s string) {
+	switch {
+	case !strings.HasPrefix(s, "/"):
+		v.add(p, fmt.Sprintf("%q must start with /", s))
+	case strings.ContainsAny(s, "?#"):
+		v.add(p, fmt.Sprintf("%q contains a query or fragment; paths are matched without them", s))
+	case strings.ContainsAny(s, `\;`) || strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		v.add(p, fmt.Sprintf("%q contains a backslash, ';' or a control character, which no accepted request path has", s))
+	default:
+		if _, err := url.PathUnescape(s); err != nil {
+			v.add(p, fmt.Sprintf("%q has a malformed percent-escape", s))
 		}
 	}
 }
@@ -318,9 +337,7 @@ func (v *validator) session(p string, s SessionPolicy) {
 }
 
 func (v *validator) match(p string, m Match, allowed map[string]bool) {
-	if !strings.HasPrefix(m.PathPrefix, "/") {
-		v.add(p+".pathPrefix", fmt.Sprintf("%q must start with /", m.PathPrefix))
-	}
+	v.path(p+".pathPrefix", m.PathPrefix)
 	for i, meth := range m.Methods {
 		mp := fmt.Sprintf("%s.methods[%d]", p, i)
 		switch {

@@ -267,6 +267,8 @@ func TestValidateWithoutDefaultsReportsMissingEnums(t *testing.T) {
 	c.Sessions = nil
 	got := problems(c.Validate())
 	want := []string{
+		`proxy.writeTimeout: must be positive`,
+		`proxy.bodyReadTimeout: must be positive`,
 		`redis[0].dialTimeout: must be positive`,
 		`redis[0].readTimeout: must be positive`,
 		`redis[0].writeTimeout: must be positive`,
@@ -298,6 +300,8 @@ func TestDefault(t *testing.T) {
 		t.Errorf("Default is not idempotent (-first +second):\n%s", diff)
 	}
 	want := valid()
+	want.Proxy.WriteTimeout = Duration(30 * time.Second)
+	want.Proxy.BodyReadTimeout = Duration(30 * time.Second)
 	want.Redis[0].DialTimeout = Duration(time.Second)
 	want.Redis[0].ReadTimeout = Duration(200 * time.Millisecond)
 	want.Redis[0].WriteTimeout = Duration(200 * time.Millisecond)
