@@ -21,7 +21,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,6 +28,8 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
+	// Aliased: this package has a request type of its own.
+	reqmatch "github.com/gatehouse-dev/gatehouse/sidecar/request"
 )
 
 const (
@@ -70,7 +71,7 @@ type Cache struct {
 
 type rule struct {
 	name      string
-	match     matcher
+	match     *reqmatch.Matcher
 	ttl       time.Duration
 	swr, sie  time.Duration
 	vary      []string
@@ -82,42 +83,9 @@ type rule struct {
 
 type invRule struct {
 	name        string
-	match       matcher
+	match       *reqmatch.Matcher
 	requestPath bool
 	t           targets
-}
-
-type matcher struct {
-	prefix  string
-	methods []string
-	header  *config.HeaderMatch
-}
-
-func (m matcher) matches(r *http.Request) bool {
-	if !strings.HasPrefix(r.URL.Path, m.prefix) || !slices.Contains(m.methods, r.Method) {
-		return false
-	}
-	if m.header != nil {
-		vs, ok := r.Header[http.CanonicalHeaderKey(m.header.Name)]
-		if !ok || (m.header.Value != "" && !slices.Contains(vs, m.header.Value)) {
-			return false
-		}
-	}
-	return true
-}
-
-func newMatcher(m config.Match, defaults []string) matcher {
-	out := matcher{prefix: m.PathPrefix, header: m.Header, methods: defaults}
-	if out.prefix == "" {
-		out.prefix = "/"
-	}
-	if len(m.Methods) > 0 {
-		out.methods = nil
-		for _, x := range m.Methods {
-			out.methods = append(out.methods, strings.ToUpper(x))
-		}
-	}
-	return out
 }
 
 // New builds the cache of policy p. conns maps connection names to
@@ -151,9 +119,12 @@ func New(p config.CachePolicy, conns map[string]*redisconn.Conn, sh *Shared, log
 		if r.StaleWhileRevalidate < 0 || r.StaleIfError < 0 || r.MaxBodyBytes < 0 {
 			errs = append(errs, fmt.Errorf("rules[%d] %q: negative staleWhileRevalidate, staleIfError or maxBodyBytes", i, r.Name))
 		}
-		mt := newMatcher(r.Match, []string{http.MethodGet, http.MethodHead})
-		for _, meth := range mt.methods {
-			if meth != http.MethodGet && meth != http.MethodHead {
+		mt, err := reqmatch.Compile(r.Match, []string{http.MethodGet, http.MethodHead})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("rules[%d] %q: match: %w", i, r.Name, err))
+		}
+		for _, meth := range r.Match.Methods {
+			if meth = strings.ToUpper(meth); meth != http.MethodGet && meth != http.MethodHead {
 				errs = append(errs, fmt.Errorf("rules[%d] %q: method %s is not cacheable (GET and HEAD only)", i, r.Name, meth))
 			}
 		}
@@ -170,9 +141,13 @@ func New(p config.CachePolicy, conns map[string]*redisconn.Conn, sh *Shared, log
 		c.maxLifetime = max(c.maxLifetime, r.TTL.D()+max(r.StaleWhileRevalidate.D(), r.StaleIfError.D()))
 	}
 	for i, r := range p.Invalidate {
+		mt, err := reqmatch.Compile(r.Match, []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("invalidate[%d] %q: match: %w", i, r.Name, err))
+		}
 		ir := invRule{
 			name:        r.Name,
-			match:       newMatcher(r.Match, []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}),
+			match:       mt,
 			requestPath: r.RequestPath,
 			t:           targets{Paths: r.Paths, PathPrefixes: r.PathPrefixes, Tags: r.Tags},
 		}

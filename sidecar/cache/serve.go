@@ -18,7 +18,7 @@ func (c *Cache) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet || r.Method == http.MethodHead {
 			for i := range c.rules {
-				if c.rules[i].match.matches(r) {
+				if c.rules[i].match.Match(r) {
 					c.serveCacheable(w, r, next, &c.rules[i])
 					return
 				}
@@ -28,7 +28,7 @@ func (c *Cache) Middleware(next http.Handler) http.Handler {
 		}
 		var t targets
 		for _, ir := range c.inv {
-			if ir.match.matches(r) {
+			if ir.match.Match(r) {
 				t = t.union(ir.t)
 				if ir.requestPath {
 					t.Paths = append(t.Paths, r.URL.Path)

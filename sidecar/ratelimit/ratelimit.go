@@ -187,7 +187,7 @@ func (l *Limiter) Middleware(next http.Handler) http.Handler {
 func (l *Limiter) match(r *http.Request, outs []outcome) []outcome {
 	for _, c := range l.conns {
 		for _, ru := range c.rules {
-			if ru.matches(r) {
+			if ru.match.Match(r) {
 				outs = append(outs, outcome{rule: ru, conn: c, key: ru.counterKey(r)})
 			}
 		}

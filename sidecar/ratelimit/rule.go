@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 	"github.com/gatehouse-dev/gatehouse/sidecar/identity"
+	"github.com/gatehouse-dev/gatehouse/sidecar/request"
 )
 
 // slotsPerWindow is how many slots a SlidingWindow window is divided into.
@@ -39,12 +39,9 @@ type rule struct {
 	shadow     bool
 	failClosed bool
 
-	pathPrefix string
-	methods    []string // upper case; empty matches any
-	header     string   // canonical header name; empty: no header condition
-	headerVal  string   // required value; empty: any value
-	key        config.RateLimitKey
-	keyHeader  string // canonical form of key.Header
+	match     *request.Matcher
+	key       config.RateLimitKey
+	keyHeader string // canonical form of key.Header
 
 	keyPrefix    string // "rl:{<ns>/<policy>/<rule>/"
 	shape        string // algorithm and window, hashed into every key
@@ -61,31 +58,22 @@ type rule struct {
 func compile(p config.RateLimitPolicy, r config.RateLimitRule) (*rule, error) {
 	var errs []error
 	c := &rule{
-		policy:     p.Namespace + "/" + p.Name,
-		name:       r.Name,
-		conn:       p.Redis,
-		algorithm:  r.Algorithm,
-		limit:      r.Limit,
-		burst:      r.Burst,
-		window:     r.Window.D(),
-		pathPrefix: r.Match.PathPrefix,
-		key:        r.Key,
-		keyHeader:  http.CanonicalHeaderKey(r.Key.Header),
+		policy:    p.Namespace + "/" + p.Name,
+		name:      r.Name,
+		conn:      p.Redis,
+		algorithm: r.Algorithm,
+		limit:     r.Limit,
+		burst:     r.Burst,
+		window:    r.Window.D(),
+		key:       r.Key,
+		keyHeader: http.CanonicalHeaderKey(r.Key.Header),
 	}
 	if r.Name == "" {
 		errs = append(errs, errors.New("name is required"))
 	}
-	if c.pathPrefix == "" {
-		c.pathPrefix = "/"
-	}
-	for _, m := range r.Match.Methods {
-		c.methods = append(c.methods, strings.ToUpper(m))
-	}
-	if h := r.Match.Header; h != nil {
-		if h.Name == "" {
-			errs = append(errs, errors.New("match.header.name is required"))
-		}
-		c.header, c.headerVal = http.CanonicalHeaderKey(h.Name), h.Value
+	var err error
+	if c.match, err = request.Compile(r.Match, nil); err != nil {
+		errs = append(errs, fmt.Errorf("match: %w", err))
 	}
 	if c.limit <= 0 {
 		errs = append(errs, fmt.Errorf("limit must be positive, got %d", c.limit))
@@ -159,32 +147,6 @@ func compile(p config.RateLimitPolicy, r config.RateLimitRule) (*rule, error) {
 	return c, nil
 }
 
-// matches reports whether the rule counts r.
-func (c *rule) matches(r *http.Request) bool {
-	if !strings.HasPrefix(r.URL.Path, c.pathPrefix) {
-		return false
-	}
-	if len(c.methods) > 0 {
-		found := slices.Contains(c.methods, r.Method)
-		if !found {
-			return false
-		}
-	}
-	if c.header != "" {
-		vs, ok := r.Header[c.header]
-		if !ok {
-			return false
-		}
-		if c.headerVal != "" {
-			found := slices.Contains(vs, c.headerVal)
-			if !found {
-				return false
-			}
-		}
-	}
-	return true
-}
-
 // counterKey returns the Redis key of the counter r is counted in.
 //
 // The request attributes are hashed rather than embedded: they are
@@ -231,7 +193,13 @@ func (c *rule) counterKey(r *http.Request) string {
 		}
 	}
 	if c.key.Path {
-		buf = appendPart(buf, "path", r.URL.Path)
+		// The canonical path; folded where the rule ignores case, so that
+		// /API/login and /api/login, one route to the app, share a counter.
+		p := r.URL.Path
+		if c.match.CaseInsensitive() {
+			p = request.FoldCase(p)
+		}
+		buf = appendPart(buf, "path", p)
 	}
 	sum := sha256.Sum256(buf)
 	var hexSum [32]byte

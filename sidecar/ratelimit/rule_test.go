@@ -72,7 +72,7 @@ func TestMatches(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ru := mustCompile(t, testPolicy("ns", "p", "c"), config.RateLimitRule{Name: "r", Match: tt.match, Limit: 1, Window: config.Duration(time.Second)})
-			if got := ru.matches(tt.req); got != tt.want {
+			if got := ru.match.Match(tt.req); got != tt.want {
 				t.Errorf("matches = %v, want %v", got, tt.want)
 			}
 		})
@@ -155,7 +155,7 @@ func TestCompile(t *testing.T) {
 			Algorithm           config.Algorithm
 			Burst               int64
 			Shadow, FailClosed  bool
-			PathPrefix          string
+			MatchesEveryPath    bool
 			Args                []any
 			LimitHdr, PolicyHdr string
 		}
@@ -165,18 +165,18 @@ func TestCompile(t *testing.T) {
 			want view
 		}{
 			{"zero values", config.RateLimitRule{Name: "r", Limit: 100, Window: config.Duration(time.Minute)},
-				view{config.FixedWindow, 0, false, false, "/", []any{int64(60000), int64(100)}, "100", "100;w=60"}},
+				view{config.FixedWindow, 0, false, false, true, []any{int64(60000), int64(100)}, "100", "100;w=60"}},
 			{"sliding 1500ms", config.RateLimitRule{Name: "r", Limit: 10, Window: config.Duration(1500 * time.Millisecond), Algorithm: config.SlidingWindow, Mode: config.Shadow, FailureMode: config.FailClosed},
-				view{config.SlidingWindow, 0, true, true, "/", []any{int64(75), int64(20), int64(10)}, "10", "10;w=2"}},
+				view{config.SlidingWindow, 0, true, true, true, []any{int64(75), int64(20), int64(10)}, "10", "10;w=2"}},
 			{"token bucket default burst", config.RateLimitRule{Name: "r", Limit: 7, Window: config.Duration(time.Hour), Algorithm: config.TokenBucket},
-				view{config.TokenBucket, 7, false, false, "/", []any{"514285714.28571427", int64(7)}, "7", "7;w=3600;burst=7"}},
+				view{config.TokenBucket, 7, false, false, true, []any{"514285714.28571427", int64(7)}, "7", "7;w=3600;burst=7"}},
 			{"token bucket burst", config.RateLimitRule{Name: "r", Limit: 50, Window: config.Duration(time.Second), Algorithm: config.TokenBucket, Burst: 20},
-				view{config.TokenBucket, 20, false, false, "/", []any{"20000", int64(20)}, "20", "50;w=1;burst=20"}},
+				view{config.TokenBucket, 20, false, false, true, []any{"20000", int64(20)}, "20", "50;w=1;burst=20"}},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				c := mustCompile(t, p, tt.rule)
-				got := view{c.algorithm, c.burst, c.shadow, c.failClosed, c.pathPrefix, c.args, c.limitHeader, c.policyHeader}
+				got := view{c.algorithm, c.burst, c.shadow, c.failClosed, c.match.MatchPath("/any/path"), c.args, c.limitHeader, c.policyHeader}
 				if diff := cmp.Diff(tt.want, got); diff != "" {
 					t.Errorf("compiled rule (-want +got):\n%s", diff)
 				}

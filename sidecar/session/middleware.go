@@ -3,12 +3,12 @@ package session
 import (
 	"errors"
 	"net/http"
-	"path"
 	"strings"
 
 	"github.com/gatehouse-dev/gatehouse/sidecar/contract"
 	"github.com/gatehouse-dev/gatehouse/sidecar/identity"
 	"github.com/gatehouse-dev/gatehouse/sidecar/problem"
+	"github.com/gatehouse-dev/gatehouse/sidecar/request"
 )
 
 // Headers the app receives for a valid session (the names are part of the
@@ -23,21 +23,21 @@ const challenge = `Bearer realm="gatehouse"`
 
 // Middleware enforces the policy: public paths pass untouched, protected
 // paths need a valid session, and other paths get the session's identity when
-// the request carries a valid token.
+// the request carries a valid token. Paths are judged on the canonical path
+// request.Normalize left, the one the app routes.
 func (m *Manager) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// The identity middleware strips these already; doing it here too
-		// keeps the guarantee local to the feature that owns the headers.
+		// The normaliser strips these already; doing it here too keeps the
+		// guarantee local to the feature that owns the headers.
 		r.Header.Del(SubjectHeader)
 		for _, c := range m.forward {
 			r.Header.Del(c.header)
 		}
-		p := cleanPath(r.URL.Path)
-		if hasAnyPrefix(p, m.public) {
+		if request.AnyMatch(m.public, r) {
 			next.ServeHTTP(w, r)
 			return
 		}
-		required := hasAnyPrefix(p, m.requireFor)
+		required := request.AnyMatch(m.requireFor, r)
 		raw, present := m.extract(r)
 		if !present {
 			// Anonymous requests to optional paths are not lookups; counting
@@ -140,29 +140,4 @@ func (m *Manager) deny(w http.ResponseWriter, r *http.Request, reason, detail st
 		Detail: detail,
 		Header: http.Header{"Www-Authenticate": {c}},
 	})
-}
-
-// cleanPath resolves dot segments so "/public/../admin" is judged as
-// "/admin", as the app will likely route it.
-func cleanPath(p string) string {
-	if p == "" {
-		return "/"
-	}
-	c := path.Clean(p)
-	if c != "/" && strings.HasSuffix(p, "/") {
-		c += "/"
-	}
-	if !strings.HasPrefix(c, "/") {
-		c = "/" + c
-	}
-	return c
-}
-
-func hasAnyPrefix(p string, prefixes []string) bool {
-	for _, pre := range prefixes {
-		if strings.HasPrefix(p, pre) {
-			return true
-		}
-	}
-	return false
 }

@@ -11,25 +11,6 @@ import (
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 )
 
-func TestCleanPath(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"", "/"},
-		{"/", "/"},
-		{"/public/x", "/public/x"},
-		{"/public/../admin", "/admin"},
-		{"/public/./a/", "/public/a/"},
-		{"//public", "/public"},
-		{"/a/..", "/"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.in, func(t *testing.T) {
-			if diff := cmp.Diff(tc.want, cleanPath(tc.in)); diff != "" {
-				t.Errorf("cleanPath(%q) (-want +got):\n%s", tc.in, diff)
-			}
-		})
-	}
-}
-
 // newOffline builds a Manager whose client points nowhere; extraction and
 // configuration need no Redis.
 func newOffline(t *testing.T, p config.SessionPolicy) (*Manager, error) {

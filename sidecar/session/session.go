@@ -36,6 +36,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
+	"github.com/gatehouse-dev/gatehouse/sidecar/request"
 )
 
 // Defaults for zero-valued policy fields.
@@ -80,8 +81,8 @@ type Manager struct {
 	header     string
 	scheme     string // "" means the bare token
 	cookie     string
-	requireFor []string
-	public     []string
+	requireFor []*request.Matcher
+	public     []*request.Matcher
 	forward    []forwardedClaim
 }
 
@@ -112,8 +113,6 @@ func New(p config.SessionPolicy, conns map[string]*redisconn.Conn, m *Metrics, l
 		sliding:     p.Sliding,
 		maxLifetime: p.MaxLifetime.D(),
 		refresh:     p.RefreshBelow.D(),
-		requireFor:  p.RequireFor,
-		public:      p.PublicPaths,
 	}
 	if mgr.ttl == 0 {
 		mgr.ttl = DefaultTTL
@@ -151,8 +150,16 @@ func New(p config.SessionPolicy, conns map[string]*redisconn.Conn, m *Metrics, l
 	if mgr.scheme == "" && mgr.header == DefaultHeader {
 		mgr.scheme = DefaultScheme
 	}
-	if len(mgr.requireFor) == 0 {
-		mgr.requireFor = []string{"/"}
+	requireFor := p.RequireFor
+	if len(requireFor) == 0 {
+		requireFor = []string{"/"}
+	}
+	var err error
+	if mgr.requireFor, err = compilePaths(requireFor, p.CaseInsensitivePaths); err != nil {
+		errs = append(errs, fmt.Errorf("requireFor: %w", err))
+	}
+	if mgr.public, err = compilePaths(p.PublicPaths, p.CaseInsensitivePaths); err != nil {
+		errs = append(errs, fmt.Errorf("publicPaths: %w", err))
 	}
 	for i, c := range p.ForwardClaims {
 		if !validHeaderName(c) {
@@ -165,6 +172,20 @@ func New(p config.SessionPolicy, conns map[string]*redisconn.Conn, m *Metrics, l
 		return nil, fmt.Errorf("session policy %s/%s: %w", p.Namespace, p.Name, err)
 	}
 	return mgr, nil
+}
+
+// compilePaths compiles path prefixes (requireFor, publicPaths) into the
+// matchers every feature uses, any method.
+func compilePaths(prefixes []string, caseInsensitive bool) ([]*request.Matcher, error) {
+	ms := make([]*request.Matcher, 0, len(prefixes))
+	for _, p := range prefixes {
+		m, err := request.Compile(config.Match{PathPrefix: p, CaseInsensitive: caseInsensitive}, nil)
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, m)
+	}
+	return ms, nil
 }
 
 // Context is the auth context of a session, as stored (encrypted) in Redis.

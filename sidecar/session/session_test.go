@@ -24,6 +24,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/redistest"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 	"github.com/gatehouse-dev/gatehouse/sidecar/identity"
+	"github.com/gatehouse-dev/gatehouse/sidecar/request"
 )
 
 // backend is a real Redis deployment the session feature runs against.
@@ -114,7 +115,9 @@ func newHarness(t *testing.T, b *backend, p config.SessionPolicy) *harness {
 	})
 	mux := http.NewServeMux()
 	m.RegisterAdmin(mux)
-	return &harness{t: t, m: m, data: m.Middleware(app), admin: mux, reg: reg}
+	// The normaliser runs first in the sidecar; paths are judged after it.
+	data := request.Normalize(m.Middleware(app), request.Options{}, nil)
+	return &harness{t: t, m: m, data: data, admin: mux, reg: reg}
 }
 
 func (h *harness) do(r *http.Request) *httptest.ResponseRecorder {
