@@ -102,7 +102,7 @@ type InvalidateRule struct {
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=32
-	// +kubebuilder:validation:items:Pattern=`^/`
+	// +kubebuilder:validation:items:Pattern=`^/[^?#;\\\x00-\x1F\x7F]*$`
 	// +kubebuilder:validation:items:MaxLength=1024
 	Paths []string `json:"paths,omitempty"`
 
@@ -110,7 +110,7 @@ type InvalidateRule struct {
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=32
-	// +kubebuilder:validation:items:Pattern=`^/`
+	// +kubebuilder:validation:items:Pattern=`^/[^?#;\\\x00-\x1F\x7F]*$`
 	// +kubebuilder:validation:items:MaxLength=1024
 	PathPrefixes []string `json:"pathPrefixes,omitempty"`
 

@@ -75,12 +75,27 @@ type HeaderMatch struct {
 
 // HTTPMatch selects requests. All given criteria must hold.
 type HTTPMatch struct {
-	// pathPrefix the request path must start with.
+	// pathPrefix the request path must start with: a plain string prefix of
+	// the canonical path the sidecar forwards to the app (dot segments
+	// resolved, duplicate slashes merged, escapes of unreserved characters
+	// decoded; docs/security.md), so "/api" also matches "/apiv2" (write
+	// "/api/" for the directory). The prefix is canonicalised the same way.
+	// It may not contain a query, a fragment, a backslash, ";" or control
+	// characters.
 	// +optional
 	// +default="/"
 	// +kubebuilder:validation:MaxLength=1024
-	// +kubebuilder:validation:Pattern=`^/`
+	// +kubebuilder:validation:Pattern=`^/[^?#;\\\x00-\x1F\x7F]*$`
 	PathPrefix string `json:"pathPrefix,omitempty"`
+
+	// caseInsensitive compares pathPrefix with the request path ignoring the
+	// case of ASCII letters, for apps whose router does (ASP.NET, IIS, Spring
+	// MVC with case-insensitive matching): otherwise "/API/login" would escape
+	// a rule on "/api/login" and still reach the same handler. Cache keys and
+	// invalidation targets still compare paths exactly.
+	// +optional
+	// +default=false
+	CaseInsensitive *bool `json:"caseInsensitive,omitempty"`
 
 	// methods the request must use. Empty means the feature's default: any
 	// method for rate limits, GET and HEAD for cache rules, POST, PUT, PATCH and

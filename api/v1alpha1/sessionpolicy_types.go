@@ -79,12 +79,14 @@ type SessionPolicySpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="refreshBelow must be positive"
 	RefreshBelow *metav1.Duration `json:"refreshBelow,omitempty"`
 
-	// requireFor lists path prefixes that need a valid session.
+	// requireFor lists path prefixes that need a valid session. Prefixes are
+	// plain string prefixes of the canonical request path, as in a rule's
+	// match.pathPrefix.
 	// +optional
 	// +default=["/"]
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=64
-	// +kubebuilder:validation:items:Pattern=`^/`
+	// +kubebuilder:validation:items:Pattern=`^/[^?#;\\\x00-\x1F\x7F]*$`
 	// +kubebuilder:validation:items:MaxLength=1024
 	RequireFor []string `json:"requireFor,omitempty"`
 
@@ -93,9 +95,17 @@ type SessionPolicySpec struct {
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=64
-	// +kubebuilder:validation:items:Pattern=`^/`
+	// +kubebuilder:validation:items:Pattern=`^/[^?#;\\\x00-\x1F\x7F]*$`
 	// +kubebuilder:validation:items:MaxLength=1024
 	PublicPaths []string `json:"publicPaths,omitempty"`
+
+	// caseInsensitivePaths compares requireFor and publicPaths with the
+	// request path ignoring the case of ASCII letters, for apps whose router
+	// does: otherwise "/ADMIN/" would miss a requireFor of "/admin/" and
+	// reach the admin handler without a session.
+	// +optional
+	// +default=false
+	CaseInsensitivePaths *bool `json:"caseInsensitivePaths,omitempty"`
 
 	// forwardClaims lists auth-context claims sent to the app as
 	// X-Gatehouse-Claim-<Name> headers. The subject is always sent as

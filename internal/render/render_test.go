@@ -248,3 +248,24 @@ func TestRenderKeepsPoliciesInForceThroughRedisOutages(t *testing.T) {
 		t.Errorf("rendered sessions (-want +got):\n%s", diff)
 	}
 }
+
+// caseInsensitive (rules) and caseInsensitivePaths (sessions) reach the
+// sidecar document; omitted, they are false.
+func TestRenderCaseInsensitiveMatching(t *testing.T) {
+	yes := true
+	s := session("web", time.Hour, app("storefront"), "redis")
+	s.Spec.RequireFor = []string{"/admin/"}
+	s.Spec.CaseInsensitivePaths = &yes
+	rl := rateLimit("login", 1, "redis")
+	rl.Spec.Rules[0].Match = v1alpha1.HTTPMatch{PathPrefix: "/api/login", CaseInsensitive: &yes}
+	c := cachePolicy("catalog", time.Hour, app("storefront"))
+	res, err := Render(Input{Namespace: "shop", Sessions: []v1alpha1.SessionPolicy{s}, RateLimits: []v1alpha1.RateLimitPolicy{rl},
+		Caches: []v1alpha1.CachePolicy{c}, RedisClusters: []v1alpha1.RedisCluster{readyCluster("redis")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []bool{res.Config.Sessions[0].CaseInsensitivePaths, res.Config.RateLimits[0].Rules[0].Match.CaseInsensitive, res.Config.Caches[0].Rules[0].Match.CaseInsensitive}
+	if diff := cmp.Diff([]bool{true, true, false}, got); diff != "" {
+		t.Errorf("rendered case-insensitivity (-want +got):\n%s", diff)
+	}
+}

@@ -54,7 +54,7 @@ func duration(d *metav1.Duration) config.Duration {
 }
 
 func match(m v1alpha1.HTTPMatch) config.Match {
-	out := config.Match{PathPrefix: m.PathPrefix}
+	out := config.Match{PathPrefix: m.PathPrefix, CaseInsensitive: deref(m.CaseInsensitive, false)}
 	for _, method := range m.Methods {
 		out.Methods = append(out.Methods, string(method))
 	}
@@ -67,15 +67,16 @@ func match(m v1alpha1.HTTPMatch) config.Match {
 func sessionSection(namespace string, p v1alpha1.SessionPolicy) config.SessionPolicy {
 	s := p.Spec
 	out := config.SessionPolicy{
-		PolicyMeta:    policyMeta(namespace, p.Name, s.PodSelector, s.RedisRef.Name),
-		Token:         config.TokenSource{Header: deref(s.Token.Header, "Authorization"), Scheme: deref(s.Token.Scheme, "Bearer"), Cookie: s.Token.Cookie},
-		TTL:           duration(s.TTL),
-		Sliding:       s.Sliding == nil || *s.Sliding,
-		MaxLifetime:   duration(s.MaxLifetime),
-		RefreshBelow:  duration(s.RefreshBelow),
-		RequireFor:    s.RequireFor,
-		PublicPaths:   s.PublicPaths,
-		ForwardClaims: s.ForwardClaims,
+		PolicyMeta:           policyMeta(namespace, p.Name, s.PodSelector, s.RedisRef.Name),
+		Token:                config.TokenSource{Header: deref(s.Token.Header, "Authorization"), Scheme: deref(s.Token.Scheme, "Bearer"), Cookie: s.Token.Cookie},
+		TTL:                  duration(s.TTL),
+		Sliding:              s.Sliding == nil || *s.Sliding,
+		MaxLifetime:          duration(s.MaxLifetime),
+		RefreshBelow:         duration(s.RefreshBelow),
+		RequireFor:           s.RequireFor,
+		PublicPaths:          s.PublicPaths,
+		CaseInsensitivePaths: deref(s.CaseInsensitivePaths, false),
+		ForwardClaims:        s.ForwardClaims,
 	}
 	return out
 }
