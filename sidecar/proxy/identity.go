@@ -10,26 +10,11 @@ import (
 	"github.com/gatehouse-dev/gatehouse/sidecar/identity"
 )
 
-// headerPrefix is the namespace of headers the sidecar sends to the app. The
-// app may trust them only because every incoming one is removed first.
-const headerPrefix = contract.HeaderPrefix
-
-// identify is the first middleware: it strips forged X-Gatehouse-* headers
-// and records the client IP in the request context and for the app.
+// identify records the client IP in the request context and for the app,
+// in contract.ClientIPHeader. It runs after request.Normalize, which removed
+// every incoming header in the reserved namespace, so the app can trust it.
 func identify(trusted []netip.Prefix, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		for k := range r.Header {
-			// Header keys are canonical when they come off the wire, but a
-			// handler in front of us could have added a raw key.
-			if len(k) >= len(headerPrefix) && strings.EqualFold(k[:len(headerPrefix)], headerPrefix) {
-				delete(r.Header, k)
-			}
-		}
-		for k := range r.Trailer {
-			if len(k) >= len(headerPrefix) && strings.EqualFold(k[:len(headerPrefix)], headerPrefix) {
-				delete(r.Trailer, k)
-			}
-		}
 		ip := clientIP(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), trusted)
 		if ip.IsValid() {
 			r.Header.Set(contract.ClientIPHeader, ip.String())

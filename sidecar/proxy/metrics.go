@@ -16,7 +16,15 @@ type Metrics struct {
 	upstreamErrors *prometheus.CounterVec
 	builds         *prometheus.CounterVec
 	labelsOK       prometheus.Gauge
+	refused        *prometheus.CounterVec
+	clientStalls   [2]prometheus.Counter // by stallWrite, stallBodyRead
 }
+
+// Indexes of Metrics.clientStalls.
+const (
+	stallWrite = iota
+	stallBodyRead
+)
 
 // NewMetrics registers the proxy metrics with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -53,12 +61,25 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "1 if the pod labels file was last read successfully (or none is configured), 0 otherwise.",
 		}),
 	}
+	m.refused = f.NewCounterVec(prometheus.CounterOpts{
+		Name: "gatehouse_sidecar_requests_refused_total",
+		Help: "Requests answered 400 by the request normaliser, by reason (encoded-slash, backslash, path-parameter, ...; docs/security.md).",
+	}, []string{"reason"})
+	stalls := f.NewCounterVec(prometheus.CounterOpts{
+		Name: "gatehouse_sidecar_client_stalls_total",
+		Help: "Requests aborted because the client stopped taking the response (write) or sending the body (body-read) within the proxy's progress deadlines.",
+	}, []string{"operation"})
+	m.clientStalls[stallWrite] = stalls.WithLabelValues("write")
+	m.clientStalls[stallBodyRead] = stalls.WithLabelValues("body-read")
 	// Resolved once: a label lookup per request would hash the label value.
 	for i, c := range codeClasses {
 		m.byClass[i] = m.requests.WithLabelValues(c)
 	}
 	return m
 }
+
+// refuse counts a request the normaliser refused.
+func (m *Metrics) refuse(reason string) { m.refused.WithLabelValues(reason).Inc() }
 
 // codeClasses are precomputed label values, so counting a request does not
 // format a string.

@@ -33,6 +33,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 	"github.com/gatehouse-dev/gatehouse/sidecar/problem"
 	"github.com/gatehouse-dev/gatehouse/sidecar/reload"
+	"github.com/gatehouse-dev/gatehouse/sidecar/request"
 )
 
 // Options configures a Proxy.
@@ -55,6 +56,9 @@ type Options struct {
 	// UpstreamHeaderTimeout bounds waiting for the app's response headers;
 	// zero waits as long as the client does.
 	UpstreamHeaderTimeout time.Duration
+	// Paths are the pod's exceptions to the request path rules
+	// (request.Options); the zero value refuses every ambiguous spelling.
+	Paths request.Options
 }
 
 // Proxy is the sidecar. Serve the data path with it as an http.Handler and
@@ -69,6 +73,7 @@ type Proxy struct {
 	watcher      *reload.Watcher
 	labelsPath   string
 	drainTimeout time.Duration
+	paths        request.Options
 	builders     []builder
 
 	cur      atomic.Pointer[graph]
@@ -110,6 +115,7 @@ func New(o Options) (*Proxy, error) {
 		transport:    newTransport(o.UpstreamHeaderTimeout),
 		labelsPath:   o.LabelsPath,
 		drainTimeout: o.DrainTimeout,
+		paths:        o.Paths,
 		labels:       map[string]string{},
 		conns:        map[string]*conn{},
 	}
@@ -133,7 +139,7 @@ func New(o Options) (*Proxy, error) {
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	p.m.inFlight.Inc()
-	rec := &recorder{ResponseWriter: w}
+	rec := &recorder{ResponseWriter: w, m: p.m}
 	defer func() {
 		p.m.inFlight.Dec()
 		p.m.byClass[codeClass(rec.status())].Inc()
@@ -141,6 +147,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	g := p.enter()
 	if g == nil {
+		rec.writeTimeout = time.Duration(config.DefaultClientWriteTimeout)
 		// Never pass traffic unprotected because the config is missing: the
 		// policies it would have enforced may be the app's only auth.
 		problem.Write(rec, r, &problem.Error{Status: http.StatusServiceUnavailable, Kind: "config-not-loaded",
@@ -148,20 +155,33 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer g.leave()
+	rec.writeTimeout = g.timeouts.write
+	r, body := withBodyDeadline(w, r, g.timeouts.bodyRead, p.m)
+	if body != nil {
+		defer body.finish()
+	}
 	g.handler.ServeHTTP(rec, r)
 }
 
-// recorder remembers the status code. It exposes the underlying writer via
-// Unwrap, so http.ResponseController (used by the reverse proxy for
-// flushing and upgrades) still reaches Flush and Hijack.
+// recorder remembers the status code and bounds every write to the client
+// (deadline.go). It exposes the underlying writer via Unwrap, so
+// http.ResponseController (used by the reverse proxy for flushing) still
+// reaches Flush; Hijack it implements itself.
 type recorder struct {
 	http.ResponseWriter
-	code int
+	m            *Metrics
+	code         int
+	writeTimeout time.Duration
+	stalled      bool
 }
 
 func (r *recorder) WriteHeader(code int) {
 	if r.code == 0 && code >= 200 {
 		r.code = code
+	}
+	if code < 200 {
+		// Informational responses are written at once.
+		armWrite(r.ResponseWriter, r.writeTimeout)
 	}
 	r.ResponseWriter.WriteHeader(code)
 }
@@ -170,14 +190,17 @@ func (r *recorder) Write(b []byte) (int, error) {
 	if r.code == 0 {
 		r.code = http.StatusOK
 	}
-	return r.ResponseWriter.Write(b)
+	return r.write(b)
 }
 
 func (r *recorder) Flush() {
 	if r.code == 0 {
 		r.code = http.StatusOK
 	}
-	_ = http.NewResponseController(r.ResponseWriter).Flush()
+	armWrite(r.ResponseWriter, r.writeTimeout)
+	if err := http.NewResponseController(r.ResponseWriter).Flush(); err != nil {
+		r.writeFailed(err)
+	}
 }
 
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
@@ -214,6 +237,7 @@ type graph struct {
 	features []feature
 	conns    map[string]*conn
 	policies []string
+	timeouts timeouts
 	log      *slog.Logger
 
 	inflight  atomic.Int64
@@ -313,7 +337,8 @@ func (p *Proxy) rebuild(c *config.Config, labels map[string]string) (err error) 
 
 func (p *Proxy) build(c *config.Config, labels map[string]string) (_ *graph, err error) {
 	p.gen++
-	g := &graph{gen: p.gen, conns: map[string]*conn{}, log: p.log, admin: http.NewServeMux()}
+	g := &graph{gen: p.gen, conns: map[string]*conn{}, log: p.log, admin: http.NewServeMux(),
+		timeouts: timeouts{write: c.Proxy.WriteTimeout.D(), bodyRead: c.Proxy.BodyReadTimeout.D()}}
 	defer func() {
 		if err != nil {
 			g.close() // releases the Redis clients and features built so far
@@ -371,19 +396,21 @@ func (p *Proxy) build(c *config.Config, labels map[string]string) (_ *graph, err
 		}
 	}
 	g.features = features
-	g.handler = chain(trusted, features, p.upstream)
+	g.handler = p.chain(trusted, features)
 	return g, nil
 }
 
-// chain assembles the request path, in its one place: identity first, so
-// every feature sees the real client IP and no forged X-Gatehouse-* header;
-// then the features in featureKinds order; then the app.
-func chain(trusted []netip.Prefix, features []feature, upstream http.Handler) http.Handler {
-	h := upstream
+// chain assembles the request path, in its one place: the normaliser first,
+// so every feature and the app see one canonical request with no header
+// named in Connection and no forged X-Gatehouse-* header; then identity, so
+// every feature sees the real client IP; then the features in featureKinds
+// order; then the app.
+func (p *Proxy) chain(trusted []netip.Prefix, features []feature) http.Handler {
+	h := p.upstream
 	for _, feature := range slices.Backward(features) {
 		h = feature.Middleware(h)
 	}
-	return identify(trusted, h)
+	return request.Normalize(identify(trusted, h), p.paths, p.m.refuse)
 }
 
 // redisOptions converts a connection of the config document into the

@@ -18,7 +18,8 @@ type Listeners struct {
 	// Data carries application traffic.
 	Data net.Listener
 	// Admin serves health, metrics and the feature admin API (creating
-	// sessions, purging the cache). Bind it to loopback.
+	// sessions, purging the cache): a Unix socket in a volume shared with
+	// the app container only, or a loopback TCP port; never the network.
 	Admin net.Listener
 	// Status, when set, serves only /healthz, /readyz and /metrics, for
 	// kubelet probes and Prometheus, which cannot reach a loopback listener.
@@ -61,11 +62,30 @@ func (p *Proxy) Run(ctx context.Context, ls Listeners) error {
 	errLog := slog.NewLogLogger(p.log.Handler(), slog.LevelWarn)
 	dataSrv := &http.Server{
 		Handler: p,
-		// Bound how long a client may take to send headers (slowloris); the
-		// body and response are bounded by the app and the client, not us.
+		// Bound how long a client may take to send headers (slowloris).
+		// The body and the response are bounded per operation instead
+		// (proxy.bodyReadTimeout, proxy.writeTimeout; deadline.go): a
+		// whole-request ReadTimeout or WriteTimeout would cut every long
+		// stream.
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          errLog,
+		// Each client connection's send buffer is capped (capSendBuffer).
+		// The response to a request, the server's own error answers and a
+		// "100 Continue" included, must make progress within the write
+		// timeout from the moment a request starts arriving; each write
+		// of the handler moves the deadline on (deadline.go). Nothing is
+		// set while a connection idles between requests.
+		ConnState: func(c net.Conn, s http.ConnState) {
+			switch s {
+			case http.StateNew:
+				capSendBuffer(c)
+			case http.StateActive:
+				if g := p.cur.Load(); g != nil && g.timeouts.write > 0 {
+					_ = c.SetWriteDeadline(time.Now().Add(g.timeouts.write))
+				}
+			}
+		},
 	}
 	adminSrv := &http.Server{
 		Handler:           p.AdminHandler(),

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/sidecar/problem"
+	"github.com/gatehouse-dev/gatehouse/sidecar/request"
 )
 
 // newTransport returns the pooled transport to the app. The app is on
@@ -57,6 +58,15 @@ func newUpstream(target *url.URL, rt http.RoundTripper, m *Metrics, log *slog.Lo
 			// The app routes and builds links on the Host the client asked for.
 			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
+			// ReverseProxy has just removed the hop-by-hop headers. The
+			// normaliser left Connection naming none of ours, but the
+			// identity headers are the app's only source of truth, so they
+			// are put back from the request the features saw regardless.
+			for k, vs := range pr.In.Header {
+				if request.IsReserved(k) {
+					pr.Out.Header[k] = vs
+				}
+			}
 		},
 		Transport: timedTransport{next: rt, m: m},
 		// No periodic flushing: ReverseProxy already flushes every write of
@@ -69,6 +79,11 @@ func newUpstream(target *url.URL, rt http.RoundTripper, m *Metrics, log *slog.Lo
 		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			switch {
+			case bodyStalled(r.Context()):
+				// The client stopped sending its body (proxy.bodyReadTimeout);
+				// it may still read the answer. Counted in client stalls.
+				problem.Write(w, r, &problem.Error{Status: http.StatusRequestTimeout, Kind: "body-timeout", Title: "Request body timed out",
+					Detail: "The request body stopped arriving; see proxy.bodyReadTimeout.", Header: http.Header{"Connection": {"close"}}})
 			case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 				// The client went away; nobody is left to answer.
 				m.upstreamErrors.WithLabelValues("canceled").Inc()
