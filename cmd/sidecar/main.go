@@ -28,6 +28,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/sidecar/contract"
 	"github.com/gatehouse-dev/gatehouse/sidecar/proxy"
+	"github.com/gatehouse-dev/gatehouse/sidecar/request"
 )
 
 func main() {
@@ -86,6 +87,7 @@ func run(args []string, getenv func(string) string) error {
 		Logger:                log,
 		DrainTimeout:          f.DrainTimeout,
 		UpstreamHeaderTimeout: f.UpstreamHeaderTimeout,
+		Paths:                 request.Options{AllowEncodedSlash: f.AllowEncodedSlash, AllowPathParameters: f.AllowPathParameters},
 	})
 	if err != nil {
 		return err
@@ -94,7 +96,7 @@ func run(args []string, getenv func(string) string) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	admin, err := listen(f.AdminListen)
+	admin, err := listenAdmin(f.AdminListen)
 	if err != nil {
 		data.Close()
 		return fmt.Errorf("admin listen: %w", err)
@@ -115,20 +117,6 @@ func run(args []string, getenv func(string) string) error {
 	}
 	log.Info("Stopped")
 	return nil
-}
-
-// listen opens a listener for a contract listen address: a Unix socket for
-// a "unix:" address, TCP otherwise. A socket file left by a previous run of
-// the container (the emptyDir outlives a restart) is removed first, or the
-// bind would fail.
-func listen(addr string) (net.Listener, error) {
-	network, address := contract.Listen(addr)
-	if network == "unix" {
-		if fi, err := os.Lstat(address); err == nil && fi.Mode().Type() == os.ModeSocket {
-			_ = os.Remove(address)
-		}
-	}
-	return net.Listen(network, address)
 }
 
 // redisLogger sends go-redis' internal messages (pool dial failures, for

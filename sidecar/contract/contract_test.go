@@ -33,6 +33,7 @@ func TestArgsRoundTrip(t *testing.T) {
 			Config: ConfigFile, PodLabels: LabelsFile, Listen: ":15080", Upstream: "http://127.0.0.1:8080",
 			AdminListen: UnixPrefix + AdminSocket, StatusListen: ":9902", LogLevel: "debug",
 			DrainTimeout: 45 * time.Second, UpstreamHeaderTimeout: 1500 * time.Millisecond,
+			AllowEncodedSlash: true, AllowPathParameters: true,
 		},
 		{Config: "c.json", Listen: DefaultListen, Upstream: DefaultUpstream, AdminListen: LoopbackAdmin, LogLevel: "info", DrainTimeout: DefaultDrainTimeout},
 	} {

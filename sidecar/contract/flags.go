@@ -3,6 +3,7 @@ package contract
 import (
 	"flag"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -32,6 +33,12 @@ type Flags struct {
 	// UpstreamHeaderTimeout bounds the wait for the app's response
 	// headers; zero means no limit.
 	UpstreamHeaderTimeout time.Duration
+	// AllowEncodedSlash keeps %2F inside path segments instead of refusing
+	// the request (sidecar/request.Options).
+	AllowEncodedSlash bool
+	// AllowPathParameters keeps ";" path parameters instead of refusing the
+	// request (sidecar/request.Options).
+	AllowPathParameters bool
 }
 
 // Flag names.
@@ -45,6 +52,8 @@ const (
 	FlagLogLevel              = "log-level"
 	FlagDrainTimeout          = "drain-timeout"
 	FlagUpstreamHeaderTimeout = "upstream-header-timeout"
+	FlagAllowEncodedSlash     = "allow-encoded-slash"
+	FlagAllowPathParameters   = "allow-path-parameters"
 )
 
 // Env is the environment variable a flag falls back to: GATEHOUSE_ and the
@@ -64,6 +73,7 @@ type flagSpec struct {
 	name  string
 	str   *string
 	dur   *time.Duration
+	bln   *bool
 	def   string
 	usage string
 }
@@ -80,6 +90,8 @@ func (f *Flags) specs() []flagSpec {
 		{name: FlagLogLevel, str: &f.LogLevel, def: "info", usage: "debug, info, warn or error"},
 		{name: FlagDrainTimeout, dur: &f.DrainTimeout, def: DefaultDrainTimeout.String(), usage: "how long in-flight requests may finish on SIGTERM"},
 		{name: FlagUpstreamHeaderTimeout, dur: &f.UpstreamHeaderTimeout, def: "0s", usage: "max wait for the app's response headers, 0 = no limit"},
+		{name: FlagAllowEncodedSlash, bln: &f.AllowEncodedSlash, def: "false", usage: "keep %2F inside path segments instead of refusing it (apps such as RabbitMQ's management API)"},
+		{name: FlagAllowPathParameters, bln: &f.AllowPathParameters, def: "false", usage: "keep ';' path parameters instead of refusing them (Java apps with ;jsessionid URLs)"},
 	}
 }
 
@@ -96,6 +108,14 @@ func (f *Flags) Bind(fs *flag.FlagSet, getenv func(string) string) error {
 		usage := s.usage + "; env " + env
 		if s.str != nil {
 			fs.StringVar(s.str, s.name, def, usage)
+			continue
+		}
+		if s.bln != nil {
+			b, err := strconv.ParseBool(def)
+			if err != nil {
+				return fmt.Errorf("%s: %w", env, err)
+			}
+			fs.BoolVar(s.bln, s.name, b, usage)
 			continue
 		}
 		d, err := time.ParseDuration(def)
@@ -117,6 +137,8 @@ func (f Flags) Args() []string {
 			args = append(args, "--"+s.name+"="+*s.str)
 		case s.dur != nil && *s.dur != 0:
 			args = append(args, "--"+s.name+"="+s.dur.String())
+		case s.bln != nil && *s.bln:
+			args = append(args, "--"+s.name+"=true")
 		}
 	}
 	return args
