@@ -18,11 +18,12 @@ func BenchmarkNormalize(b *testing.B) {
 	for _, bc := range []struct {
 		name, target string
 		header       http.Header
+		rewrites     bool // the normaliser changes the request in place
 	}{
-		{"canonical", "/api/v1/products/42?page=2", nil},
-		{"rewritten", "/api//v1/./products/%34%32?page=2", nil},
-		{"refused", "/public/..;/admin", nil},
-		{"connection-option", "/api/v1/products/42", http.Header{"Connection": {"keep-alive, X-Tenant"}, "X-Tenant": {"a"}}},
+		{"canonical", "/api/v1/products/42?page=2", nil, false},
+		{"rewritten", "/api//v1/./products/%34%32?page=2", nil, true},
+		{"refused", "/public/..;/admin", nil, false},
+		{"connection-option", "/api/v1/products/42", http.Header{"Connection": {"keep-alive, X-Tenant"}, "X-Tenant": {"a"}}, true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			r := httptest.NewRequest(http.MethodGet, bc.target, nil)
@@ -34,13 +35,14 @@ func BenchmarkNormalize(b *testing.B) {
 				r.Header[k] = v
 			}
 			for b.Loop() {
-				rr := *r
-				if bc.header != nil {
-					// The normaliser removes the named header: give
-					// every iteration its own copy (counted in the
-					// figures).
-					rr.Header = r.Header.Clone()
+				if !bc.rewrites {
+					h.ServeHTTP(w, r)
+					continue
 				}
+				// Every iteration gets its own copy of a request the
+				// normaliser rewrites (counted in the figures).
+				rr := *r
+				rr.Header = r.Header.Clone()
 				h.ServeHTTP(w, &rr)
 			}
 		})
