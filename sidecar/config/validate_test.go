@@ -77,6 +77,31 @@ func TestValidate(t *testing.T) {
 			},
 		},
 		{
+			name:   "proxy deadlines",
+			mutate: func(c *Config) { c.Proxy.WriteTimeout, c.Proxy.BodyReadTimeout = Duration(-1), Duration(-time.Second) },
+			want: []string{
+				`proxy.writeTimeout: must be positive`,
+				`proxy.bodyReadTimeout: must be positive`,
+			},
+		},
+		{
+			// Spellings the request normaliser refuses can never be matched.
+			name: "rule paths no accepted request has",
+			mutate: func(c *Config) {
+				c.Sessions[0].PublicPaths = []string{"/public/", `/public\admin`, "/a;jsessionid=1"}
+				c.Sessions[0].RequireFor = []string{"/a?b", "/x%zz", "/nul\x00"}
+				c.RateLimits[0].Rules[0].Match.PathPrefix = "/api#frag"
+			},
+			want: []string{
+				`sessions[0].requireFor[0]: "/a?b" contains a query or fragment; paths are matched without them`,
+				`sessions[0].requireFor[1]: "/x%zz" has a malformed percent-escape`,
+				`sessions[0].requireFor[2]: "/nul\x00" contains a backslash, ';' or a control character, which no accepted request path has`,
+				`sessions[0].publicPaths[1]: "/public\\admin" contains a backslash, ';' or a control character, which no accepted request path has`,
+				`sessions[0].publicPaths[2]: "/a;jsessionid=1" contains a backslash, ';' or a control character, which no accepted request path has`,
+				`rateLimits[0].rules[0].match.pathPrefix: "/api#frag" contains a query or fragment; paths are matched without them`,
+			},
+		},
+		{
 			name: "unknown and missing redis reference",
 			mutate: func(c *Config) {
 				c.Sessions[0].Redis = "other"
