@@ -381,31 +381,40 @@ const deadlineDoc = `"proxy":{"writeTimeout":"300ms","bodyReadTimeout":"300ms"}`
 func TestAttackSlowReader(t *testing.T) {
 	appDone := make(chan error, 1)
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		chunk := make([]byte, 64<<10)
-		deadline := time.Now().Add(60 * time.Second)
-		for time.Now().Before(deadline) {
-			if _, err := w.Write(chunk); err != nil {
-				appDone <- err
-				return
-			}
-		}
-		appDone <- nil
+		appDone <- flood(w)
 	}))
 	defer app.Close()
 	s := startWithConfig(t, app.URL, deadlineDoc)
 
-	c, err := net.Dial("tcp", strings.TrimPrefix(s.data, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialData(t, s, "GET /download HTTP/1.1\r\nHost: app.test\r\n\r\n")
 	_ = c.(*net.TCPConn).SetReadBuffer(4096)
-	if _, err := io.WriteString(c, "GET /download HTTP/1.1\r\nHost: app.test\r\n\r\n"); err != nil {
-		t.Fatal(err)
+	// Never read.
+	waitStalledWrite(t, s, appDone)
+	eventually(t, "no request left in flight", func() bool {
+		return metric(t, s, "gatehouse_sidecar_requests_in_flight") == "0"
+	})
+}
+
+// flood writes to w for at most 60s and returns the first write error, or
+// nil if every write succeeded: an app streaming to a client that may not
+// read.
+func flood(w io.Writer) error {
+	chunk := make([]byte, 64<<10)
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
+		if _, err := w.Write(chunk); err != nil {
+			return err
+		}
 	}
-	// Never read. Slack: the app fills several megabytes of socket buffers
-	// first, on a loaded machine; the bound asserts the mechanism (the
-	// stalled write is cut), not its speed.
+	return nil
+}
+
+// waitStalledWrite waits for the flooding app to be released (its write
+// failed because the sidecar aborted the stalled response) and for the
+// stall to be counted. Slack: the app fills several megabytes of socket
+// buffers first, on a loaded machine; the bound asserts the mechanism (the
+// stalled write is cut), not its speed.
+func waitStalledWrite(t *testing.T, s *sidecar, appDone <-chan error) {
+	t.Helper()
 	select {
 	case err := <-appDone:
 		if err == nil {
@@ -417,9 +426,21 @@ func TestAttackSlowReader(t *testing.T) {
 	eventually(t, "the stalled write counted", func() bool {
 		return metric(t, s, `gatehouse_sidecar_client_stalls_total{operation="write"}`) == "1"
 	})
-	eventually(t, "no request left in flight", func() bool {
-		return metric(t, s, "gatehouse_sidecar_requests_in_flight") == "0"
-	})
+}
+
+// dialData opens a connection to the sidecar's data listener and writes
+// req on it, exactly as given.
+func dialData(t *testing.T, s *sidecar, req string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(s.data, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // Attack 6b: a slow writer. The client announces a body and then trickles
@@ -443,14 +464,7 @@ func TestAttackSlowBodyWriter(t *testing.T) {
 			defer app.Close()
 			s := startWithConfig(t, app.URL, deadlineDoc)
 
-			c, err := net.Dial("tcp", strings.TrimPrefix(s.data, "http://"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			if _, err := io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 100000\r\n\r\nfirst bytes"); err != nil {
-				t.Fatal(err)
-			}
+			c := dialData(t, s, "POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 100000\r\n\r\nfirst bytes")
 			stop := make(chan struct{})
 			defer close(stop)
 			if tt.trickle > 0 {
