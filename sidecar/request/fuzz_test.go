@@ -14,42 +14,62 @@ import (
 )
 
 // FuzzNormalize checks the normaliser against properties and against two
-// parsers it shares no code with:
+// parsers it shares no code with. A path is refused only for a documented
+// reason the input really has. An accepted path is canonical: normalising
+// it again changes nothing. It never escapes the root: no dot segment
+// survives, and joined under a directory it stays inside it. net/http's
+// ServeMux routes it without a redirect, to the same handler a Matcher
+// picks among the same prefixes. It equals what RFC 3986 §5.2.4
+// remove_dot_segments (written here from the RFC's pseudo-code) and
+// net/url's ResolveReference give after §6.2.2 normalisation and merging
+// slashes. Normalize hands the next handler exactly that path.
 //
-//   - a path is refused only for a documented reason the input really has;
+// The second input selects the per-pod exceptions (bit 0: encoded slashes,
+// bit 1: path parameters); with an exception on, the properties that do not
+// depend on how the app reads %2F or ";" are checked.
 //
-//   - an accepted path is canonical: normalising it again changes nothing;
+// Run it with:
 //
-//   - it never escapes the root: no dot segment survives, and joined under
-//     a directory it stays inside it;
-//
-//   - net/http's ServeMux routes it without a redirect, to the same handler
-//     a Matcher picks among the same prefixes;
-//
-//   - it equals what RFC 3986 §5.2.4 remove_dot_segments (written here from
-//     the RFC's pseudo-code) and net/url's ResolveReference give after
-//     §6.2.2 normalisation and merging slashes;
-//
-//   - Normalize hands the next handler exactly that path.
-//
-//     go test ./sidecar/request -run '^$' -fuzz FuzzNormalize -fuzztime 60s
+//	go test ./sidecar/request -run '^$' -fuzz FuzzNormalize -fuzztime 60s
 func FuzzNormalize(f *testing.F) {
 	for _, s := range spellings {
-		f.Add(s.raw)
+		var opts uint8
+		if s.opts.AllowEncodedSlash {
+			opts |= 1
+		}
+		if s.opts.AllowPathParameters {
+			opts |= 2
+		}
+		f.Add(s.raw, opts)
 	}
-	f.Fuzz(func(t *testing.T, raw string) {
-		c, ref := canonicalize(raw, Options{})
+	f.Fuzz(func(t *testing.T, raw string, bits uint8) {
+		o := Options{AllowEncodedSlash: bits&1 != 0, AllowPathParameters: bits&2 != 0}
+		c, ref := canonicalize(raw, o)
 		if ref != nil {
 			if !justified(raw, ref.Reason) {
 				t.Fatalf("%q refused for %s, which it does not have", raw, ref.Reason)
 			}
 			return
 		}
-		if !strings.HasPrefix(c.escaped, "/") || c.match != c.escaped {
+		if !strings.HasPrefix(c.escaped, "/") || !strings.HasPrefix(c.match, "/") {
 			t.Fatalf("%q: forms %+v", raw, c)
 		}
-		if again, ref := canonicalize(c.escaped, Options{}); ref != nil || again != c {
+		if again, ref := canonicalize(c.escaped, o); ref != nil || again != c {
 			t.Fatalf("not idempotent: %q -> %q -> %+v, %v", raw, c.escaped, again, ref)
+		}
+		for seg := range strings.SplitSeq(c.match, "/") {
+			if seg == "." || seg == ".." {
+				t.Fatalf("%q: dot segment left in the match form %q", raw, c.match)
+			}
+		}
+		if o != (Options{}) {
+			if strings.Contains(c.match, ";") {
+				t.Fatalf("%q: parameters left in the match form %q", raw, c.match)
+			}
+			return
+		}
+		if c.match != c.escaped {
+			t.Fatalf("%q: match form %q differs without exceptions", raw, c.match)
 		}
 		if dec, err := url.PathUnescape(c.escaped); err != nil || dec != c.decoded {
 			t.Fatalf("%q: decoded form %q, but the escaped form %q decodes to %q (%v)", raw, c.decoded, c.escaped, dec, err)
