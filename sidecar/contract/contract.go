@@ -82,8 +82,9 @@ const (
 )
 
 // Reserved request headers. The sidecar removes every incoming header whose
-// name starts with HeaderPrefix (in any case) before any feature runs, so
-// the app may trust the ones it finds.
+// name starts with HeaderPrefix once folded to lower case with "_" read as
+// "-" (request.IsReserved) before any feature runs, so the app may trust the
+// ones it finds.
 const (
 	// HeaderPrefix is the namespace of the headers the sidecar sends the app.
 	HeaderPrefix = "X-Gatehouse-"

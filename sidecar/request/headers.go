@@ -4,27 +4,15 @@ import (
 	"net/http"
 	"net/textproto"
 	"strings"
+
+	"github.com/gatehouse-dev/gatehouse/sidecar/contract"
 )
 
-// The sidecar's identity headers. The app may trust them only because every
-// incoming header that folds to ReservedHeaderPrefix is removed at entry.
-const (
-	// ReservedHeaderPrefix is the namespace of headers the sidecar sends to
-	// the app.
-	ReservedHeaderPrefix = "X-Gatehouse-"
-	// ClientIPHeader carries the client address as the sidecar determined it.
-	ClientIPHeader = "X-Gatehouse-Client-Ip"
-	// SubjectHeader carries the session subject.
-	SubjectHeader = "X-Gatehouse-Subject"
-	// ClaimHeaderPrefix prefixes the forwarded session claims.
-	ClaimHeaderPrefix = "X-Gatehouse-Claim-"
-)
-
-// reservedFolded is ReservedHeaderPrefix as IsReserved compares it.
-var reservedFolded = strings.ToLower(ReservedHeaderPrefix)
+// reservedFolded is contract.HeaderPrefix as IsReserved compares it.
+var reservedFolded = strings.ToLower(contract.HeaderPrefix)
 
 // IsReserved reports whether a header of this name is the sidecar's to set:
-// its name starts with ReservedHeaderPrefix once folded to lower case with
+// its name starts with contract.HeaderPrefix once folded to lower case with
 // "_" read as "-". The underscore spellings matter because CGI, WSGI, PHP
 // and Rack servers (and nginx or Apache with underscores_in_headers) present
 // X_Gatehouse_Subject and X-Gatehouse-Subject to the app as the same
