@@ -258,7 +258,7 @@ func TestRenderCaseInsensitiveMatching(t *testing.T) {
 	s.Spec.CaseInsensitivePaths = &yes
 	rl := rateLimit("login", 1, "redis")
 	rl.Spec.Rules[0].Match = v1alpha1.HTTPMatch{PathPrefix: "/api/login", CaseInsensitive: &yes}
-	c := cachePolicy("catalog", time.Hour, app("storefront"))
+	c := cachePolicy("catalog", time.Minute, app("storefront"))
 	res, err := Render(Input{Namespace: "shop", Sessions: []v1alpha1.SessionPolicy{s}, RateLimits: []v1alpha1.RateLimitPolicy{rl},
 		Caches: []v1alpha1.CachePolicy{c}, RedisClusters: []v1alpha1.RedisCluster{readyCluster("redis")}})
 	if err != nil {

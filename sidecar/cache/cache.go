@@ -28,8 +28,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
-	// Aliased: this package has a request type of its own.
-	reqmatch "github.com/gatehouse-dev/gatehouse/sidecar/request"
+	reqmatch "github.com/gatehouse-dev/gatehouse/sidecar/request" // this package has a request type of its own
 )
 
 const (

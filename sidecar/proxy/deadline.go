@@ -113,7 +113,7 @@ func (c *deadlineConn) Write(b []byte) (int, error) {
 	n := 0
 	for len(b) > 0 {
 		chunk := b[:min(len(b), writeChunk)]
-		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.d))
+		_ = c.SetWriteDeadline(time.Now().Add(c.d))
 		m, err := c.Conn.Write(chunk)
 		n += m
 		if err != nil {

@@ -1,6 +1,7 @@
 package request
 
 import (
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -31,9 +32,7 @@ func BenchmarkNormalize(b *testing.B) {
 			r.Header.Set("User-Agent", "bench")
 			w := httptest.NewRecorder()
 			b.ReportAllocs()
-			for k, v := range bc.header {
-				r.Header[k] = v
-			}
+			maps.Copy(r.Header, bc.header)
 			for b.Loop() {
 				if !bc.rewrites {
 					h.ServeHTTP(w, r)

@@ -24,7 +24,7 @@ func TestSecurityDocNamesRealTests(t *testing.T) {
 	cell := regexp.MustCompile("`([a-z0-9_/.]+_test\\.go)`: ((?:`[A-Za-z0-9_/*]+`(?:, )?)+)")
 	name := regexp.MustCompile("`([A-Za-z0-9_]+)[/`]")
 	rows := 0
-	for _, line := range strings.Split(section[start:end], "\n") {
+	for line := range strings.SplitSeq(section[start:end], "\n") {
 		if !strings.HasPrefix(line, "| **") {
 			continue
 		}

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -224,11 +225,9 @@ func checkServeMux(t *testing.T, raw string, c canonical) {
 			want = p
 		}
 	}
-	for _, p := range prefixes {
-		if c.escaped+"/" == p {
-			// ServeMux redirects "/admin" to "/admin/", a route of its own.
-			return
-		}
+	if slices.Contains(prefixes, c.escaped+"/") {
+		// ServeMux redirects "/admin" to "/admin/", a route of its own.
+		return
 	}
 	r := &http.Request{Method: http.MethodGet, URL: &url.URL{Path: c.decoded, RawPath: c.escaped}, Host: "h"}
 	if _, got := mux.Handler(r); got != want {

@@ -1,6 +1,7 @@
 package request
 
 import (
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -13,9 +14,7 @@ import (
 func normalised(t *testing.T, method, raw string, o Options, header http.Header) *http.Request {
 	t.Helper()
 	r := httptest.NewRequest(method, "http://app.test"+raw, nil)
-	for k, vs := range header {
-		r.Header[k] = vs
-	}
+	maps.Copy(r.Header, header)
 	var got *http.Request
 	Normalize(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { got = r }), o, nil).ServeHTTP(httptest.NewRecorder(), r)
 	return got

@@ -265,12 +265,13 @@ func (b *builder) segment(s string, o Options) (name string, params bool, _ *Ref
 	b.dec = append(b.dec, '/')
 	b.mat = append(b.mat, '/')
 	escStart, decStart := len(b.esc), len(b.dec)
-	nameEnd := -1
+	nameEnd := -1 // where ";" starts the parameters, in b.esc
 	high := false // a decoded byte >= 0x80: check UTF-8 at the end
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		switch {
-		case c == '%':
+		var ref *Refusal
+		switch c {
+		case '%':
 			if i+2 >= len(s) {
 				return "", false, refuse(ReasonMalformed)
 			}
@@ -281,36 +282,9 @@ func (b *builder) segment(s string, o Options) (name string, params bool, _ *Ref
 			}
 			i += 2
 			d := hi<<4 | lo
-			switch {
-			case classes[d]&classUnreserved != 0:
-				b.add(d, nameEnd < 0)
-			case d == '/':
-				if !o.AllowEncodedSlash && !o.literal {
-					return "", false, refuse(ReasonEncodedSlash)
-				}
-				b.addEscaped(d, nameEnd < 0)
-			case o.literal:
-				b.addEscaped(d, nameEnd < 0)
-			case d == '\\':
-				return "", false, refuse(ReasonBackslash)
-			case d < 0x20 || d == 0x7f:
-				return "", false, refuse(ReasonControl)
-			case d == ';':
-				if !o.AllowPathParameters {
-					return "", false, refuse(ReasonPathParameter)
-				}
-				b.addEscaped(d, nameEnd < 0)
-			default:
-				high = high || d >= 0x80
-				b.addEscaped(d, nameEnd < 0)
-			}
-		case o.literal && (c == '\\' || c < 0x20 || c == 0x7f):
-			b.addEscaped(c, nameEnd < 0)
-		case c == '\\':
-			return "", false, refuse(ReasonBackslash)
-		case c < 0x20 || c == 0x7f:
-			return "", false, refuse(ReasonControl)
-		case c == ';':
+			high = high || d >= 0x80
+			ref = b.decoded(d, nameEnd < 0, o)
+		case ';':
 			if nameEnd < 0 {
 				nameEnd = len(b.esc)
 				if n := b.esc[escStart:nameEnd]; string(n) == "." || string(n) == ".." {
@@ -321,29 +295,79 @@ func (b *builder) segment(s string, o Options) (name string, params bool, _ *Ref
 				}
 			}
 			b.add(c, false)
-		case classes[c]&classPchar != 0:
-			b.add(c, nameEnd < 0)
 		default:
-			// Not allowed raw in a path (RFC 3986 §3.3): '"', '<', '[', a
-			// byte >= 0x80 and the like. Escaping keeps its meaning.
 			high = high || c >= 0x80
-			b.addEscaped(c, nameEnd < 0)
+			ref = b.raw(c, nameEnd < 0, o)
+		}
+		if ref != nil {
+			return "", false, ref
 		}
 	}
-	dec := b.dec[decStart:]
-	for j := 0; !o.literal && j+2 < len(dec); j++ {
-		// A '%' in the decoded form came from %25.
-		if dec[j] == '%' && isHex(dec[j+1]) && isHex(dec[j+2]) {
-			return "", false, refuse(ReasonDoubleEncoding)
-		}
-	}
-	if high && !o.literal && !utf8.Valid(dec) {
-		return "", false, refuse(ReasonInvalidUTF8)
+	if ref := b.check(b.dec[decStart:], high, o); ref != nil {
+		return "", false, ref
 	}
 	if nameEnd < 0 {
 		nameEnd = len(b.esc)
 	}
 	return string(b.esc[escStart:nameEnd]), nameEnd < len(b.esc), nil
+}
+
+// decoded appends the byte d of a percent-escape.
+func (b *builder) decoded(d byte, inName bool, o Options) *Refusal {
+	switch {
+	case classes[d]&classUnreserved != 0:
+		b.add(d, inName) // RFC 3986 §6.2.2.2
+		return nil
+	case d == '/' && !o.AllowEncodedSlash && !o.literal:
+		return refuse(ReasonEncodedSlash)
+	case o.literal || d == '/':
+	case d == '\\':
+		return refuse(ReasonBackslash)
+	case d < 0x20 || d == 0x7f:
+		return refuse(ReasonControl)
+	case d == ';' && !o.AllowPathParameters:
+		return refuse(ReasonPathParameter)
+	}
+	b.addEscaped(d, inName)
+	return nil
+}
+
+// raw appends the byte c, sent unescaped (";" aside).
+func (b *builder) raw(c byte, inName bool, o Options) *Refusal {
+	switch {
+	case classes[c]&classPchar != 0:
+		b.add(c, inName)
+		return nil
+	case o.literal:
+	case c == '\\':
+		return refuse(ReasonBackslash)
+	case c < 0x20 || c == 0x7f:
+		return refuse(ReasonControl)
+	}
+	// Not allowed raw in a path (RFC 3986 §3.3): '"', '<', '[', a byte
+	// >= 0x80 and the like; escaping keeps its meaning. In a rule's prefix,
+	// a backslash or control character is kept escaped too.
+	b.addEscaped(c, inName)
+	return nil
+}
+
+// check refuses a segment whose decoded form (dec) another server would
+// read differently: a '%' that came from %25 before two hex digits would
+// be decoded again by a server that decodes twice, and bytes that are not
+// UTF-8 are decoded differently everywhere.
+func (b *builder) check(dec []byte, high bool, o Options) *Refusal {
+	if o.literal {
+		return nil
+	}
+	for j := 0; j+2 < len(dec); j++ {
+		if dec[j] == '%' && isHex(dec[j+1]) && isHex(dec[j+2]) {
+			return refuse(ReasonDoubleEncoding)
+		}
+	}
+	if high && !utf8.Valid(dec) {
+		return refuse(ReasonInvalidUTF8)
+	}
+	return nil
 }
 
 // add appends c, which stands for itself in every form; inName says
