@@ -18,6 +18,33 @@ const (
 	ConditionDegraded = "Degraded"
 )
 
+// Health condition types of a RedisCluster, decided from the nodes' INFO.
+// Each is True while its problem lasts, False when it is gone, and Unknown
+// while no node answers.
+const (
+	// ConditionMemoryPressure: a primary that never evicts (noeviction)
+	// nears maxmemory; beyond it every write fails with OOM.
+	ConditionMemoryPressure = "MemoryPressure"
+	// ConditionFragmented: a node's mem_fragmentation_ratio exceeds
+	// spec.thresholds.fragmentationRatio, with at least
+	// fragmentationMinBytes lost to fragmentation.
+	ConditionFragmented = "Fragmented"
+	// ConditionPersistenceFailing: the last RDB snapshot, AOF write or AOF
+	// rewrite of a node failed.
+	ConditionPersistenceFailing = "PersistenceFailing"
+	// ConditionClientsRejected: a node refused connections since the
+	// previous observation because maxclients was reached.
+	ConditionClientsRejected = "ClientsRejected"
+	// ConditionReplicaLagging: a replica's link to its primary is down or
+	// its offset trails by more than spec.thresholds.replicaLagBytes.
+	ConditionReplicaLagging = "ReplicaLagging"
+	// ConditionConnectionBudget: the sidecars using the cluster could open
+	// more connections to a node than its maxclients allows at
+	// spec.sidecarPoolSize, so the rendered pool size was lowered (or even
+	// a pool of one would not fit).
+	ConditionConnectionBudget = "ConnectionBudget"
+)
+
 // Condition reasons. They are CamelCase so tools can match on them.
 const (
 	ReasonAccepted             = "Accepted"
@@ -43,6 +70,25 @@ const (
 	// cannot be read, so the operator cannot talk to the nodes.
 	ReasonPasswordUnavailable = "PasswordUnavailable"
 	ReasonAsExpected          = "AsExpected"
+	// ReasonMaintenanceRestart: Progressing while fragmented nodes are
+	// restarted in the maintenance window.
+	ReasonMaintenanceRestart = "MaintenanceRestart"
+
+	// Reasons of the health conditions. ReasonNotObserved: no node answered,
+	// so the condition is Unknown.
+	ReasonNotObserved       = "NotObserved"
+	ReasonNearMaxMemory     = "NearMaxMemory"
+	ReasonMaxMemoryReached  = "MaxMemoryReached"
+	ReasonFragmentationHigh = "FragmentationHigh"
+	ReasonRDBSaveFailed     = "RDBSaveFailed"
+	ReasonAOFWriteFailed    = "AOFWriteFailed"
+	ReasonAOFRewriteFailed  = "AOFRewriteFailed"
+	ReasonMaxClientsReached = "MaxClientsReached"
+	ReasonReplicaLinkDown   = "ReplicaLinkDown"
+	ReasonReplicaSyncing    = "ReplicaSyncing"
+	ReasonReplicaBehind     = "ReplicaBehind"
+	ReasonPoolSizeCapped    = "PoolSizeCapped"
+	ReasonBudgetExhausted   = "BudgetExhausted"
 )
 
 // RedisReference names a RedisCluster in the policy's namespace.
