@@ -85,6 +85,22 @@ var baseline = []Directive{
 	{"timeout", "300"},
 }
 
+// defragThresholds tune active defragmentation: start when 10% of the
+// memory is lost to fragmentation (and at least 100mb), work hardest at
+// 50%, the ratio 1.5 at which a RedisCluster reports Fragmented, and never
+// take more than a quarter of a core. Every build of redis-server accepts
+// them; activedefrag itself is not rendered, because a build without
+// defragmentation support (Debian's, linked with the system jemalloc)
+// refuses to start with "activedefrag yes" in its file. The operator turns
+// it on at run time with CONFIG SET where the build accepts it.
+var defragThresholds = []Directive{
+	{"active-defrag-ignore-bytes", "100mb"},
+	{"active-defrag-threshold-lower", "10"},
+	{"active-defrag-threshold-upper", "50"},
+	{"active-defrag-cycle-min", "1"},
+	{"active-defrag-cycle-max", "25"},
+}
+
 // Build returns the effective directives in a deterministic order: operator
 // directives first, then the baseline as adjusted by the profile, then
 // overrides that add directives, sorted by name. It reports every invalid
@@ -136,7 +152,7 @@ func Build(p Params) ([]Directive, error) {
 		out = append(out, Directive{"cluster-announce-hostname", p.AnnounceHostname})
 	}
 
-	settings := slices.Clone(baseline)
+	settings := slices.Concat(baseline, defragThresholds)
 	set := func(name, value string) {
 		for i := range settings {
 			if settings[i].Name == name {

@@ -19,6 +19,8 @@ func TestRenderProfiles(t *testing.T) {
 	head := "# Rendered by the Gatehouse operator; edit the RedisCluster, not this file.\n" +
 		"port 6379\ndir /data\ncluster-enabled yes\ncluster-config-file nodes.conf\n" +
 		"cluster-node-timeout 5000\ncluster-preferred-endpoint-type hostname\n"
+	defrag := "active-defrag-ignore-bytes 100mb\nactive-defrag-threshold-lower 10\nactive-defrag-threshold-upper 50\n" +
+		"active-defrag-cycle-min 1\nactive-defrag-cycle-max 25\n"
 	tests := []struct {
 		name   string
 		params Params
@@ -28,20 +30,20 @@ func TestRenderProfiles(t *testing.T) {
 			name:   "cache is the baseline without AOF",
 			params: Params{Profile: Cache},
 			want: head + "maxmemory 8gb\nmaxmemory-policy allkeys-lru\nsave 900 1\nsave 300 10\nsave 60 10000\n" +
-				"appendonly no\nappendfsync everysec\nhz 10\ndynamic-hz yes\ntcp-backlog 511\ntimeout 300\n",
+				"appendonly no\nappendfsync everysec\nhz 10\ndynamic-hz yes\ntcp-backlog 511\ntimeout 300\n" + defrag,
 		},
 		{
 			name:   "durable never evicts and keeps the AOF",
 			params: Params{Profile: Durable},
 			want: head + "maxmemory 8gb\nmaxmemory-policy noeviction\nsave 900 1\nsave 300 10\nsave 60 10000\n" +
-				"appendonly yes\nappendfsync everysec\nhz 10\ndynamic-hz yes\ntcp-backlog 511\ntimeout 300\n",
+				"appendonly yes\nappendfsync everysec\nhz 10\ndynamic-hz yes\ntcp-backlog 511\ntimeout 300\n" + defrag,
 		},
 		{
 			name: "overrides replace baseline values and add sorted directives",
 			params: Params{
 				Profile: Durable, Port: 7000, BusPort: 17000, Dir: "/var/lib/redis",
 				NodeTimeout: 2 * time.Second, AnnounceHostname: "rc-0.rc-headless.ns.svc",
-				Overrides: map[string]string{"MaxMemory": "2GB", "save": "", "timeout": "0", "slowlog-max-len": "256", "activedefrag": "yes"},
+				Overrides: map[string]string{"MaxMemory": "2GB", "save": "", "timeout": "0", "slowlog-max-len": "256", "active-defrag-threshold-upper": "80"},
 			},
 			want: "# Rendered by the Gatehouse operator; edit the RedisCluster, not this file.\n" +
 				"port 7000\ndir /var/lib/redis\ncluster-enabled yes\ncluster-config-file nodes.conf\n" +
@@ -49,7 +51,9 @@ func TestRenderProfiles(t *testing.T) {
 				"cluster-announce-hostname rc-0.rc-headless.ns.svc\n" +
 				"maxmemory 2gb\nmaxmemory-policy noeviction\nsave \"\"\n" +
 				"appendonly yes\nappendfsync everysec\nhz 10\ndynamic-hz yes\ntcp-backlog 511\ntimeout 0\n" +
-				"activedefrag yes\nslowlog-max-len 256\n",
+				"active-defrag-ignore-bytes 100mb\nactive-defrag-threshold-lower 10\nactive-defrag-threshold-upper 80\n" +
+				"active-defrag-cycle-min 1\nactive-defrag-cycle-max 25\n" +
+				"slowlog-max-len 256\n",
 		},
 	}
 	for _, tt := range tests {
@@ -84,6 +88,9 @@ func TestRenderRefusesBadInput(t *testing.T) {
 		{"port", Params{Overrides: map[string]string{"Port": "1"}}, ErrOperatorOwned, nil},
 		{"rename-command", Params{Overrides: map[string]string{"rename-command": "FLUSHALL \"\""}}, ErrOperatorOwned, nil},
 		{"loadmodule", Params{Overrides: map[string]string{"loadmodule": "/x.so"}}, ErrOperatorOwned, nil},
+		// A build without defragmentation support (Debian's) would refuse
+		// to start on the rendered file.
+		{"activedefrag", Params{Overrides: map[string]string{"activedefrag": "yes"}}, ErrOperatorOwned, nil},
 		{"unknown", Params{Overrides: map[string]string{"maxmemroy": "1gb"}}, ErrUnknown, nil},
 		{"bad policy", Params{Overrides: map[string]string{"maxmemory-policy": "lru"}}, nil, []string{"maxmemory-policy", "not one of"}},
 		{"bad size", Params{Overrides: map[string]string{"maxmemory": "8 gigs"}}, nil, []string{"not a size"}},
@@ -277,7 +284,9 @@ func everyLiveOverride() map[string]string {
 		"maxclients": "5000", "loglevel": "warning", "slowlog-log-slower-than": "5000", "slowlog-max-len": "64",
 		"latency-monitor-threshold": "50", "notify-keyspace-events": "Ex", "lazyfree-lazy-eviction": "yes",
 		"lazyfree-lazy-expire": "yes", "lazyfree-lazy-server-del": "yes", "lazyfree-lazy-user-del": "yes",
-		"lazyfree-lazy-user-flush": "yes", "replica-lazy-flush": "yes", "activedefrag": "no",
+		"lazyfree-lazy-user-flush": "yes", "replica-lazy-flush": "yes",
+		"active-defrag-ignore-bytes": "200mb", "active-defrag-threshold-lower": "15", "active-defrag-threshold-upper": "70",
+		"active-defrag-cycle-min": "2", "active-defrag-cycle-max": "30", "active-defrag-max-scan-fields": "500",
 		"active-expire-effort": "2", "lfu-log-factor": "12", "lfu-decay-time": "2", "busy-reply-threshold": "6000",
 		"repl-backlog-size": "16mb", "repl-diskless-sync": "yes", "repl-timeout": "90", "min-replicas-to-write": "0",
 		"min-replicas-max-lag": "15", "client-output-buffer-limit": "pubsub 64mb 16mb 60",
@@ -303,7 +312,7 @@ func sameValue(name, rendered, server string) bool {
 		return true
 	}
 	switch name {
-	case "maxmemory", "repl-backlog-size", "auto-aof-rewrite-min-size":
+	case "maxmemory", "repl-backlog-size", "auto-aof-rewrite-min-size", "active-defrag-ignore-bytes":
 		return bytes(rendered) == server
 	case "notify-keyspace-events":
 		a, b := []rune(rendered), []rune(server)

@@ -28,6 +28,9 @@ var operatorOwned = []string{
 	"cluster-announce-ip", "cluster-announce-port", "cluster-announce-bus-port",
 	"cluster-announce-tls-port", "cluster-announce-hostname",
 	"cluster-preferred-endpoint-type",
+	// Rendered, a build without defragmentation support refuses to start;
+	// the operator switches it at run time (RedisCluster spec.activeDefrag).
+	"activedefrag",
 }
 
 type rule struct {
@@ -141,7 +144,12 @@ var rules = map[string]rule{
 	"lazyfree-lazy-user-del":          {boolean, true},
 	"lazyfree-lazy-user-flush":        {boolean, true},
 	"replica-lazy-flush":              {boolean, true},
-	"activedefrag":                    {boolean, true},
+	"active-defrag-ignore-bytes":      {size, true},
+	"active-defrag-threshold-lower":   {intRange(0, 1000), true},
+	"active-defrag-threshold-upper":   {intRange(0, 1000), true},
+	"active-defrag-cycle-min":         {intRange(1, 99), true},
+	"active-defrag-cycle-max":         {intRange(1, 99), true},
+	"active-defrag-max-scan-fields":   {intRange(1, 1<<31), true},
 	"active-expire-effort":            {intRange(1, 10), true},
 	"lfu-log-factor":                  {intRange(0, 1<<31), true},
 	"lfu-decay-time":                  {intRange(0, 1<<31), true},
@@ -197,7 +205,7 @@ func Validate(name, value string) error {
 // equivalent spellings hash the same.
 func normalize(name, value string) string {
 	switch name {
-	case "maxmemory", "repl-backlog-size", "auto-aof-rewrite-min-size":
+	case "maxmemory", "repl-backlog-size", "auto-aof-rewrite-min-size", "active-defrag-ignore-bytes":
 		return strings.ToLower(value)
 	case "save", "client-output-buffer-limit":
 		return strings.Join(strings.Fields(value), " ")
