@@ -21,11 +21,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/gatehouse-dev/gatehouse/internal/redisinfo"
 )
 
 // Errors callers can branch on with errors.Is.
@@ -152,8 +153,8 @@ func (c *conns) close() {
 	}
 }
 
-// Observe reads CLUSTER NODES, CLUSTER INFO, DBSIZE and INFO memory from
-// every member concurrently. Unreachable members are recorded in the State
+// Observe reads CLUSTER NODES, CLUSTER INFO, DBSIZE and INFO (the
+// redisinfo.Sections) from every member concurrently. Unreachable members are recorded in the State
 // (MemberState.Err), not returned as an error; Observe fails only when no
 // member answered.
 func (a *Admin) Observe(ctx context.Context, members []Member) (*State, error) {
@@ -195,8 +196,7 @@ func (a *Admin) observeOne(ctx context.Context, c *conns, m Member) MemberState 
 	nodes := pipe.ClusterNodes(ctx)
 	info := pipe.ClusterInfo(ctx)
 	size := pipe.DBSize(ctx)
-	mem := pipe.Info(ctx, "memory")
-	repl := pipe.Info(ctx, "replication")
+	nodeInfo := pipe.Info(ctx, redisinfo.Sections...)
 	if _, err := pipe.Exec(ctx); err != nil {
 		ms.Err = fmt.Errorf("observe %s (%s): %w", m.Name, m.Addr, err)
 		return ms
@@ -206,13 +206,14 @@ func (a *Admin) observeOne(ctx context.Context, c *conns, m Member) MemberState 
 		ms.Err = fmt.Errorf("observe %s: %w", m.Name, err)
 		return ms
 	}
-	memInfo := ParseInfo(mem.Val())
-	ms.View, ms.Info, ms.Keys = view, ParseInfo(info.Val()), size.Val()
-	ms.UsedMemory, _ = strconv.ParseInt(memInfo["used_memory"], 10, 64)
-	ms.Dataset, _ = strconv.ParseInt(memInfo["used_memory_dataset"], 10, 64)
-	ms.MaxMemory, _ = strconv.ParseInt(memInfo["maxmemory"], 10, 64)
-	replInfo := ParseInfo(repl.Val())
-	ms.Synced = replInfo["role"] == roleMaster || replInfo["master_link_status"] == "up"
+	ni, err := redisinfo.Parse(nodeInfo.Val())
+	if err != nil {
+		ms.Err = fmt.Errorf("observe %s: %w", m.Name, err)
+		return ms
+	}
+	ms.View, ms.Info, ms.Keys, ms.NodeInfo = view, ParseInfo(info.Val()), size.Val(), ni
+	ms.UsedMemory, ms.Dataset, ms.MaxMemory = ni.Memory.Used, ni.Memory.Dataset, ni.Memory.Max
+	ms.Synced = ni.Replication.Role == redisinfo.RolePrimary || (ni.Replication.LinkUp && !ni.Replication.SyncInProgress)
 	ms.ID = id.Val()
 	return ms
 }

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/redisinfo"
 )
 
 // Slots is the number of hash slots of a Redis Cluster.
@@ -160,8 +162,11 @@ type MemberState struct {
 	// View is the member's CLUSTER NODES; Info its CLUSTER INFO.
 	View []Entry
 	Info map[string]string
+	// NodeInfo is the member's INFO: memory, clients, persistence, stats,
+	// replication and keyspace.
+	NodeInfo redisinfo.Info
 	// Keys is DBSIZE; UsedMemory, Dataset (used_memory_dataset) and
-	// MaxMemory come from INFO memory.
+	// MaxMemory come from NodeInfo.
 	Keys, UsedMemory, Dataset, MaxMemory int64
 	// Synced: a primary, or a replica whose replication link is up (the
 	// initial full sync finished), so it could take over without data loss.
