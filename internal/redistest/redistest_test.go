@@ -117,3 +117,33 @@ func TestClusterReplicasAreInSync(t *testing.T) {
 		}
 	}
 }
+
+// TestRestartKeepsIdentityAndPassword: a node restarted by Restart (as an
+// operator's restart hook does) comes back on its port with its cluster
+// identity (nodes.conf in Dir) and a requirepass from its directives.
+func TestRestartKeepsIdentityAndPassword(t *testing.T) {
+	n := redistest.StartNode(t, "requirepass secret", "masterauth secret")
+	ctx := context.Background()
+	rdb := redis.NewClient(&redis.Options{Addr: n.Addr(), Password: "secret", MaxRetries: -1})
+	defer rdb.Close()
+	id, err := rdb.ClusterMyID(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := rdb.Info(ctx, "server").Result()
+	if err := n.Restart(); err != nil {
+		t.Fatalf("Restart: %v", err)
+	}
+	after, err := rdb.ClusterMyID(ctx).Result()
+	if err != nil || after != id {
+		t.Fatalf("node ID after restart = %q, %v; want %q", after, err, id)
+	}
+	info, _ := rdb.Info(ctx, "server").Result()
+	runID := func(s string) string { _, v, _ := strings.Cut(s, "run_id:"); return strings.Fields(v)[0] }
+	if runID(info) == runID(before) {
+		t.Error("run_id unchanged: the process did not restart")
+	}
+	if err := redis.NewClient(&redis.Options{Addr: n.Addr()}).Ping(ctx).Err(); err == nil || !strings.Contains(err.Error(), "NOAUTH") {
+		t.Errorf("ping without the password: %v, want NOAUTH", err)
+	}
+}
