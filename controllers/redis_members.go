@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 
 	"github.com/gatehouse-dev/gatehouse/api/v1alpha1"
 	"github.com/gatehouse-dev/gatehouse/internal/rediscluster"
@@ -19,4 +20,14 @@ type RedisMemberSource interface {
 	// ClientAddress is the host:port sidecars connect to (any node of the
 	// cluster; go-redis discovers the rest).
 	ClientAddress(rc *v1alpha1.RedisCluster) string
+	// Restart restarts one node, keeping its identity and data directory,
+	// for the maintenance window's fragmentation restarts. It may return
+	// before the node is back: the reconciler only goes on once the
+	// cluster has converged again. ErrRestartUnsupported: the source
+	// cannot restart nodes.
+	Restart(ctx context.Context, rc *v1alpha1.RedisCluster, m rediscluster.Member) error
 }
+
+// ErrRestartUnsupported is returned by a member source that cannot restart
+// nodes (a LocalRedisMembers without RestartMember).
+var ErrRestartUnsupported = errors.New("the member source cannot restart nodes")

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 
@@ -33,6 +34,12 @@ type LocalRedisMembers struct {
 	// Service name, PodRedisMembers.ClientAddress); nil reports the first
 	// node's address, which local sidecars can dial.
 	ClientAddressOf func(*v1alpha1.RedisCluster) string
+
+	// RestartMember, when set before the source is used, restarts one
+	// local process with its directory (nodes.conf) intact; nil makes
+	// Restart return ErrRestartUnsupported. The tests set it to
+	// redistest.Server.Restart.
+	RestartMember func(ctx context.Context, m rediscluster.Member) error
 
 	mu       sync.Mutex
 	clusters map[types.NamespacedName][]rediscluster.Member
@@ -99,6 +106,17 @@ func (l *LocalRedisMembers) ClientAddress(rc *v1alpha1.RedisCluster) string {
 		return ""
 	}
 	return m[0].Addr
+}
+
+// Restart implements RedisMemberSource with RestartMember.
+func (l *LocalRedisMembers) Restart(ctx context.Context, _ *v1alpha1.RedisCluster, m rediscluster.Member) error {
+	if l.RestartMember == nil {
+		return ErrRestartUnsupported
+	}
+	if err := l.RestartMember(ctx, m); err != nil {
+		return fmt.Errorf("restart %s: %w", m.Name, err)
+	}
+	return nil
 }
 
 // Start implements source.Source: the controller's queue receives a request

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gatehouse-dev/gatehouse/api/v1alpha1"
@@ -19,7 +20,7 @@ import (
 // PodRedisMembers is the default RedisMemberSource: the pods of the
 // cluster's StatefulSet, read from the manager's cache.
 type PodRedisMembers struct {
-	Client client.Reader
+	Client client.Client
 }
 
 // Members returns the pods that have an IP and are not being deleted, in
@@ -72,6 +73,18 @@ func podOrdinal(cluster, pod string) (int, bool) {
 	}
 	n, err := strconv.Atoi(rest)
 	return n, err == nil && n >= 0
+}
+
+// Restart deletes the member's pod; the StatefulSet recreates it with the
+// same name and volume. The pod's SIGTERM lets redis-server save and
+// close its files (terminationGracePeriodSeconds); a pod whose volume is
+// an emptyDir comes back blank and is attached as a replica by Repair.
+func (p PodRedisMembers) Restart(ctx context.Context, rc *v1alpha1.RedisCluster, m rediscluster.Member) error {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: rc.Namespace, Name: m.Name}}
+	if err := p.Client.Delete(ctx, pod); err != nil {
+		return fmt.Errorf("delete pod %s/%s: %w", rc.Namespace, m.Name, err)
+	}
+	return nil
 }
 
 // ClientAddress is the cluster's client Service.

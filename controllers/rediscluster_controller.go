@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/redis/go-redis/v9"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -20,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -33,6 +33,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/api/v1alpha1"
 	"github.com/gatehouse-dev/gatehouse/internal/rediscluster"
 	"github.com/gatehouse-dev/gatehouse/internal/redisconf"
+	"github.com/gatehouse-dev/gatehouse/internal/redishealth"
 )
 
 // +kubebuilder:rbac:groups=gatehouse.dev,resources=redisclusters,verbs=list;watch
@@ -42,7 +43,7 @@ import (
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=list;watch;create;patch
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=list;watch;create;patch
-// +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // passwordSecretIndex indexes RedisClusters by spec.passwordSecretRef.name,
@@ -60,6 +61,11 @@ type redisClusterReconciler struct {
 	client   client.Client
 	members  RedisMemberSource
 	recorder events.EventRecorder
+	// memory holds what one reconcile leaves for the next (rejected
+	// connection counts, settings sent to each process).
+	memory *redisMemory
+	// now is the clock; nil means time.Now.
+	now func() time.Time
 }
 
 // setupRedisCluster registers the RedisCluster reconciler. Options.RedisMembers
@@ -69,7 +75,7 @@ func setupRedisCluster(mgr ctrl.Manager, opts Options) error {
 	if members == nil {
 		members = PodRedisMembers{Client: mgr.GetClient()}
 	}
-	r := &redisClusterReconciler{client: mgr.GetClient(), members: members, recorder: mgr.GetEventRecorder("gatehouse-rediscluster")}
+	r := &redisClusterReconciler{client: mgr.GetClient(), members: members, recorder: mgr.GetEventRecorder("gatehouse-rediscluster"), memory: newRedisMemory()}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.RedisCluster{}, passwordSecretIndex, func(o client.Object) []string {
 		if ref := o.(*v1alpha1.RedisCluster).Spec.PasswordSecretRef; ref != nil {
 			return []string{ref.Name}
@@ -94,7 +100,15 @@ func setupRedisCluster(mgr ctrl.Manager, opts Options) error {
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(podCluster),
 			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 				return o.GetLabels()[labelName] == redisLabelName
-			})))
+			}))).
+		// The connection budget counts the sidecars using each cluster:
+		// pods with the sidecar coming, going or being relabelled, and
+		// policies changing what they select or use.
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.clustersInNamespace),
+			builder.WithPredicates(injectedPodChanged())).
+		Watches(&v1alpha1.SessionPolicy{}, handler.EnqueueRequestsFromMapFunc(referencedCluster)).
+		Watches(&v1alpha1.RateLimitPolicy{}, handler.EnqueueRequestsFromMapFunc(referencedCluster)).
+		Watches(&v1alpha1.CachePolicy{}, handler.EnqueueRequestsFromMapFunc(referencedCluster))
 	// Processes outside Kubernetes cannot be watched; such a source
 	// announces its changes itself.
 	if src, ok := members.(source.Source); ok {
@@ -109,6 +123,33 @@ func podCluster(_ context.Context, o client.Object) []reconcile.Request {
 		return nil
 	}
 	return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: name}}}
+}
+
+// clustersInNamespace maps a sidecar pod to every RedisCluster of its
+// namespace (a handful): which of them its policies use is the reconcile's
+// to find out.
+func (r *redisClusterReconciler) clustersInNamespace(ctx context.Context, o client.Object) []reconcile.Request {
+	var list v1alpha1.RedisClusterList
+	if err := r.client.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "List RedisClusters for a sidecar pod", "namespace", o.GetNamespace())
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(list.Items))
+	for _, rc := range list.Items {
+		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&rc)})
+	}
+	return out
+}
+
+// referencedCluster maps a policy to the RedisCluster it uses.
+func referencedCluster(_ context.Context, o client.Object) []reconcile.Request {
+	p, ok := o.(interface {
+		GetRedisRef() v1alpha1.RedisReference
+	})
+	if !ok {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: p.GetRedisRef().Name}}}
 }
 
 func (r *redisClusterReconciler) usingSecret(ctx context.Context, o client.Object) []reconcile.Request {
@@ -130,10 +171,14 @@ func (r *redisClusterReconciler) usingSecret(ctx context.Context, o client.Objec
 func (r *redisClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	rc := &v1alpha1.RedisCluster{}
 	if err := r.client.Get(ctx, req.NamespacedName, rc); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if rc.DeletionTimestamp != nil {
 		// Owner references delete everything it owns.
+		r.forget(req.NamespacedName)
 		return ctrl.Result{}, nil
 	}
 	obs, err := r.reconcile(ctx, rc)
@@ -147,11 +192,28 @@ func (r *redisClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	return ctrl.Result{RequeueAfter: redisRequeue(obs)}, nil
 }
 
-func (r *redisClusterReconciler) reconcile(ctx context.Context, rc *v1alpha1.RedisCluster) (redisObservation, error) {
+// forget drops what is kept of a deleted cluster: its metrics and memory.
+func (r *redisClusterReconciler) forget(key types.NamespacedName) {
+	redisMetrics.forget(key)
+	r.memory.forget(key)
+}
+
+func (r *redisClusterReconciler) clock() time.Time {
+	if r.now != nil {
+		return r.now()
+	}
+	return time.Now()
+}
+
+// reconcile names its results so that the deferred health report below
+// completes the observation it returns.
+func (r *redisClusterReconciler) reconcile(ctx context.Context, rc *v1alpha1.RedisCluster) (obs redisObservation, err error) {
 	log := ctrl.LoggerFrom(ctx)
 	shards, replicas := redisSpec(rc)
 	spec := rediscluster.Spec{Shards: int(shards), ReplicasPerShard: int(replicas)}
-	obs := redisObservation{Generation: rc.Generation, Spec: spec}
+	now := r.clock()
+	obs = redisObservation{Generation: rc.Generation, Spec: spec, Now: now, Thresholds: thresholds(rc)}
+	key := types.NamespacedName{Namespace: rc.Namespace, Name: rc.Name}
 
 	conf, err := renderRedisConfig(rc)
 	if err != nil {
@@ -182,14 +244,32 @@ func (r *redisClusterReconciler) reconcile(ctx context.Context, rc *v1alpha1.Red
 	}
 	obs.Members = len(members)
 	obs.ClientService = r.members.ClientAddress(rc)
+	sidecars, err := sidecarsUsing(ctx, r.client, rc)
+	if err != nil {
+		return obs, err
+	}
 	admin := &rediscluster.Admin{Password: password, Log: slog.New(logr.ToSlogHandler(log))}
 	var state *rediscluster.State
 	if len(members) > 0 {
-		if state, err = admin.Observe(ctx, members); err != nil {
+		observed, err := admin.Observe(ctx, members)
+		// Every member, answering or not: a node refusing even the
+		// operator (maxclients) is itself a finding.
+		obs.Nodes = healthNodes(observed)
+		if err != nil {
 			log.V(1).Info("No Redis node answers", "err", err)
-			state = nil
+		} else {
+			state = observed
 		}
 	}
+	defer func() {
+		// Whatever happens below, the health of what was observed is
+		// reported, in status and in the metrics.
+		obs.Rejections = r.memory.rejections(key, obs.Nodes, now)
+		obs.BudgetInput = budgetInput(rc, sidecars, maxClients(obs.Nodes, conf))
+		obs.Budget = redishealth.PlanBudget(obs.BudgetInput)
+		redisMetrics.record(key, redisSample{At: now, Nodes: obs.Nodes, Lag: redishealth.ReplicaLag(obs.Nodes),
+			ClusterOK: clusterOK(obs.Health), Budget: obs.Budget, Sidecars: sidecars})
+	}()
 
 	desired := int(shards * (1 + replicas))
 	staying, leaving := members, []rediscluster.Member(nil)
@@ -213,6 +293,7 @@ func (r *redisClusterReconciler) reconcile(ctx context.Context, rc *v1alpha1.Red
 			log.V(1).Info("No staying Redis node answers", "err", err)
 			return obs, nil
 		}
+		obs.Nodes = healthNodes(state)
 	}
 
 	health := rediscluster.Assess(state, spec)
@@ -220,24 +301,32 @@ func (r *redisClusterReconciler) reconcile(ctx context.Context, rc *v1alpha1.Red
 	if obs.Operation != "" {
 		// Report what the operation left, not what it started from.
 		if after, err := admin.Observe(ctx, members); err == nil {
-			health = rediscluster.Assess(after, spec)
+			state, health = after, rediscluster.Assess(after, spec)
+			obs.Nodes = healthNodes(state)
 		} else {
 			log.V(1).Info("Observing the cluster after the operation failed; reporting the health before it", "operation", obs.Operation, "err", err)
 		}
 	}
 	obs.Health = &health
 
-	// Only once every member answers: status.configHash promises that all
-	// nodes run this configuration.
-	if rc.Status.ConfigHash != conf.Hash && health.SlotsAssigned > 0 && len(health.Unreachable) == 0 {
-		if err := applyLiveConfig(ctx, members, password, conf); err != nil {
-			obs.OpErr = errors.Join(obs.OpErr, err)
-		} else {
+	if health.SlotsAssigned > 0 {
+		// Each process gets the live settings once, including one that
+		// restarted since (it runs its file, or its own, again).
+		applied, err := r.applyNodeSettings(ctx, rc, state, password, conf)
+		obs.OpErr = errors.Join(obs.OpErr, err)
+		obs.ActiveDefrag = applied.defrag
+		// status.configHash promises that every member runs this
+		// configuration: only once every member answers.
+		if applied.configApplied && len(health.Unreachable) == 0 {
 			obs.ConfigHash = conf.Hash
-			if rc.Status.ConfigHash != "" {
+			if rc.Status.ConfigHash != "" && rc.Status.ConfigHash != conf.Hash {
 				r.event(rc, corev1.EventTypeNormal, "ConfigApplied", "Applied the live settings of redis.conf %s with CONFIG SET", shortHash(conf.Hash))
 			}
 		}
+	}
+	if obs.Operation == "" {
+		// Never in the middle of forming, scaling or repairing.
+		obs.Maintenance = r.maintain(ctx, rc, admin, members, state, obs.Nodes, spec, now)
 	}
 	return obs, nil
 }
@@ -326,26 +415,6 @@ func (r *redisClusterReconciler) operate(ctx context.Context, admin *rediscluste
 		}
 		return v1alpha1.ReasonRepairing, nil, nil
 	}
-}
-
-// applyLiveConfig brings every member's live settings to conf with one
-// atomic CONFIG SET each. Settings that need a restart roll the pods instead
-// (the restart hash in the pod template).
-func applyLiveConfig(ctx context.Context, members []rediscluster.Member, password string, conf redisConfig) error {
-	args := redisconfSetArgs(conf)
-	if args == nil {
-		return nil
-	}
-	var errs []error
-	for _, m := range members {
-		c := redis.NewClient(&redis.Options{Addr: m.Addr, Password: password, DialTimeout: 2 * time.Second,
-			ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, MaxRetries: -1, PoolSize: 1})
-		if err := c.Do(ctx, args...).Err(); err != nil {
-			errs = append(errs, fmt.Errorf("config set on %s: %w", m.Name, err))
-		}
-		_ = c.Close()
-	}
-	return errors.Join(errs...)
 }
 
 // password returns the cluster's password, generating its Secret once when
@@ -442,6 +511,17 @@ func (r *redisClusterReconciler) statusEvents(rc *v1alpha1.RedisCluster, prev, n
 	}
 	if c := changed(v1alpha1.ConditionDegraded); c != nil && c.Status == metav1.ConditionTrue && c.Reason != v1alpha1.ReasonScaleInRefused {
 		r.event(rc, corev1.EventTypeWarning, c.Reason, "%s", c.Message)
+	}
+	for _, typ := range healthConditions {
+		c := changed(typ)
+		p := meta.FindStatusCondition(prev, typ)
+		switch {
+		case c == nil:
+		case c.Status == metav1.ConditionTrue:
+			r.event(rc, corev1.EventTypeWarning, c.Reason, "%s: %s", typ, c.Message)
+		case c.Status == metav1.ConditionFalse && p != nil && p.Status == metav1.ConditionTrue:
+			r.event(rc, corev1.EventTypeNormal, typ+"Resolved", "%s is over", typ)
+		}
 	}
 }
 

@@ -54,6 +54,8 @@ func startSharedRedis() *controllers.LocalRedisMembers {
 	// Status reports the in-cluster client Service, as in a real cluster,
 	// so policy specs see each namespace's own address.
 	localRedis.ClientAddressOf = controllers.PodRedisMembers{}.ClientAddress
+	// Maintenance restarts reach the processes the specs register.
+	localRedis.RestartMember = restartLocalNode
 	return localRedis
 }
 

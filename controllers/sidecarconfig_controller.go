@@ -366,10 +366,10 @@ func redisRenderChanged() predicate.Predicate {
 			return nil
 		}
 		return struct {
-			Ready         bool
-			State, Client string
-			Slots         int32
-		}{meta.IsStatusConditionTrue(rc.Status.Conditions, v1alpha1.ConditionReady), rc.Status.ClusterState, rc.Status.ClientService, rc.Status.SlotsAssigned}
+			Ready           bool
+			State, Client   string
+			Slots, PoolSize int32
+		}{meta.IsStatusConditionTrue(rc.Status.Conditions, v1alpha1.ConditionReady), rc.Status.ClusterState, rc.Status.ClientService, rc.Status.SlotsAssigned, rc.Status.SidecarPoolSize}
 	}
 	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool { return view(e.ObjectOld) != view(e.ObjectNew) }}
 }

@@ -210,6 +210,16 @@ func (i Info) Keys() int64 {
 	return n
 }
 
+// Expires is the number of keys with a TTL in every database; Keys less
+// Expires is what stays until deleted or evicted.
+func (i Info) Expires() int64 {
+	var n int64
+	for _, k := range i.Keyspace {
+		n += k.Expires
+	}
+	return n
+}
+
 // field parses one INFO value into the snapshot.
 type field func(i *Info, v string) error
 

@@ -219,8 +219,8 @@ func TestParseToleratesWhatItDoesNotKnow(t *testing.T) {
 	if diff := cmp.Diff(want, got, cmp.AllowUnexported(Info{})); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
-	if got.Keys() != 3 {
-		t.Errorf("Keys() = %d, want 3", got.Keys())
+	if got.Keys() != 3 || got.Expires() != 1 {
+		t.Errorf("Keys() = %d, Expires() = %d; want 3 and 1", got.Keys(), got.Expires())
 	}
 }
 

@@ -29,6 +29,8 @@ func redisConnection(namespace string, rc *v1alpha1.RedisCluster) config.RedisCo
 		Mode:        config.RedisCluster,
 		Addrs:       []string{addr},
 		PasswordEnv: redisnames.PasswordEnv(rc.Name),
+		// The RedisCluster reconciler caps it to the connection budget.
+		PoolSize: int(rc.Status.SidecarPoolSize),
 	}
 }
 
