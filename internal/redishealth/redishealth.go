@@ -301,8 +301,10 @@ type Rejections struct {
 	Refused []string
 }
 
-// maxClientsReached is how Redis words the refusal (networking.c).
-const maxClientsReached = "max number of clients reached"
+// maxClientsReached begins Redis' refusal (networking.c): "max number of
+// clients reached", or in cluster mode "max number of clients + cluster
+// connections reached".
+const maxClientsReached = "max number of clients"
 
 // RejectedSince compares nodes with the previous look (nil after the
 // operator started: nothing is counted then, as the counters' earlier part
@@ -345,7 +347,7 @@ func ClientsRejected(nodes []Node, r Rejections) Verdict {
 	}
 	var found []string
 	for _, name := range r.Refused {
-		found = append(found, name+" refused the operator's connection: "+maxClientsReached)
+		found = append(found, name+" refused the operator's connection: maxclients reached")
 	}
 	for _, n := range nodes {
 		if c := r.ByNode[n.Name]; c > 0 {

@@ -266,6 +266,13 @@ func TestRejectedSinceAndClientsRejected(t *testing.T) {
 			mentions: []string{"b refused the operator's connection"},
 		},
 		{
+			name:  "the operator itself refused by a cluster-mode node",
+			prev:  prev,
+			nodes: []Node{{Name: "c", Shard: 0, Err: errors.New("observe c: ERR max number of clients + cluster connections reached")}},
+			want:  Rejections{ByNode: map[string]int64{}, Refused: []string{"c"}}, status: metav1.ConditionTrue, reason: v1alpha1.ReasonMaxClientsReached,
+			mentions: []string{"c refused the operator's connection"},
+		},
+		{
 			name:  "unreachable for another reason",
 			prev:  prev,
 			nodes: []Node{down},
