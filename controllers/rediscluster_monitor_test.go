@@ -92,6 +92,17 @@ func lookAgain(ns, name string, members []rediscluster.Member) {
 	localRedis.Set(client.ObjectKey{Namespace: ns, Name: name}, members)
 }
 
+// clusterClient is an application's client of the nodes.
+func clusterClient(members []rediscluster.Member) *redis.ClusterClient {
+	addrs := make([]string, len(members))
+	for i, m := range members {
+		addrs[i] = m.Addr
+	}
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Password: testRedisPassword})
+	DeferCleanup(cc.Close)
+	return cc
+}
+
 // scrape fetches the manager's metrics through the same promhttp handler
 // the metrics server serves, and parses the exposition text.
 func scrape() map[string]*dto.MetricFamily {
@@ -203,12 +214,7 @@ var _ = Describe("RedisCluster monitoring", func() {
 		expectRedisCondition(rc, v1alpha1.ConditionReady, metav1.ConditionTrue, redisConverge)
 
 		By("looking keys up through a client: 30 hits and 20 misses")
-		addrs := make([]string, len(sharedRedis))
-		for i, m := range sharedRedis {
-			addrs[i] = m.Addr
-		}
-		cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Password: testRedisPassword})
-		DeferCleanup(cc.Close)
+		cc := clusterClient(sharedRedis)
 		for i := range 30 {
 			Expect(cc.Set(ctx, fmt.Sprintf("watched:%d", i), i, time.Minute).Err()).To(Succeed())
 			Expect(cc.Get(ctx, fmt.Sprintf("watched:%d", i)).Err()).To(Succeed())
@@ -369,12 +375,7 @@ var _ = Describe("RedisCluster monitoring", func() {
 		expectRedisCondition(rc, v1alpha1.ConditionMemoryPressure, metav1.ConditionFalse, eventually)
 
 		By("writing 1 KiB values until the nodes refuse with OOM")
-		addrs := make([]string, len(members))
-		for i, m := range members {
-			addrs[i] = m.Addr
-		}
-		cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Password: testRedisPassword})
-		DeferCleanup(cc.Close)
+		cc := clusterClient(members)
 		value := strings.Repeat("x", 1024)
 		var oom error
 		for i := 0; i < 100_000 && oom == nil; i++ {
@@ -460,12 +461,7 @@ var _ = Describe("RedisCluster monitoring", func() {
 		rc := newRedisCluster(ns, "maint", nil)
 		expectRedisCondition(rc, v1alpha1.ConditionReady, metav1.ConditionTrue, redisConverge)
 
-		addrs := make([]string, len(members))
-		for i, m := range members {
-			addrs[i] = m.Addr
-		}
-		cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Password: testRedisPassword})
-		DeferCleanup(cc.Close)
+		cc := clusterClient(members)
 		const keys = 10_000
 		for start := 0; start < keys; start += 500 {
 			_, err := cc.Pipelined(ctx, func(p redis.Pipeliner) error {

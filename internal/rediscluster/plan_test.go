@@ -192,7 +192,9 @@ func fakeState(selves ...Entry) *State {
 	return newState(members, time.Unix(1000, 0))
 }
 
-func TestAssessAndNextRequeue(t *testing.T) {
+// twoShards is a converged 2×1 cluster's self lines: primaries p0 and p1
+// with the even slot ranges, replicas r0 of p0 and r1 of p1.
+func twoShards() (p0, p1, r0, r1 Entry, spec Spec) {
 	even := EvenRanges(2)
 	span := func(r Range) []int {
 		var out []int
@@ -201,11 +203,16 @@ func TestAssessAndNextRequeue(t *testing.T) {
 		}
 		return out
 	}
-	p0 := Entry{ID: "p0", Primary: true, Slots: span(even[0]), Connected: true}
-	p1 := Entry{ID: "p1", Primary: true, Slots: span(even[1]), Connected: true}
-	r0 := Entry{ID: "r0", PrimaryID: "p0", Connected: true}
-	r1 := Entry{ID: "r1", PrimaryID: "p1", Connected: true}
-	spec := Spec{Shards: 2, ReplicasPerShard: 1}
+	p0 = Entry{ID: "p0", Primary: true, Slots: span(even[0]), Connected: true}
+	p1 = Entry{ID: "p1", Primary: true, Slots: span(even[1]), Connected: true}
+	r0 = Entry{ID: "r0", PrimaryID: "p0", Connected: true}
+	r1 = Entry{ID: "r1", PrimaryID: "p1", Connected: true}
+	return p0, p1, r0, r1, Spec{Shards: 2, ReplicasPerShard: 1}
+}
+
+func TestAssessAndNextRequeue(t *testing.T) {
+	even := EvenRanges(2)
+	p0, p1, r0, r1, spec := twoShards()
 
 	tests := []struct {
 		name    string

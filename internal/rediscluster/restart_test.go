@@ -16,20 +16,8 @@ import (
 )
 
 func TestPlanRestart(t *testing.T) {
-	even := EvenRanges(2)
-	span := func(r Range) []int {
-		var out []int
-		for s := r.Lo; s <= r.Hi; s++ {
-			out = append(out, s)
-		}
-		return out
-	}
 	// Members n0..n3: n0 and n1 primaries, n2 replicates n0, n3 n1.
-	p0 := Entry{ID: "p0", Primary: true, Slots: span(even[0]), Connected: true}
-	p1 := Entry{ID: "p1", Primary: true, Slots: span(even[1]), Connected: true}
-	r0 := Entry{ID: "r0", PrimaryID: "p0", Connected: true}
-	r1 := Entry{ID: "r1", PrimaryID: "p1", Connected: true}
-	spec := Spec{Shards: 2, ReplicasPerShard: 1}
+	p0, p1, r0, r1, spec := twoShards()
 	healthy := func() *State { return fakeState(p0, p1, r0, r1) }
 	const maxLag = 1 << 20
 

@@ -60,16 +60,26 @@ func check(t *testing.T, got Verdict, status metav1.ConditionStatus, reason stri
 	}
 }
 
+// verdictCase is one row of a decision function's table.
+type verdictCase struct {
+	name     string
+	nodes    []Node
+	status   metav1.ConditionStatus
+	reason   string
+	mentions []string
+}
+
+func runVerdicts(t *testing.T, tests []verdictCase, decide func([]Node) Verdict) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { check(t, decide(tt.nodes), tt.status, tt.reason, tt.mentions...) })
+	}
+}
+
 func TestMemoryPressure(t *testing.T) {
 	th := DefaultThresholds()
 	const mib = 1 << 20
-	tests := []struct {
-		name     string
-		nodes    []Node
-		status   metav1.ConditionStatus
-		reason   string
-		mentions []string
-	}{
+	tests := []verdictCase{
 		{"nothing observed", []Node{down}, metav1.ConditionUnknown, v1alpha1.ReasonNotObserved, nil},
 		{"no maxmemory", []Node{primary("a", 0, memory(900*mib, 0, "noeviction"))}, metav1.ConditionFalse, v1alpha1.ReasonAsExpected, nil},
 		{"below the threshold", []Node{primary("a", 0, memory(89*mib, 100*mib, "noeviction"))}, metav1.ConditionFalse, v1alpha1.ReasonAsExpected, nil},
@@ -89,9 +99,7 @@ func TestMemoryPressure(t *testing.T) {
 			metav1.ConditionTrue, v1alpha1.ReasonMaxMemoryReached, []string{"durable-0 (shard 0) uses 100% of maxmemory 3.0MiB"}},
 		{"captured: an allkeys-lru node evicting", []Node{primary("cache-0", 0, captured(t, "allkeys-lru-evicting.txt"))}, metav1.ConditionFalse, v1alpha1.ReasonAsExpected, nil},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) { check(t, MemoryPressure(tt.nodes, th), tt.status, tt.reason, tt.mentions...) })
-	}
+	runVerdicts(t, tests, func(nodes []Node) Verdict { return MemoryPressure(nodes, th) })
 }
 
 func fragmented(ratio float64, lost int64) redisinfo.Info {
@@ -102,13 +110,7 @@ func fragmented(ratio float64, lost int64) redisinfo.Info {
 
 func TestFragmented(t *testing.T) {
 	th := DefaultThresholds()
-	tests := []struct {
-		name     string
-		nodes    []Node
-		status   metav1.ConditionStatus
-		reason   string
-		mentions []string
-	}{
+	tests := []verdictCase{
 		{"nothing observed", []Node{down}, metav1.ConditionUnknown, v1alpha1.ReasonNotObserved, nil},
 		{"healthy", []Node{primary("a", 0, fragmented(1.1, 200<<20))}, metav1.ConditionFalse, v1alpha1.ReasonAsExpected, nil},
 		{"exactly 1.5 is not above it", []Node{primary("a", 0, fragmented(1.5, 500<<20))}, metav1.ConditionFalse, v1alpha1.ReasonAsExpected, nil},
@@ -117,9 +119,7 @@ func TestFragmented(t *testing.T) {
 		{"fragmented replica", []Node{primary("a", 0, fragmented(1.2, 300<<20)), replica("b", 0, fragmented(2.31, 2<<30))},
 			metav1.ConditionTrue, v1alpha1.ReasonFragmentationHigh, []string{"b (shard 0): mem_fragmentation_ratio 2.31, 2.0GiB lost"}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) { check(t, Fragmented(tt.nodes, th), tt.status, tt.reason, tt.mentions...) })
-	}
+	runVerdicts(t, tests, func(nodes []Node) Verdict { return Fragmented(nodes, th) })
 	t.Run("a lowered minimum counts the empty server", func(t *testing.T) {
 		low := th
 		low.FragmentationMinBytes = 0
@@ -138,13 +138,7 @@ func TestPersistenceFailing(t *testing.T) {
 	// it needs a failing disk (ENOSPC, EIO) that a test cannot arrange.
 	aofWriteFailing := captured(t, "persistence-failing.txt")
 	aofWriteFailing.Persistence.AOFLastWriteOK = false
-	tests := []struct {
-		name     string
-		nodes    []Node
-		status   metav1.ConditionStatus
-		reason   string
-		mentions []string
-	}{
+	tests := []verdictCase{
 		{"nothing observed", []Node{down}, metav1.ConditionUnknown, v1alpha1.ReasonNotObserved, nil},
 		{"captured: healthy primary", []Node{primary("a", 0, captured(t, "cluster-primary.txt"))}, metav1.ConditionFalse, v1alpha1.ReasonAsExpected, nil},
 		{"AOF status is moot with AOF off", []Node{primary("a", 0, persistence(true, false, false, false))}, metav1.ConditionFalse, v1alpha1.ReasonAsExpected, nil},
@@ -154,9 +148,7 @@ func TestPersistenceFailing(t *testing.T) {
 		{"an AOF write failing outranks the rest", []Node{primary("a", 0, captured(t, "persistence-failing.txt")), primary("c", 1, aofWriteFailing)},
 			metav1.ConditionTrue, v1alpha1.ReasonAOFWriteFailed, []string{"c (shard 1): the last AOF write failed", "a (shard 0): the last RDB snapshot failed"}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) { check(t, PersistenceFailing(tt.nodes), tt.status, tt.reason, tt.mentions...) })
-	}
+	runVerdicts(t, tests, PersistenceFailing)
 }
 
 func repl(role redisinfo.Role, offset, replicaOffset int64, linkUp, syncing bool) redisinfo.Info {
