@@ -374,7 +374,9 @@ func healthSummary(nodes []redishealth.Node, rej redishealth.Rejections, defrag 
 		return nil
 	}
 	s := redishealth.Summarize(nodes)
-	// Rounded to MiB so that status is not rewritten for every byte.
+	// Rounded to MiB so that status is not rewritten for every byte; the
+	// client count, which moves with every connection (the operator's
+	// own too), is left to the metrics.
 	const mib = 1 << 20
 	used := resource.NewQuantity((s.MemoryUsed+mib/2)/mib*mib, resource.BinarySI)
 	maxMem := resource.NewQuantity(s.MemoryMax/mib*mib, resource.BinarySI)
@@ -383,7 +385,6 @@ func healthSummary(nodes []redishealth.Node, rej redishealth.Rejections, defrag 
 		MemoryMax:             maxMem,
 		MaxFragmentationRatio: fmt.Sprintf("%.2f", s.MaxFragmentation),
 		RejectedConnections:   rej.Total,
-		ConnectedClients:      s.ConnectedClients,
 		ActiveDefrag:          defrag,
 	}
 	if s.HasMemoryPercent {

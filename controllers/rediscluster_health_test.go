@@ -60,7 +60,7 @@ func TestRedisClusterHealthConditions(t *testing.T) {
 			"ClientsRejected": {"False", "AsExpected"}, "ReplicaLagging": {"False", "AsExpected"}, "ConnectionBudget": {"False", "AsExpected"},
 		},
 		wantHealth: &v1alpha1.RedisClusterHealth{MemoryUsedPercent: new(int32(10)), MemoryUsed: resource.NewQuantity(10<<20, resource.BinarySI),
-			MemoryMax: resource.NewQuantity(100<<20, resource.BinarySI), MaxFragmentationRatio: "4.50", ConnectedClients: 3, ActiveDefrag: "Unsupported"},
+			MemoryMax: resource.NewQuantity(100<<20, resource.BinarySI), MaxFragmentationRatio: "4.50", ActiveDefrag: "Unsupported"},
 		wantPool: 20, wantRequeue: monitorQuiet,
 	}, {
 		name: "a full noeviction primary, rejected clients and a capped budget",
@@ -76,7 +76,7 @@ func TestRedisClusterHealthConditions(t *testing.T) {
 		},
 		wantHealth: &v1alpha1.RedisClusterHealth{MemoryUsedPercent: new(int32(95)), MemoryUsed: resource.NewQuantity(95<<20, resource.BinarySI),
 			MemoryMax: resource.NewQuantity(100<<20, resource.BinarySI), MaxFragmentationRatio: "4.50", KeyspaceHitRatio: "0.75",
-			RejectedConnections: 4, ConnectedClients: 12},
+			RejectedConnections: 4},
 		wantPool: 7, wantRequeue: monitorWatchful,
 	}, {
 		name: "no node answers: Unknown, and the last summary stays",

@@ -255,10 +255,6 @@ type RedisClusterHealth struct {
 	// +optional
 	RejectedConnections int64 `json:"rejectedConnections"`
 
-	// connectedClients is the most client connections on any one node.
-	// +optional
-	ConnectedClients int64 `json:"connectedClients,omitempty"`
-
 	// activeDefrag is Enabled, Disabled or Unsupported (the build of
 	// redis-server cannot defragment; see spec.activeDefrag).
 	// +optional
