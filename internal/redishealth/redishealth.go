@@ -375,8 +375,6 @@ type Summary struct {
 	// false before the first lookup.
 	HitRatio    float64
 	HasHitRatio bool
-	// ConnectedClients is the most on any node.
-	ConnectedClients int64
 	// MaxClients is the lowest maxclients of any node (0: none observed).
 	MaxClients int64
 }
@@ -391,7 +389,6 @@ func Summarize(nodes []Node) Summary {
 		}
 		i := n.Info
 		s.MaxFragmentation = max(s.MaxFragmentation, i.Memory.FragmentationRatio)
-		s.ConnectedClients = max(s.ConnectedClients, i.Clients.Connected)
 		if mc := i.Clients.MaxClients; mc > 0 && (s.MaxClients == 0 || mc < s.MaxClients) {
 			s.MaxClients = mc
 		}
