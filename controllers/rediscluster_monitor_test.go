@@ -25,6 +25,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -453,6 +454,19 @@ var _ = Describe("RedisCluster monitoring", func() {
 			g.Expect(cfg.Redis).To(ContainElement(And(HaveField("Name", "budget"), HaveField("PoolSize", 1000))))
 			g.Expect(eventReasons(g, rc)).To(ContainElements(v1alpha1.ReasonPoolSizeCapped, "ConnectionBudgetResolved"))
 		}, eventually, poll).Should(Succeed())
+	})
+
+	It("restarts a pod member by deleting its pod, for the StatefulSet to recreate", func() {
+		rc := &v1alpha1.RedisCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pods"}}
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pods-1"},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "redis", Image: "redis"}}}}
+		Expect(k8sClient.Create(ctx, pod)).To(Succeed())
+		members := controllers.PodRedisMembers{Client: k8sClient}
+		Expect(members.Restart(ctx, rc, rediscluster.Member{Name: "pods-1"})).To(Succeed())
+		Eventually(func() error { return k8sClient.Get(ctx, client.ObjectKeyFromObject(pod), pod) }, eventually, poll).
+			Should(Satisfy(apierrors.IsNotFound))
+		Expect(members.Restart(ctx, rc, rediscluster.Member{Name: "pods-1"})).To(MatchError(ContainSubstring("not found")))
+		Expect(controllers.NewLocalRedisMembers(nil).Restart(ctx, rc, rediscluster.Member{Name: "x"})).To(MatchError(controllers.ErrRestartUnsupported))
 	})
 
 	It("restarts fragmented nodes in the maintenance window without losing a write or a read", func() {
