@@ -281,6 +281,7 @@ func (r *redisClusterReconciler) reconcile(ctx context.Context, rc *v1alpha1.Red
 		return obs, err
 	}
 	if state == nil {
+		obs.Maintenance = r.maintain(ctx, rc, admin, members, nil, obs.Nodes, spec, now)
 		return obs, nil
 	}
 	if len(leaving) > 0 && !pending {
@@ -324,10 +325,12 @@ func (r *redisClusterReconciler) reconcile(ctx context.Context, rc *v1alpha1.Red
 			}
 		}
 	}
-	if obs.Operation == "" {
-		// Never in the middle of forming, scaling or repairing.
-		obs.Maintenance = r.maintain(ctx, rc, admin, members, state, obs.Nodes, spec, now)
+	// Never a step in the middle of forming, scaling or repairing.
+	act := state
+	if obs.Operation != "" {
+		act = nil
 	}
+	obs.Maintenance = r.maintain(ctx, rc, admin, members, act, obs.Nodes, spec, now)
 	return obs, nil
 }
 

@@ -305,9 +305,9 @@ func maintenanceWindow(m *v1alpha1.RedisMaintenance) (redishealth.Window, error)
 	return w, nil
 }
 
-// maintain takes at most one step of the fragmentation restarts: a
-// graceful failover of a candidate primary, or the restart of a candidate
-// replica. The next step comes in a later reconcile, once PlanRestart sees
+// maintain reports the window and, given a State (nil: report only), takes
+// at most one step of the fragmentation restarts: a graceful failover of a
+// candidate primary, or the restart of a candidate replica. The next step comes in a later reconcile, once PlanRestart sees
 // the cluster converged and caught up again.
 func (r *redisClusterReconciler) maintain(ctx context.Context, rc *v1alpha1.RedisCluster, admin *rediscluster.Admin,
 	members []rediscluster.Member, s *rediscluster.State, nodes []redishealth.Node, spec rediscluster.Spec, now time.Time) *maintenanceObservation {
@@ -322,7 +322,7 @@ func (r *redisClusterReconciler) maintain(ctx context.Context, rc *v1alpha1.Redi
 	out := &maintenanceObservation{Next: w.NextOpen(now)}
 	opened, open := w.OpenedAt(now)
 	out.Open = open
-	if !open || s == nil {
+	if !open {
 		return out
 	}
 	ratio := 2.0
@@ -331,6 +331,9 @@ func (r *redisClusterReconciler) maintain(ctx context.Context, rc *v1alpha1.Redi
 	}
 	t := thresholds(rc)
 	out.Pending = redishealth.RestartCandidates(nodes, ratio, t.FragmentationMinBytes, opened, now)
+	if s == nil {
+		return out // report only: no step without a fresh State
+	}
 	step := rediscluster.PlanRestart(s, spec, out.Pending, t.ReplicaLagBytes)
 	log := ctrl.LoggerFrom(ctx)
 	frag := func(name string) string {
