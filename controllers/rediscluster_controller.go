@@ -485,7 +485,11 @@ func (r *redisClusterReconciler) writeStatus(ctx context.Context, rc *v1alpha1.R
 		return nil
 	}
 	r.statusEvents(rc, rc.Status.Conditions, next.Conditions)
-	patch := client.MergeFrom(rc.DeepCopy())
+	// The status is computed from the cached object's status (whether the
+	// cluster was formed, the last restart): if the cache lags behind our
+	// own last write, the patch must fail (Conflict, retried at once with a
+	// fresh cache) rather than write a status decided on stale input.
+	patch := client.MergeFromWithOptions(rc.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	rc.Status = next
 	if err := r.client.Status().Patch(ctx, rc, patch); err != nil {
 		if apierrors.IsNotFound(err) {

@@ -228,9 +228,17 @@ func (r *redisClusterReconciler) applyNodeSettings(ctx context.Context, rc *v1al
 		seen[id] = p
 	}
 
-	// Only the processes observed now are kept: the map stays as large as
-	// the cluster.
+	// Once every member answered, only the processes observed now are
+	// kept, so the map stays as large as the cluster; a member that missed
+	// one look keeps its entry and is not sent everything again.
 	r.memory.mu.Lock()
+	if len(seen) < len(s.Members) {
+		for id, p := range mem.processes {
+			if _, ok := seen[id]; !ok {
+				seen[id] = p
+			}
+		}
+	}
 	mem.processes = seen
 	r.memory.mu.Unlock()
 	out.defrag = defragStatus(want, seen)
