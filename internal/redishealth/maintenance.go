@@ -67,11 +67,22 @@ func (w Window) NextOpen(now time.Time) time.Time {
 func RestartCandidates(nodes []Node, ratio float64, minBytes int64, opened, now time.Time) []string {
 	var out []string
 	for _, n := range nodes {
-		started := now.Add(-time.Duration(n.Info.Server.UptimeSeconds) * time.Second)
-		if meaningfullyFragmented(n, ratio, minBytes) && started.Before(opened) {
+		if meaningfullyFragmented(n, ratio, minBytes) && started(n, now).Before(opened) {
 			out = append(out, n.Name)
 		}
 	}
 	slices.Sort(out)
 	return out
+}
+
+// started is when a node's process started: by its own clock
+// (redisinfo.Server.Started), else now less its uptime. The former does not
+// count the time the answer took to reach the operator as uptime, which on
+// a busy machine can be seconds and make a process restarted just after
+// the window opened look older than the window.
+func started(n Node, now time.Time) time.Time {
+	if t := n.Info.Server.Started(); !t.IsZero() {
+		return t
+	}
+	return now.Add(-time.Duration(n.Info.Server.UptimeSeconds) * time.Second)
 }

@@ -93,6 +93,21 @@ func TestRestartCandidates(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("RestartCandidates (-want +got):\n%s", diff)
 	}
+	// Restarted 2s after the window opened, it answered at +20s with 18s of
+	// uptime; the reconcile that asked began at +15s. Against the
+	// reconcile's clock it would look 3s older than the window and be
+	// restarted again (the envtest saw exactly that on a loaded machine);
+	// by its own clock it is not.
+	late := node("g-answered-late", 2.5, 1<<30, 18)
+	late.Info.Server.TimeMicros = opened.Add(20 * time.Second).UnixMicro()
+	if got := RestartCandidates([]Node{late}, 2, 100<<20, opened, opened.Add(15*time.Second)); len(got) != 0 {
+		t.Errorf("a node restarted in the window is a candidate again: %v", got)
+	}
+	late.Info.Server.TimeMicros = 0 // without server_time_usec: the reconcile's clock
+	if got := RestartCandidates([]Node{late}, 2, 100<<20, opened, opened.Add(15*time.Second)); len(got) != 1 {
+		t.Errorf("the fallback to uptime against now: %v", got)
+	}
+
 	// The threshold a test lowers to force restarts: every node with any
 	// fragmentation qualifies, still once per window.
 	got = RestartCandidates(nodes, 1, 0, opened, now)

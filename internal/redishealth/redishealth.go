@@ -329,7 +329,7 @@ func RejectedSince(prev *Look, nodes []Node, now time.Time) (Rejections, Look) {
 		var delta int64
 		if before, seen := prev.Rejected[id]; seen {
 			delta = count - before
-		} else if started := now.Add(-time.Duration(n.Info.Server.UptimeSeconds) * time.Second); started.After(prev.At) {
+		} else if started(n, now).After(prev.At) {
 			delta = count
 		}
 		if delta > 0 {

@@ -292,7 +292,7 @@ func TestRejectedSinceCapturedNode(t *testing.T) {
 	// The captured node refused 5 connections; a look taken before that
 	// process started counts all 5.
 	info := captured(t, "maxclients-rejected.txt")
-	now := time.Now()
+	now := time.UnixMicro(info.Server.TimeMicros)
 	got, _ := RejectedSince(&Look{At: now.Add(-time.Hour), Rejected: map[string]int64{}}, []Node{primary("m", 0, info)}, now)
 	if got.Total != 5 {
 		t.Errorf("Total = %d, want 5", got.Total)

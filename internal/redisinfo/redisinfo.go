@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Sections are the INFO sections the operator reads from every node, in one
@@ -51,6 +52,19 @@ type Server struct {
 	RunID string
 	// UptimeSeconds is uptime_in_seconds.
 	UptimeSeconds int64
+	// TimeMicros is server_time_usec: the node's clock when it answered.
+	TimeMicros int64
+}
+
+// Started is when the process started, by the node's own clock: the time
+// it answered less its uptime, so however long the answer took to arrive,
+// it is not counted as uptime. Seconds are truncated, so it may be up to a
+// second late. Zero when the reply had no server_time_usec (before 6.2).
+func (s Server) Started() time.Time {
+	if s.TimeMicros == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(s.TimeMicros).Add(-time.Duration(s.UptimeSeconds) * time.Second)
 }
 
 // Clients is the clients section.
@@ -289,6 +303,7 @@ var fields = map[string]field{
 	"redis_mode":        stringField(func(i *Info) *string { return &i.Server.Mode }),
 	"run_id":            stringField(func(i *Info) *string { return &i.Server.RunID }),
 	"uptime_in_seconds": intField(func(i *Info) *int64 { return &i.Server.UptimeSeconds }),
+	"server_time_usec":  intField(func(i *Info) *int64 { return &i.Server.TimeMicros }),
 
 	"connected_clients":   intField(func(i *Info) *int64 { return &i.Clients.Connected }),
 	"blocked_clients":     intField(func(i *Info) *int64 { return &i.Clients.Blocked }),

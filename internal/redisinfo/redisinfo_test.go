@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -37,7 +38,7 @@ func TestParseCapturedPrimaryAndReplica(t *testing.T) {
 		// a TTL), 200 hits, 60 misses (40 unknown keys, 20 expired ones).
 		file: "cluster-primary.txt",
 		want: Info{
-			Server:  Server{Version: "7.0.15", Mode: "cluster", RunID: "b58bfc8e5bb1a3000771de14464563920f922e2c", UptimeSeconds: 4},
+			Server:  Server{Version: "7.0.15", Mode: "cluster", RunID: "b58bfc8e5bb1a3000771de14464563920f922e2c", UptimeSeconds: 4, TimeMicros: 1796120681200897},
 			Clients: Clients{Connected: 1, Blocked: 0, MaxClients: 10000, ClusterConnections: 2},
 			Memory: Memory{Used: 1973728, RSS: 13565952, Peak: 2110696, Dataset: 324772, Max: 0, Policy: "noeviction",
 				FragmentationRatio: 7.02, FragmentationBytes: 11632888, Allocator: "jemalloc-5.3.0"},
@@ -53,7 +54,7 @@ func TestParseCapturedPrimaryAndReplica(t *testing.T) {
 	}, {
 		file: "cluster-replica.txt",
 		want: Info{
-			Server:  Server{Version: "7.0.15", Mode: "cluster", RunID: "c9166f09d5246605ce4fb479640dfd3e0881eeb6", UptimeSeconds: 4},
+			Server:  Server{Version: "7.0.15", Mode: "cluster", RunID: "c9166f09d5246605ce4fb479640dfd3e0881eeb6", UptimeSeconds: 4, TimeMicros: 1796120681317217},
 			Clients: Clients{Connected: 2, MaxClients: 10000, ClusterConnections: 2},
 			Memory: Memory{Used: 1879704, RSS: 13041664, Peak: 1887024, Dataset: 228484, Policy: "noeviction",
 				FragmentationRatio: 7.09, FragmentationBytes: 11202624, Allocator: "jemalloc-5.3.0"},
@@ -85,7 +86,7 @@ func TestParseCapturedScenarios(t *testing.T) {
 	}{
 		{"standalone-empty.txt", func(t *testing.T, i Info) {
 			want := Info{
-				Server:      Server{Version: "7.0.15", Mode: "standalone", RunID: i.Server.RunID, UptimeSeconds: i.Server.UptimeSeconds},
+				Server:      Server{Version: "7.0.15", Mode: "standalone", RunID: i.Server.RunID, UptimeSeconds: i.Server.UptimeSeconds, TimeMicros: 1796120677000240},
 				Clients:     Clients{Connected: 1, MaxClients: 10000},
 				Persistence: Persistence{RDBLastSaveTime: i.Persistence.RDBLastSaveTime, RDBLastSaveOK: true, AOFLastRewriteOK: true, AOFLastWriteOK: true},
 				Stats:       Stats{TotalConnectionsReceived: 2, TotalCommandsProcessed: 1},
@@ -221,6 +222,17 @@ func TestParseToleratesWhatItDoesNotKnow(t *testing.T) {
 	}
 	if got.Keys() != 3 || got.Expires() != 1 {
 		t.Errorf("Keys() = %d, Expires() = %d; want 3 and 1", got.Keys(), got.Expires())
+	}
+}
+
+func TestStarted(t *testing.T) {
+	// The primary answered at 1796120681.200897 after 4s of uptime.
+	got := parseFile(t, "cluster-primary.txt").Server.Started()
+	if want := time.UnixMicro(1796120681200897 - 4_000_000); !got.Equal(want) {
+		t.Errorf("Started() = %v, want %v", got, want)
+	}
+	if !(Server{UptimeSeconds: 5}).Started().IsZero() {
+		t.Error("Started() without server_time_usec is not zero")
 	}
 }
 
