@@ -484,7 +484,7 @@ func (r *redisClusterReconciler) writeStatus(ctx context.Context, rc *v1alpha1.R
 	if equality.Semantic.DeepEqual(rc.Status, next) {
 		return nil
 	}
-	r.statusEvents(rc, rc.Status.Conditions, next.Conditions)
+	prev := rc.Status.Conditions
 	// The status is computed from the cached object's status (whether the
 	// cluster was formed, the last restart): if the cache lags behind our
 	// own last write, the patch must fail (Conflict, retried at once with a
@@ -497,6 +497,9 @@ func (r *redisClusterReconciler) writeStatus(ctx context.Context, rc *v1alpha1.R
 		}
 		return fmt.Errorf("patch RedisCluster status: %w", err)
 	}
+	// Only for a status that was written: a refused patch is retried and
+	// would report its transitions twice.
+	r.statusEvents(rc, prev, next.Conditions)
 	return nil
 }
 
