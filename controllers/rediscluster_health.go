@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -53,7 +54,13 @@ type processSettings struct {
 	defrag string
 }
 
-const defragUnsupported = "unsupported"
+// activedefrag values: what CONFIG SET takes, and what the memory records
+// for a build that refused.
+const (
+	defragOn          = "yes"
+	defragOff         = "no"
+	defragUnsupported = "unsupported"
+)
 
 func newRedisMemory() *redisMemory {
 	return &redisMemory{clusters: map[types.NamespacedName]*clusterMemory{}}
@@ -154,9 +161,9 @@ func thresholds(rc *v1alpha1.RedisCluster) redishealth.Thresholds {
 // wantedDefrag is the activedefrag every process should run.
 func wantedDefrag(rc *v1alpha1.RedisCluster) string {
 	if rc.Spec.ActiveDefrag == v1alpha1.ActiveDefragDisabled {
-		return "no"
+		return defragOff
 	}
-	return "yes"
+	return defragOn
 }
 
 // defragUnsupportedMessage is how Redis refuses activedefrag on a build
@@ -181,10 +188,7 @@ func (r *redisClusterReconciler) applyNodeSettings(ctx context.Context, rc *v1al
 	want := wantedDefrag(rc)
 	r.memory.mu.Lock()
 	mem := r.memory.cluster(key)
-	known := make(map[string]processSettings, len(mem.processes))
-	for id, p := range mem.processes {
-		known[id] = p
-	}
+	known := maps.Clone(mem.processes)
 	r.memory.mu.Unlock()
 
 	out := nodeSettings{configApplied: true}
@@ -198,7 +202,7 @@ func (r *redisClusterReconciler) applyNodeSettings(ctx context.Context, rc *v1al
 		p := known[id]
 		// A build that refused activedefrag is not asked again; it is asked
 		// to turn it off, which every build accepts.
-		needDefrag := p.defrag != want && (want == "no" || p.defrag != defragUnsupported)
+		needDefrag := p.defrag != want && (want == defragOff || p.defrag != defragUnsupported)
 		if p.configHash != conf.Hash || needDefrag {
 			c := redis.NewClient(&redis.Options{Addr: m.Addr, Password: password, DialTimeout: 2 * time.Second,
 				ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, MaxRetries: -1, PoolSize: 1})
@@ -214,7 +218,7 @@ func (r *redisClusterReconciler) applyNodeSettings(ctx context.Context, rc *v1al
 				switch {
 				case err == nil:
 					p.defrag = want
-				case want == "yes" && strings.Contains(err.Error(), defragUnsupportedMessage):
+				case want == defragOn && strings.Contains(err.Error(), defragUnsupportedMessage):
 					p.defrag = defragUnsupported
 				default:
 					errs = append(errs, fmt.Errorf("config set activedefrag on %s: %w", m.Name, err))
@@ -254,7 +258,7 @@ func setConfig(ctx context.Context, c *redis.Client, args []any) error {
 
 // defragStatus summarises what the processes run for status.health.
 func defragStatus(want string, processes map[string]processSettings) string {
-	if want == "no" {
+	if want == defragOff {
 		return "Disabled"
 	}
 	if len(processes) == 0 {
@@ -265,7 +269,7 @@ func defragStatus(want string, processes map[string]processSettings) string {
 		if p.defrag == defragUnsupported {
 			return "Unsupported"
 		}
-		all = all && p.defrag == "yes"
+		all = all && p.defrag == defragOn
 	}
 	if all {
 		return "Enabled"

@@ -226,11 +226,11 @@ func TestDefragStatus(t *testing.T) {
 		processes map[string]processSettings
 		expected  string
 	}{
-		{"no", map[string]processSettings{"a": {defrag: "yes"}}, "Disabled"},
-		{"yes", nil, ""},
-		{"yes", map[string]processSettings{"a": {defrag: "yes"}, "b": {defrag: "yes"}}, "Enabled"},
-		{"yes", map[string]processSettings{"a": {defrag: "yes"}, "b": {defrag: ""}}, ""},
-		{"yes", map[string]processSettings{"a": {defrag: "yes"}, "b": {defrag: defragUnsupported}}, "Unsupported"},
+		{defragOff, map[string]processSettings{"a": {defrag: defragOn}}, "Disabled"},
+		{defragOn, nil, ""},
+		{defragOn, map[string]processSettings{"a": {defrag: defragOn}, "b": {defrag: defragOn}}, "Enabled"},
+		{defragOn, map[string]processSettings{"a": {defrag: defragOn}, "b": {defrag: ""}}, ""},
+		{defragOn, map[string]processSettings{"a": {defrag: defragOn}, "b": {defrag: defragUnsupported}}, "Unsupported"},
 	}
 	for _, tt := range tests {
 		if got := defragStatus(tt.want, tt.processes); got != tt.expected {

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"maps"
 	"strconv"
 	"sync"
 	"time"
@@ -131,10 +132,7 @@ func (c *redisCollector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (c *redisCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
-	samples := make(map[types.NamespacedName]redisSample, len(c.samples))
-	for k, v := range c.samples {
-		samples[k] = v
-	}
+	samples := maps.Clone(c.samples)
 	c.mu.Unlock()
 	for key, s := range samples {
 		collectCluster(ch, key, s)

@@ -149,8 +149,7 @@ func redisClusterStatus(cur v1alpha1.RedisClusterStatus, o redisObservation) v1a
 		return next
 	}
 	setHealth(&next, o)
-	switch {
-	case o.Health == nil:
+	if o.Health == nil {
 		msg := fmt.Sprintf("no node answers (%d of %d present)", o.Members, o.Spec.Nodes())
 		next.ReadyNodes, next.ClusterState = 0, ""
 		set(v1alpha1.ConditionReady, false, v1alpha1.ReasonNodesNotReady, msg)

@@ -90,7 +90,7 @@ type RedisMaintenance struct {
 	// start is when the window opens, as HH:MM in UTC.
 	// +required
 	// +kubebuilder:validation:Pattern=`^([01][0-9]|2[0-3]):[0-5][0-9]$`
-	Start string `json:"start"`
+	Start string `json:"start,omitempty"`
 
 	// duration of the window, at most 24h.
 	// +optional
@@ -204,8 +204,8 @@ type RedisClusterSpec struct {
 	// +default="Auto"
 	ActiveDefrag ActiveDefragMode `json:"activeDefrag,omitempty"`
 
-	// maintenance, when set, lets the operator restart fragmented nodes
-	// inside a weekly window. Unset (the default), it restarts nothing.
+	// maintenance is a weekly window in which the operator restarts
+	// fragmented nodes. Unset (the default), it restarts nothing.
 	// +optional
 	Maintenance *RedisMaintenance `json:"maintenance,omitempty"`
 
@@ -304,11 +304,13 @@ type RedisMaintenanceStatus struct {
 type RedisNodeRestart struct {
 	// node is the member restarted (a pod name).
 	// +required
-	Node string `json:"node"`
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Node string `json:"node,omitempty"`
 
 	// time of the restart.
 	// +required
-	Time metav1.Time `json:"time"`
+	Time metav1.Time `json:"time,omitempty"`
 
 	// fragmentationRatio of the node before the restart.
 	// +optional

@@ -198,10 +198,10 @@ func TestReplicaLagging(t *testing.T) {
 	}
 }
 
-func rejected(runID string, uptime, count, maxClients int64) redisinfo.Info {
+func rejected(runID string, uptime, count int64) redisinfo.Info {
 	var i redisinfo.Info
 	i.Server.RunID, i.Server.UptimeSeconds = runID, uptime
-	i.Stats.RejectedConnections, i.Clients.MaxClients = count, maxClients
+	i.Stats.RejectedConnections, i.Clients.MaxClients = count, 100
 	return i
 }
 
@@ -222,32 +222,32 @@ func TestRejectedSinceAndClientsRejected(t *testing.T) {
 		{
 			name:  "first look after the operator started: nothing can be counted",
 			prev:  nil,
-			nodes: []Node{primary("a", 0, rejected("run-a", 3600, 5, 100))},
+			nodes: []Node{primary("a", 0, rejected("run-a", 3600, 5))},
 			want:  Rejections{ByNode: map[string]int64{}}, status: metav1.ConditionFalse, reason: v1alpha1.ReasonAsExpected,
 		},
 		{
 			name:  "no new rejections",
 			prev:  prev,
-			nodes: []Node{primary("a", 0, rejected("run-a", 3600, 5, 100)), replica("b", 0, rejected("run-b", 3600, 7, 100))},
+			nodes: []Node{primary("a", 0, rejected("run-a", 3600, 5)), replica("b", 0, rejected("run-b", 3600, 7))},
 			want:  Rejections{ByNode: map[string]int64{}}, status: metav1.ConditionFalse, reason: v1alpha1.ReasonAsExpected, wantNextB: 7,
 		},
 		{
 			name:  "new rejections on one node",
 			prev:  prev,
-			nodes: []Node{primary("a", 0, rejected("run-a", 3600, 12, 100)), replica("b", 0, rejected("run-b", 3600, 7, 100))},
+			nodes: []Node{primary("a", 0, rejected("run-a", 3600, 12)), replica("b", 0, rejected("run-b", 3600, 7))},
 			want:  Rejections{ByNode: map[string]int64{"a": 7}, Total: 7}, status: metav1.ConditionTrue, reason: v1alpha1.ReasonMaxClientsReached,
 			mentions: []string{"a (shard 0) refused 7 connections (maxclients 100)"}, wantNextB: 7,
 		},
 		{
 			name:  "a process that restarted since the last look: all it counts is new",
 			prev:  prev,
-			nodes: []Node{primary("a", 0, rejected("run-a2", 30, 3, 100))},
+			nodes: []Node{primary("a", 0, rejected("run-a2", 30, 3))},
 			want:  Rejections{ByNode: map[string]int64{"a": 3}, Total: 3}, status: metav1.ConditionTrue, reason: v1alpha1.ReasonMaxClientsReached,
 		},
 		{
 			name:  "an unknown process older than the last look (a member added back): not counted",
 			prev:  prev,
-			nodes: []Node{primary("a", 0, rejected("run-c", 3600, 40, 100))},
+			nodes: []Node{primary("a", 0, rejected("run-c", 3600, 40))},
 			want:  Rejections{ByNode: map[string]int64{}}, status: metav1.ConditionFalse, reason: v1alpha1.ReasonAsExpected,
 		},
 		{
