@@ -235,8 +235,7 @@ var _ = Describe("RedisCluster reconciler", func() {
 		secret := &corev1.Secret{}
 		Expect(k8sClient.Get(ctx, key("sessions-password"), secret)).To(Succeed())
 		password := string(secret.Data["password"])
-		rc.Spec.Config = map[string]string{"maxmemory": "1gb"}
-		Expect(k8sClient.Update(ctx, rc)).To(Succeed())
+		updateRedisCluster(rc, func(rc *v1alpha1.RedisCluster) { rc.Spec.Config = map[string]string{"maxmemory": "1gb"} })
 		Eventually(func(g Gomega) { g.Expect(redisConf(g, rc)).To(ContainSubstring("maxmemory 1gb")) }, eventually, poll).Should(Succeed())
 		Expect(k8sClient.Get(ctx, key("sessions-password"), secret)).To(Succeed())
 		Expect(string(secret.Data["password"])).To(Equal(password))
@@ -285,8 +284,7 @@ var _ = Describe("RedisCluster reconciler", func() {
 		}, time.Second, poll).ShouldNot(Succeed(), "nothing is applied for an invalid config")
 
 		By("fixing the values")
-		rc.Spec.Config = map[string]string{"maxmemory-policy": "noeviction"}
-		Expect(k8sClient.Update(ctx, rc)).To(Succeed())
+		updateRedisCluster(rc, func(rc *v1alpha1.RedisCluster) { rc.Spec.Config = map[string]string{"maxmemory-policy": "noeviction"} })
 		expectRedisCondition(rc, v1alpha1.ConditionReady, metav1.ConditionTrue, redisConverge)
 	})
 
@@ -342,8 +340,7 @@ var _ = Describe("RedisCluster reconciler", func() {
 		Eventually(samples, eventually, poll).Should(HaveEach("7"))
 		before, hashBefore := restartHash(Default), rc.Status.ConfigHash
 
-		rc.Spec.Config["maxmemory-samples"] = "9"
-		Expect(k8sClient.Update(ctx, rc)).To(Succeed())
+		updateRedisCluster(rc, func(rc *v1alpha1.RedisCluster) { rc.Spec.Config["maxmemory-samples"] = "9" })
 		Eventually(samples, eventually, poll).Should(HaveEach("9"))
 		Eventually(func(g Gomega) {
 			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(rc), rc)).To(Succeed())
@@ -353,8 +350,7 @@ var _ = Describe("RedisCluster reconciler", func() {
 		Expect(restartHash(Default)).To(Equal(before), "a live setting must not roll the pods")
 
 		By("a restart-only setting rolling them")
-		rc.Spec.Config["tcp-backlog"] = "1024"
-		Expect(k8sClient.Update(ctx, rc)).To(Succeed())
+		updateRedisCluster(rc, func(rc *v1alpha1.RedisCluster) { rc.Spec.Config["tcp-backlog"] = "1024" })
 		Eventually(restartHash, eventually, poll).ShouldNot(Equal(before))
 	})
 
@@ -464,3 +460,15 @@ var _ = Describe("RedisCluster reconciler", func() {
 		}, 2*time.Second, poll).Should(Succeed())
 	})
 })
+
+// updateRedisCluster applies mutate to the latest version of rc and updates
+// it, retrying on conflicts: the reconciler writes status all the time, so
+// an Update of a copy read earlier is refused with 409.
+func updateRedisCluster(rc *v1alpha1.RedisCluster, mutate func(*v1alpha1.RedisCluster)) {
+	GinkgoHelper()
+	Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(rc), rc)).To(Succeed())
+		mutate(rc)
+		g.Expect(k8sClient.Update(ctx, rc)).To(Succeed())
+	}, eventually, poll).Should(Succeed())
+}
