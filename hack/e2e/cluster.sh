@@ -6,6 +6,7 @@
 #   hack/e2e/cluster.sh status     is one running, and how to reach it
 #   hack/e2e/cluster.sh kubectl …  kubectl against it (from inside its network namespace)
 #   hack/e2e/cluster.sh exec CMD…  run a command inside its network namespace
+#   hack/e2e/cluster.sh images     rebuild the images and import them into the running cluster
 #
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd,
 # the kubelet and kube-proxy run as processes here; CoreDNS runs as a pod.
@@ -46,7 +47,7 @@ KUBELET_SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_
 # (docs/e2e.md); down removes what was not there before.
 HOST_PATHS=(/var/lib/kubelet /var/log/containers /var/log/pods /var/lib/cni /run/containerd /opt/containerd /var/lib/containerd /etc/cni /opt/cni /run/xtables.lock /run/netns /etc/kubernetes)
 # Sysctls that change on their own while a machine runs.
-VOLATILE_SYSCTLS='^(fs\.(dentry-state|file-nr|inode-nr|inode-state|aio-nr)|kernel\.(ns_last_pid|random\.(uuid|entropy_avail)|pty\.nr)|net\.netfilter\.nf_conntrack_count) '
+VOLATILE_SYSCTLS='^(fs\.(dentry-state|file-nr|inode-nr|inode-state|aio-nr|quota\.[a-z_]+)|kernel\.(ns_last_pid|random\.(uuid|entropy_avail)|pty\.nr)|net\.netfilter\.nf_conntrack_count) '
 
 log() { echo "e2e-cluster: $*" >&2; }
 die() {
@@ -319,7 +320,10 @@ start() {
 	local name="$1"
 	shift
 	log "starting $name"
-	in_ns setsid "$@" >"$STATE/logs/$name.log" 2>&1 </dev/null &
+	# 9<&-: the lock is the script's, not the cluster's.
+	# Not through in_ns: a function in the background is a subshell, and $!
+	# would not be the component's pid.
+	nsenter --net="/run/netns/$NETNS" -- setsid "$@" >"$STATE/logs/$name.log" 2>&1 </dev/null 9<&- &
 	echo $! >"$STATE/pids/$name"
 }
 
@@ -414,6 +418,16 @@ EOF
 	done
 }
 
+build_images() {
+	log "building the images"
+	(cd "$ROOT" && go run ./hack/e2e/images --out "$STATE/images.tar" --coredns "$ASSETS/coredns" >"$STATE/logs/images.log")
+}
+
+import_images() {
+	log "importing the images into containerd"
+	ctr --address "$STATE/containerd/containerd.sock" -n k8s.io images import "$STATE/images.tar" >"$STATE/logs/import.log"
+}
+
 # --- up -----------------------------------------------------------------------
 
 up() {
@@ -439,8 +453,7 @@ ${procs}"
 	mkdir -p "$STATE/logs" "$STATE/pids"
 	echo "ASSETS=$ASSETS" >"$STATE/assets.env"
 
-	log "building the images"
-	(cd "$ROOT" && go run ./hack/e2e/images --out "$STATE/images.tar" --coredns "$ASSETS/coredns" >"$STATE/logs/images.log")
+	build_images
 
 	pki
 	write_configs
@@ -497,8 +510,7 @@ ${procs}"
 		--bind-address 127.0.0.1 --leader-elect=false
 	start containerd containerd --config "$STATE/containerd/config.toml"
 	wait_for "containerd ready" 30 ctr --address "$STATE/containerd/containerd.sock" version
-	log "importing images"
-	ctr --address "$STATE/containerd/containerd.sock" -n k8s.io images import "$STATE/images.tar" >"$STATE/logs/import.log"
+	import_images
 	start kubelet "$ASSETS/kubelet" --config "$STATE/kubelet.yaml" \
 		--kubeconfig "$pki/kubelet.kubeconfig" --root-dir "$STATE/kubelet" \
 		--hostname-override "$NODE" --node-ip "$NODE_IP"
@@ -588,6 +600,7 @@ down() {
 		log "removing what the components left outside $STATE"
 		local p
 		comm -13 "$before/paths" <(host_paths) | sort -r | while read -r p; do
+			if grep -qxF "$(dirname "$p")" "$before/paths"; then log "  $p"; fi
 			if [[ "$p" == /run/netns ]] && mountpoint -q /run/netns; then umount /run/netns; fi
 			rm -rf "$p"
 		done
@@ -639,6 +652,13 @@ kubectl)
 	ASSETS="$(sed -n 's/^ASSETS=//p' "$STATE/assets.env")"
 	kc "$@"
 	;;
+images)
+	need_root
+	[[ -e "$STATE/cluster.env" ]] || die "no e2e cluster running (make e2e-up starts one)"
+	ASSETS="$(sed -n 's/^ASSETS=//p' "$STATE/assets.env")"
+	build_images
+	import_images
+	;;
 exec)
 	shift
 	[[ -e "$STATE/cluster.env" ]] || die "no e2e cluster running (make e2e-up starts one)"
@@ -648,7 +668,7 @@ exec)
 	in_ns "$@"
 	;;
 *)
-	echo "usage: $0 up|down|status|kubectl ARGS…|exec CMD…" >&2
+	echo "usage: $0 up|down|status|images|kubectl ARGS…|exec CMD…" >&2
 	exit 2
 	;;
 esac

@@ -5,16 +5,19 @@
 //
 //	e2e-client do [-X METHOD] [-H 'Name: value']… [-d BODY] [-n COUNT] [--until STATUS] URL
 //	e2e-client load --duration 30s --rate 20 [-H 'Name: value']… URL…
+//	e2e-client idle
 //
 // do prints one JSON object per response (status, headers, body). load sends
 // requests at a fixed rate over one pooled keep-alive client, like a real
 // client would, and prints one JSON summary: what each URL answered
 // (status, and the problem type of problem+json answers) and every transport
-// error, so a lost request is never silent.
+// error, so a lost request is never silent. idle keeps the pod running until
+// it is stopped.
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -22,15 +25,17 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: e2e-client do|load [flags] URL…")
+		fmt.Fprintln(os.Stderr, "usage: e2e-client do|load [flags] URL… | idle")
 		os.Exit(2)
 	}
 	var err error
@@ -39,8 +44,12 @@ func main() {
 		err = do(os.Args[2:])
 	case "load":
 		err = load(os.Args[2:])
+	case "idle":
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+		<-sigs
 	default:
-		err = fmt.Errorf("unknown command %q: want do or load", os.Args[1])
+		err = fmt.Errorf("unknown command %q: want do, load or idle", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e-client:", err)
@@ -82,6 +91,7 @@ func do(args []string) error {
 	body := fs.String("d", "", "request body")
 	count := fs.Int("n", 1, "number of requests")
 	until := fs.Int("until", 0, "stop after the first response with this status")
+	insecure := fs.Bool("k", false, "accept any TLS certificate (the manager's metrics serve a self-signed one)")
 	var headers headerFlags
 	fs.Var(&headers, "H", "request header 'Name: value' (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -91,6 +101,9 @@ func do(args []string) error {
 		return errors.New("do: want exactly one URL")
 	}
 	client := &http.Client{Timeout: 15 * time.Second}
+	if *insecure {
+		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // -k is asked for by name
+	}
 	enc := json.NewEncoder(os.Stdout)
 	for range *count {
 		var rb io.Reader
