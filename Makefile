@@ -3,7 +3,8 @@
 # Tools come from the Go module proxy only: controller-gen is a `tool`
 # directive in go.mod; kube-apiserver, etcd and kubectl (for envtest, the demo
 # and `kubectl kustomize`) are built from the Kubernetes Go modules by
-# hack/envtest-assets.sh and cached outside the repository.
+# hack/envtest-assets.sh and cached outside the repository; the e2e cluster's
+# binaries likewise by hack/e2e/assets.sh.
 
 SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
@@ -74,12 +75,26 @@ envtest: ## Build (once) and print the envtest binaries directory.
 
 .PHONY: test
 test: manifests generate fmt vet redis ## Run every test against real Redis and a real API server (envtest).
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) $$(go list ./... | grep -v /test/reliability)
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) $$(go list ./... | grep -v -e /test/reliability -e /test/e2e)
 	$(MAKE) test-reliability
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target briefly (FUZZTIME, default 10s).
 	hack/fuzz.sh $${FUZZTIME:-10s}
+
+##@ End to end, on a real one-node cluster (docs/e2e.md; needs root)
+
+.PHONY: e2e
+e2e: ## Start a one-node cluster, install Gatehouse as the README says, run every scenario on real pods, stop it and check the host.
+	hack/e2e/run.sh
+
+.PHONY: e2e-up
+e2e-up: ## Start the e2e cluster (kubelet, containerd, kube-proxy, CoreDNS) in its own network namespace.
+	hack/e2e/cluster.sh up
+
+.PHONY: e2e-down
+e2e-down: ## Stop the e2e cluster and check the host is exactly as before e2e-up.
+	hack/e2e/cluster.sh down
 
 ##@ Build
 

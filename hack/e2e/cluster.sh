@@ -599,11 +599,17 @@ down() {
 		done
 		log "removing what the components left outside $STATE"
 		local p
-		comm -13 "$before/paths" <(host_paths) | sort -r | while read -r p; do
-			if grep -qxF "$(dirname "$p")" "$before/paths"; then log "  $p"; fi
-			if [[ "$p" == /run/netns ]] && mountpoint -q /run/netns; then umount /run/netns; fi
-			rm -rf "$p"
-		done
+		local created
+		created="$(comm -13 "$before/paths" <(host_paths))"
+		if [[ -n "$created" ]]; then
+			while read -r p; do
+				grep -qxF "$(dirname "$p")" <<<"$created" || log "  $p"
+			done <<<"$created"
+			sort -r <<<"$created" | while read -r p; do
+				if [[ "$p" == /run/netns ]] && mountpoint -q /run/netns; then umount /run/netns; fi
+				rm -rf "$p"
+			done
+		fi
 		if mountpoint -q /run/netns && ! grep -q ' /run/netns ' "$before/mounts"; then umount /run/netns; fi
 	fi
 	# Keep the record of the host until the comparison is done.
