@@ -54,6 +54,12 @@ die() {
 	echo "e2e-cluster: $*" >&2
 	exit 1
 }
+# busy: another cluster (or what is left of one) is in the way; exit 3 so
+# callers know not to tear down what they did not start.
+busy() {
+	echo "e2e-cluster: $*" >&2
+	exit 3
+}
 
 in_ns() { nsenter --net="/run/netns/$NETNS" -- "$@"; }
 
@@ -66,7 +72,7 @@ need_root() {
 lock() {
 	mkdir -p "$STATE"
 	exec 9<"$STATE"
-	flock -n 9 || die "another 'cluster.sh up' or 'down' is running on this machine"
+	flock -n 9 || busy "another 'cluster.sh up' or 'down' is running on this machine"
 }
 
 # --- host state ---------------------------------------------------------------
@@ -436,16 +442,16 @@ up() {
 	ASSETS="$("$ROOT/hack/e2e/assets.sh")"
 	lock
 	if [[ -e "$STATE/cluster.env" ]]; then
-		die "a Gatehouse e2e cluster is already running on this machine (state in $STATE, $(stat -c 'started %y' "$STATE/cluster.env")); 'make e2e-down' stops it"
+		busy "a Gatehouse e2e cluster is already running on this machine (state in $STATE, $(stat -c 'started %y' "$STATE/cluster.env")); 'make e2e-down' stops it"
 	fi
 	local procs
 	procs="$(cluster_processes)"
 	if [[ -n "$procs" || -e "/run/netns/$NETNS" ]]; then
-		die "processes or the network namespace of an e2e cluster are still there; 'make e2e-down' cleans up:
+		busy "processes or the network namespace of an e2e cluster are still there; 'make e2e-down' cleans up:
 ${procs}"
 	fi
 	if [[ -n "$(ls -A "$STATE")" ]]; then
-		die "$STATE holds what a previous cluster left; 'make e2e-down' cleans up"
+		busy "$STATE holds what a previous cluster left; 'make e2e-down' cleans up"
 	fi
 	local begin=$SECONDS
 	log "recording the host's state"

@@ -20,7 +20,13 @@ if [[ "${1:-}" == --no-up ]]; then own_cluster=0; fi
 
 begin=$SECONDS
 if ((own_cluster)); then
-	"$cluster" up
+	up_rc=0
+	"$cluster" up || up_rc=$?
+	if ((up_rc != 0)); then
+		# 3: another cluster is in the way, which is not ours to stop.
+		if ((up_rc != 3)) && [[ -z "${E2E_KEEP:-}" ]]; then "$cluster" down || true; fi
+		exit 1
+	fi
 fi
 [[ -e "$STATE/cluster.env" ]] || { echo "e2e: no cluster running (make e2e-up)" >&2; exit 1; }
 up_done=$SECONDS

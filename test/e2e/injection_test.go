@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -81,6 +82,13 @@ func injectionScenarios() {
 			mustKubectl("apply", "-f", testdata("probes.yaml"))
 			labels := map[string]string{"app": "storefront-probes"}
 			Eventually(func(g Gomega) {
+				// A probe failure is final here: say which, without waiting
+				// for the kubelet to give up on the pod.
+				for _, p := range podsOf(ctx, shop, labels) {
+					if msgs := unhealthy(ctx, &p, start); len(msgs) > 0 {
+						StopTrying(fmt.Sprintf("the kubelet reports probe failures of pod %s: %s", p.Name, strings.Join(msgs, "; "))).Now()
+					}
+				}
 				deploymentRolledOut(g, ctx, shop, "storefront-probes")
 			}).WithContext(ctx).WithTimeout(60 * time.Second).WithPolling(2 * time.Second).Should(Succeed())
 			staysHealthy(ctx, labels, start, 20*time.Second)
