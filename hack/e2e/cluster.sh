@@ -108,7 +108,13 @@ snapshot() {
 	mkdir -p "$d"
 	# mount point, file system, source, options (mount ids change)
 	awk '{ for (i = 7; $i != "-"; i++); print $5, $(i+1), $(i+2), $6 }' /proc/self/mountinfo | sort >"$d/mounts"
-	find /sys/fs/cgroup -mindepth 1 -type d 2>/dev/null | sort >"$d/cgroups"
+	# Each hierarchy's top level (where the kubelet's cgroupRoot lives) and
+	# anything named after the cluster: deeper cgroups belong to whatever
+	# else runs on the machine and come and go with it.
+	{
+		find /sys/fs/cgroup -mindepth 2 -maxdepth 2 -type d
+		find /sys/fs/cgroup -mindepth 3 -type d -name "*${CGROUP}*"
+	} 2>/dev/null | sort >"$d/cgroups"
 	ip -o link show | awk -F': ' '{ sub(/@.*/, "", $2); print $2 }' | sort >"$d/links"
 	ip -o addr show | awk '{ print $2, $3, $4 }' | sort >"$d/addresses"
 	ip route show table all | sort >"$d/routes"
