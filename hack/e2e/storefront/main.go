@@ -23,7 +23,7 @@ import (
 
 func main() {
 	listen := flag.String("listen", ":8080", "address the app serves on")
-	admin := flag.String("admin-url", "http://127.0.0.1:9901", "the sidecar's admin API, for minting sessions")
+	admin := flag.String("admin-url", "unix:/var/run/gatehouse/admin.sock", "the sidecar's admin API, for minting sessions: unix:PATH (the socket the webhook shares with the app) or http://HOST:PORT")
 	drain := flag.Duration("drain-timeout", 20*time.Second, "how long in-flight requests may finish after SIGTERM")
 	flag.Parse()
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
