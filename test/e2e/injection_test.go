@@ -77,52 +77,48 @@ func injectionScenarios() {
 	})
 
 	It("probes and hooks that name the app's port keep pointing at the app after the port is renamed", func(ctx SpecContext) {
-		waitsFor(issue16, "probes naming a port the webhook renamed", func() {
-			start := metaNow()
-			mustKubectl("apply", "-f", testdata("probes.yaml"))
-			labels := map[string]string{"app": "storefront-probes"}
-			Eventually(func(g Gomega) {
-				// A probe failure is final here: say which, without waiting
-				// for the kubelet to give up on the pod.
-				for _, p := range podsOf(ctx, shop, labels) {
-					if msgs := unhealthy(ctx, &p, start); len(msgs) > 0 {
-						StopTrying(fmt.Sprintf("the kubelet reports probe failures of pod %s: %s", p.Name, strings.Join(msgs, "; "))).Now()
-					}
-				}
-				deploymentRolledOut(g, ctx, shop, "storefront-probes")
-			}).WithContext(ctx).WithTimeout(60 * time.Second).WithPolling(2 * time.Second).Should(Succeed())
-			staysHealthy(ctx, labels, start, 20*time.Second)
+		start := metaNow()
+		mustKubectl("apply", "-f", testdata("probes.yaml"))
+		labels := map[string]string{"app": "storefront-probes"}
+		Eventually(func(g Gomega) {
+			// A probe failure is final here: say which, without waiting
+			// for the kubelet to give up on the pod.
 			for _, p := range podsOf(ctx, shop, labels) {
-				injectedWell(Default, &p)
-				app := p.Spec.Containers[0]
-				for _, probe := range []*corev1.Probe{app.StartupProbe, app.ReadinessProbe, app.LivenessProbe} {
-					Expect(probe.HTTPGet.Port.String()).To(BeElementOf("app-http", "8080"))
+				if msgs := unhealthy(ctx, &p, start); len(msgs) > 0 {
+					StopTrying(fmt.Sprintf("the kubelet reports probe failures of pod %s: %s", p.Name, strings.Join(msgs, "; "))).Now()
 				}
 			}
-		})
+			deploymentRolledOut(g, ctx, shop, "storefront-probes")
+		}).WithContext(ctx).WithTimeout(60 * time.Second).WithPolling(2 * time.Second).Should(Succeed())
+		staysHealthy(ctx, labels, start, 20*time.Second)
+		for _, p := range podsOf(ctx, shop, labels) {
+			injectedWell(Default, &p)
+			app := p.Spec.Containers[0]
+			for _, probe := range []*corev1.Probe{app.StartupProbe, app.ReadinessProbe, app.LivenessProbe} {
+				Expect(probe.HTTPGet.Port.String()).To(BeElementOf("app-http", "8080"))
+			}
+		}
 		_, _ = kubectl("-n", shop, "delete", "deployment", "storefront-probes", "--wait=false")
 	})
 
 	It("a hostNetwork pod in the labelled namespace is not injected, and says why", func(ctx SpecContext) {
-		waitsFor(issue16, "hostNetwork pods are not injected", func() {
-			mustKubectl("apply", "-f", testdata("hostnetwork.yaml"))
-			var p corev1.Pod
-			Expect(k8s.Get(ctx, objectKey(shop, "host-network"), &p)).To(Succeed())
-			for _, c := range append(p.Spec.InitContainers, p.Spec.Containers...) {
-				Expect(c.Name).NotTo(Equal(sidecarName))
-			}
-			Expect(p.Annotations).To(HaveKeyWithValue("gatehouse.dev/injection-status", "skipped: host-network"))
-			// A pod without a controller gets the event by name (docs/injection.md).
-			Eventually(func(g Gomega) {
-				var why []string
-				for _, e := range eventsFor(ctx, shop, "Pod", "host-network") {
-					if e.Type == corev1.EventTypeWarning && e.Reason == "SidecarNotInjected" {
-						why = append(why, e.Message)
-					}
+		mustKubectl("apply", "-f", testdata("hostnetwork.yaml"))
+		var p corev1.Pod
+		Expect(k8s.Get(ctx, objectKey(shop, "host-network"), &p)).To(Succeed())
+		for _, c := range append(p.Spec.InitContainers, p.Spec.Containers...) {
+			Expect(c.Name).NotTo(Equal(sidecarName))
+		}
+		Expect(p.Annotations).To(HaveKeyWithValue("gatehouse.dev/injection-status", "skipped: host-network"))
+		// A pod without a controller gets the event by name (docs/injection.md).
+		Eventually(func(g Gomega) {
+			var why []string
+			for _, e := range eventsFor(ctx, shop, "Pod", "host-network") {
+				if e.Type == corev1.EventTypeWarning && e.Reason == "SidecarNotInjected" {
+					why = append(why, e.Message)
 				}
-				g.Expect(strings.ToLower(strings.Join(why, "\n"))).To(ContainSubstring("hostnetwork"))
-			}).WithContext(ctx).WithTimeout(30 * time.Second).Should(Succeed())
-		})
+			}
+			g.Expect(strings.ToLower(strings.Join(why, "\n"))).To(ContainSubstring("hostnetwork"))
+		}).WithContext(ctx).WithTimeout(30 * time.Second).Should(Succeed())
 		_, _ = kubectl("-n", shop, "delete", "pod", "host-network", "--ignore-not-found", "--wait=false")
 	})
 }
