@@ -72,7 +72,8 @@ need_root() {
 lock() {
 	mkdir -p "$STATE"
 	exec 9<"$STATE"
-	flock -n 9 || busy "another 'cluster.sh up' or 'down' is running on this machine"
+	# A few seconds: children of an interrupted run may still hold it.
+	flock -w 10 9 || busy "another 'cluster.sh up' or 'down' is running on this machine"
 }
 
 # --- host state ---------------------------------------------------------------
