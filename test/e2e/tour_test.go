@@ -106,7 +106,8 @@ func tourScenarios() {
 			Token string `json:"token"`
 		}
 		Expect(r.JSON(&sess)).To(Succeed())
-		Expect(sess.Token).To(HavePrefix("gh1."))
+		// docs/sessions.md: gh2.<id>.<secret>
+		Expect(sess.Token).To(MatchRegexp(`^gh2\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$`))
 		token = sess.Token
 
 		r = request("-H", "Authorization: Bearer "+token, appService+"/api/cart")
