@@ -115,7 +115,9 @@ func installScenarios() {
 		Eventually(func(g Gomega) {
 			r := request("-k", "-H", "Authorization: Bearer "+token, url)
 			g.Expect(r.Status).To(Equal(200))
-			g.Expect(r.Body).To(ContainSubstring("gatehouse_injections_total"))
+			// Every replica serves the webhook, so its certificate watcher's
+			// counter is there whether or not it leads.
+			g.Expect(r.Body).To(ContainSubstring("\ncertwatcher_read_certificate_errors_total "))
 		}).WithContext(ctx).WithTimeout(30 * time.Second).Should(Succeed())
 	})
 
