@@ -250,6 +250,19 @@ func TestAssessAndNextRequeue(t *testing.T) {
 			s.Nodes["p1"] = dead
 			return s
 		}, func(h Health) bool { return h.Stuck }, requeueStuck},
+		{"promoted replica wins over a stale view of its failed primary", func() *State {
+			// r1 took over p1's slots at a higher epoch; p1 is down, and a
+			// view that has not heard of the promotion still lists its slots.
+			promoted := r1
+			promoted.Primary, promoted.PrimaryID, promoted.Slots, promoted.ConfigEpoch = true, "", p1.Slots, 2
+			stale := p1
+			stale.Fail, stale.ConfigEpoch = true, 1
+			s := fakeState(p0, r0, promoted)
+			s.Members[0].View = append(s.Members[0].View, stale)
+			return newState(s.Members, s.Observed)
+		}, func(h Health) bool {
+			return !h.Stuck && h.SlotsServed == Slots && h.Shards == 2 && len(h.FailedNodes) == 1
+		}, requeueWaiting},
 		{"slots unassigned", func() *State { return fakeState(p0, r0, Entry{ID: "p1", Primary: true}, r1) },
 			func(h Health) bool { return h.SlotsAssigned == even[0].Hi+1 && !h.Converged }, requeueSettling},
 	}

@@ -236,7 +236,33 @@ func newState(members []MemberState, now time.Time) *State {
 			s.Nodes[e.ID] = merged
 		}
 	}
+	s.dropSupersededClaims()
 	return s
+}
+
+// dropSupersededClaims leaves each slot with one claimant, the primary with
+// the highest config epoch (what Owners reports). A failed primary's own
+// line and the views that have not yet heard of its replica's promotion
+// still list its slots at its old epoch; keeping them would count it as a
+// slot-serving primary with no replica left (Stuck) although the promoted
+// replica serves them.
+func (s *State) dropSupersededClaims() {
+	owners := s.Owners()
+	for id, n := range s.Nodes {
+		if !n.Primary || len(n.Slots) == 0 {
+			continue
+		}
+		kept := n.Slots[:0:0]
+		for _, slot := range n.Slots {
+			if owners[slot] == id {
+				kept = append(kept, slot)
+			}
+		}
+		if len(kept) != len(n.Slots) {
+			n.Slots = kept
+			s.Nodes[id] = n
+		}
+	}
 }
 
 // Member returns the state of the member called name.
