@@ -53,6 +53,9 @@ func parseFlags(args []string, getenv func(string) string) (contract.Flags, erro
 	if f.Config == "" {
 		return f, fmt.Errorf("--%s (or %s) is required", contract.FlagConfig, contract.Env(contract.FlagConfig))
 	}
+	if !contract.ValidUpstreamProtocol(f.UpstreamProtocol) {
+		return f, fmt.Errorf("--%s %q: want %q or %q", contract.FlagUpstreamProtocol, f.UpstreamProtocol, contract.UpstreamHTTP1, contract.UpstreamH2C)
+	}
 	return f, nil
 }
 
@@ -80,6 +83,7 @@ func run(args []string, getenv func(string) string) error {
 	}
 	p, err := proxy.New(proxy.Options{
 		Upstream:              upstream,
+		UpstreamProtocol:      f.UpstreamProtocol,
 		ConfigPath:            f.Config,
 		LabelsPath:            f.PodLabels,
 		Registerer:            reg,

@@ -30,12 +30,12 @@ func parse(t *testing.T, args []string, env map[string]string) Flags {
 func TestArgsRoundTrip(t *testing.T) {
 	for _, want := range []Flags{
 		{
-			Config: ConfigFile, PodLabels: LabelsFile, Listen: ":15080", Upstream: "http://127.0.0.1:8080",
+			Config: ConfigFile, PodLabels: LabelsFile, Listen: ":15080", Upstream: "http://127.0.0.1:8080", UpstreamProtocol: UpstreamH2C,
 			AdminListen: UnixPrefix + AdminSocket, StatusListen: ":9902", LogLevel: "debug",
 			DrainTimeout: 45 * time.Second, UpstreamHeaderTimeout: 1500 * time.Millisecond,
 			AllowEncodedSlash: true, AllowPathParameters: true,
 		},
-		{Config: "c.json", Listen: DefaultListen, Upstream: DefaultUpstream, AdminListen: LoopbackAdmin, LogLevel: "info", DrainTimeout: DefaultDrainTimeout},
+		{Config: "c.json", Listen: DefaultListen, Upstream: DefaultUpstream, UpstreamProtocol: UpstreamHTTP1, AdminListen: LoopbackAdmin, LogLevel: "info", DrainTimeout: DefaultDrainTimeout},
 	} {
 		got := parse(t, want.Args(), nil)
 		if diff := cmp.Diff(want, got); diff != "" {
@@ -63,6 +63,22 @@ func TestEnvFallbackAndPrecedence(t *testing.T) {
 	})
 	if err == nil {
 		t.Error("Bind accepted GATEHOUSE_DRAIN_TIMEOUT=soon")
+	}
+}
+
+// A sidecar given no protocol speaks HTTP/1.1 to the app, as every sidecar
+// did before h2c existed: pods injected by an older webhook keep working.
+func TestUpstreamProtocolDefaultsToHTTP1(t *testing.T) {
+	if got := parse(t, nil, nil).UpstreamProtocol; got != UpstreamHTTP1 {
+		t.Errorf("default upstream protocol %q, want %q", got, UpstreamHTTP1)
+	}
+	if got := parse(t, nil, map[string]string{"GATEHOUSE_UPSTREAM_PROTOCOL": "h2c"}).UpstreamProtocol; got != UpstreamH2C {
+		t.Errorf("GATEHOUSE_UPSTREAM_PROTOCOL=h2c gave %q", got)
+	}
+	for p, want := range map[string]bool{"http1": true, "h2c": true, "": false, "H2C": false, "http2": false, "grpc": false} {
+		if got := ValidUpstreamProtocol(p); got != want {
+			t.Errorf("ValidUpstreamProtocol(%q) = %v", p, got)
+		}
 	}
 }
 

@@ -18,6 +18,9 @@ type Flags struct {
 	Listen string
 	// Upstream is the app's base URL.
 	Upstream string
+	// UpstreamProtocol is how the sidecar speaks to the app:
+	// UpstreamHTTP1 or UpstreamH2C.
+	UpstreamProtocol string
 	// AdminListen is the admin API's address: loopback TCP, or a Unix
 	// socket written UnixPrefix+path.
 	AdminListen string
@@ -46,6 +49,7 @@ const (
 	FlagConfig                = "config"
 	FlagListen                = "listen"
 	FlagUpstream              = "upstream"
+	FlagUpstreamProtocol      = "upstream-protocol"
 	FlagAdminListen           = "admin-listen"
 	FlagStatusListen          = "status-listen"
 	FlagPodLabels             = "pod-labels"
@@ -61,6 +65,21 @@ const (
 func Env(flagName string) string {
 	return "GATEHOUSE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
+
+// Upstream protocols, the values of FlagUpstreamProtocol. The webhook
+// derives one from the app's port (docs/injection.md).
+const (
+	// UpstreamHTTP1 is HTTP/1.1 to the app, the default.
+	UpstreamHTTP1 = "http1"
+	// UpstreamH2C is HTTP/2 over cleartext with prior knowledge (RFC 9113
+	// §3.3), as gRPC servers and other h2c-only apps expect. Every request
+	// goes to the app over HTTP/2, whichever protocol its client spoke.
+	UpstreamH2C = "h2c"
+)
+
+// ValidUpstreamProtocol reports whether p is a value of
+// FlagUpstreamProtocol.
+func ValidUpstreamProtocol(p string) bool { return p == UpstreamHTTP1 || p == UpstreamH2C }
 
 // DefaultDrainTimeout is the drain timeout when neither the flag nor its
 // environment variable is set.
@@ -84,6 +103,7 @@ func (f *Flags) specs() []flagSpec {
 		{name: FlagPodLabels, str: &f.PodLabels, usage: "downward-API labels file; empty means no labels"},
 		{name: FlagListen, str: &f.Listen, def: DefaultListen, usage: "data listen address"},
 		{name: FlagUpstream, str: &f.Upstream, def: DefaultUpstream, usage: "app base URL"},
+		{name: FlagUpstreamProtocol, str: &f.UpstreamProtocol, def: UpstreamHTTP1, usage: "protocol to the app: " + UpstreamHTTP1 + " (HTTP/1.1) or " + UpstreamH2C + " (HTTP/2 cleartext, for gRPC)"},
 		{name: FlagAdminListen, str: &f.AdminListen, def: LoopbackAdmin, usage: "admin API listen address: loopback TCP, or a Unix socket as " + UnixPrefix + "/path"},
 		{name: FlagStatusListen, str: &f.StatusListen, usage: fmt.Sprintf(
 			"listen address of /healthz, /readyz and /metrics alone, for kubelet probes and Prometheus (e.g. :%d); empty disables", StatusPort)},

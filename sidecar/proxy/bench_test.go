@@ -24,7 +24,7 @@ func BenchmarkProxyPassthrough(b *testing.B) {
 	target, _ := url.Parse(app.URL)
 
 	bare := httputil.NewSingleHostReverseProxy(target)
-	bare.Transport = newTransport(0)
+	bare.Transport = newTransport(0, false)
 
 	s := newSidecarB(b, app.URL)
 	if err := s.p.watcher.Reload(); err != nil {

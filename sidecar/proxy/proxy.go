@@ -31,6 +31,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
+	"github.com/gatehouse-dev/gatehouse/sidecar/contract"
 	"github.com/gatehouse-dev/gatehouse/sidecar/problem"
 	"github.com/gatehouse-dev/gatehouse/sidecar/reload"
 	"github.com/gatehouse-dev/gatehouse/sidecar/request"
@@ -40,6 +41,9 @@ import (
 type Options struct {
 	// Upstream is the app's base URL, e.g. http://127.0.0.1:8081.
 	Upstream *url.URL
+	// UpstreamProtocol is how to speak to the app: contract.UpstreamHTTP1
+	// (also when empty) or contract.UpstreamH2C.
+	UpstreamProtocol string
 	// ConfigPath is the sidecar config file (config.json of the ConfigMap).
 	ConfigPath string
 	// LabelsPath is the downward-API labels file. Empty means the pod has no
@@ -97,6 +101,13 @@ func New(o Options) (*Proxy, error) {
 	if o.ConfigPath == "" {
 		return nil, errors.New("new proxy: config path is required")
 	}
+	if o.UpstreamProtocol != "" && !contract.ValidUpstreamProtocol(o.UpstreamProtocol) {
+		return nil, fmt.Errorf("new proxy: upstream protocol %q: want %q or %q", o.UpstreamProtocol, contract.UpstreamHTTP1, contract.UpstreamH2C)
+	}
+	if o.UpstreamProtocol == contract.UpstreamH2C && o.Upstream.Scheme != "http" {
+		// h2c is HTTP/2 without TLS; over TLS HTTP/2 is negotiated by ALPN.
+		return nil, fmt.Errorf("new proxy: upstream protocol %q needs an http:// upstream, not %q", contract.UpstreamH2C, o.Upstream.Scheme)
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -112,7 +123,7 @@ func New(o Options) (*Proxy, error) {
 		m:            NewMetrics(o.Registerer),
 		redisM:       redisconn.NewMetrics(o.Registerer),
 		gatherer:     o.Gatherer,
-		transport:    newTransport(o.UpstreamHeaderTimeout),
+		transport:    newTransport(o.UpstreamHeaderTimeout, o.UpstreamProtocol == contract.UpstreamH2C),
 		labelsPath:   o.LabelsPath,
 		drainTimeout: o.DrainTimeout,
 		paths:        o.Paths,

@@ -18,8 +18,15 @@ import (
 // newTransport returns the pooled transport to the app. The app is on
 // loopback next to us, so many idle connections per host are cheap and save
 // a handshake per request under load; the default of 2 would churn sockets.
-func newTransport(responseHeaderTimeout time.Duration) *http.Transport {
-	return &http.Transport{
+//
+// With h2c the transport speaks only HTTP/2 with prior knowledge (as gRPC
+// servers expect; an h2c-only server has no HTTP/1.1 to upgrade from), and
+// multiplexes every request over a few connections, opening another only
+// when the app's MAX_CONCURRENT_STREAMS is reached. Flow control is
+// HTTP/2's own: a stream's window (4 MiB) bounds what the sidecar buffers
+// from the app for a client that reads slowly.
+func newTransport(responseHeaderTimeout time.Duration, h2c bool) *http.Transport {
+	t := &http.Transport{
 		Proxy: nil, // never route app traffic through an HTTP_PROXY from the environment
 		DialContext: (&net.Dialer{
 			Timeout:   5 * time.Second,
@@ -32,6 +39,12 @@ func newTransport(responseHeaderTimeout time.Duration) *http.Transport {
 		ExpectContinueTimeout: time.Second,
 		ResponseHeaderTimeout: responseHeaderTimeout,
 	}
+	if h2c {
+		var p http.Protocols
+		p.SetUnencryptedHTTP2(true)
+		t.Protocols = &p
+	}
+	return t
 }
 
 // timedTransport measures the upstream round trip: the time until the
