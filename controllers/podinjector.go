@@ -54,6 +54,7 @@ const PodInjectorPath = "/mutate-v1-pod"
 // +kubebuilder:webhook:path=/mutate-v1-pod,mutating=true,failurePolicy=fail,sideEffects=None,timeoutSeconds=5,reinvocationPolicy=Never,groups="",resources=pods,verbs=create,versions=v1,name=pod.inject.gatehouse.dev,admissionReviewVersions=v1,patch=`{"namespaceSelector":{"matchExpressions":[{"key":"gatehouse.dev/injection","operator":"NotIn","values":["enabled","disabled"]},{"key":"kubernetes.io/metadata.name","operator":"NotIn","values":["kube-system"]}]},"objectSelector":{"matchLabels":{"gatehouse.dev/inject":"true"}}}`
 
 // +kubebuilder:rbac:groups="",resources=namespaces;configmaps,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=services,verbs=list;watch
 // +kubebuilder:rbac:groups=gatehouse.dev,resources=redisclusters,verbs=list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;list;watch
@@ -118,7 +119,7 @@ func setupPodInjector(mgr ctrl.Manager, opts Options) error {
 	// Register the informers now so they start and sync with the manager,
 	// instead of lazily on the first admission, which would then wait for
 	// a full list within the webhook's timeout.
-	for _, obj := range []client.Object{metadataOf("Namespace"), metadataOf("ConfigMap"), &gatehousev1alpha1.RedisCluster{}} {
+	for _, obj := range []client.Object{metadataOf("Namespace"), metadataOf("ConfigMap"), &gatehousev1alpha1.RedisCluster{}, &corev1.Service{}} {
 		if _, err := mgr.GetCache().GetInformer(context.Background(), obj, cache.BlockUntilSynced(false)); err != nil {
 			return fmt.Errorf("register informer for %T: %w", obj, err)
 		}
@@ -319,6 +320,19 @@ func (h *podInjector) params(ctx context.Context, namespace string) (injectParam
 	// The cache lists in no particular order; a stable env order keeps
 	// replicas of one workload identical.
 	slices.SortFunc(p.Passwords, func(a, b redisPassword) int { return strings.Compare(a.Env, b.Env) })
+
+	// The Services tell the app's protocol (appProtocol). The RedisCluster
+	// reconciler already caches them; a Service created after the pod
+	// reaches it at its next restart, like a RedisCluster.
+	var services corev1.ServiceList
+	err = h.cache.List(ctx, &services, client.InNamespace(namespace))
+	if cacheNotStarted(err) {
+		err = h.api.List(ctx, &services, client.InNamespace(namespace))
+	}
+	if err != nil {
+		return injectParams{}, fmt.Errorf("list services in %s: %w", namespace, err)
+	}
+	p.Services = services.Items
 	return p, nil
 }
 

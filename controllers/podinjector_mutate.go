@@ -115,6 +115,9 @@ type injectParams struct {
 	LogLevel   string
 	Resources  corev1.ResourceRequirements
 	Passwords  []redisPassword
+	// Services are the Services of the pod's namespace, whose appProtocol
+	// tells the app's protocol (upstreamProtocol).
+	Services []corev1.Service
 }
 
 // injectResult is the outcome of injectSidecar. Pod is a modified copy (or
@@ -205,14 +208,14 @@ func injectSidecar(pod *corev1.Pod, p injectParams) (injectResult, error) {
 
 	// Wire the request path: take over the named port Services target, or
 	// fall back to the annotated upstream port.
-	portName := DefaultServicePortName
+	portNames := []string{DefaultServicePortName, GRPCServicePortName}
 	if v := ann[AnnotationServicePortName]; v != "" {
-		portName = v
+		portNames = []string{v}
 	}
-	var upstream int32
+	var app appPort
 	sidecarPortName := sidecarUpstreamPortName
-	if c, i, ok := findNamedPort(out, portName); ok {
-		upstream = out.Spec.Containers[c].Ports[i].ContainerPort
+	if portName, c, i, ok := findNamedPort(out, portNames); ok {
+		app = appPort{name: portName, number: out.Spec.Containers[c].Ports[i].ContainerPort}
 		renamed := renamedPort(portName)
 		out.Spec.Containers[c].Ports[i].Name = renamed
 		// The kubelet resolves a named probe or hook port among the
@@ -221,26 +224,33 @@ func injectSidecar(pod *corev1.Pod, p injectParams) (injectResult, error) {
 		renameHandlerPorts(&out.Spec.Containers[c], portName, renamed)
 		sidecarPortName = portName
 	} else if v, ok := ann[AnnotationUpstreamPort]; ok {
-		if upstream, err = parsePort(AnnotationUpstreamPort, v); err != nil {
+		upstream, err := parsePort(AnnotationUpstreamPort, v)
+		if err != nil {
 			return injectResult{}, err
 		}
 		if upstream == sidecarPort {
 			return injectResult{}, fmt.Errorf("annotation %s: port %d is the sidecar's own port", AnnotationUpstreamPort, upstream)
 		}
+		app = declaredPort(pod, upstream)
 	} else {
-		return skip(pod, reasonNoUpstream, fmt.Sprintf("gatehouse: pod not injected: no container port named %q and no %s annotation; "+
+		return skip(pod, reasonNoUpstream, fmt.Sprintf("gatehouse: pod not injected: no container port named %s and no %s annotation; "+
 			"name the port Services target %q (or set %s), or set %s and point the Service at port %d",
-			portName, AnnotationUpstreamPort, portName, AnnotationServicePortName, AnnotationUpstreamPort, sidecarPort)), nil
+			quotedOr(portNames), AnnotationUpstreamPort, portNames[0], AnnotationServicePortName, AnnotationUpstreamPort, sidecarPort)), nil
+	}
+	protocol, err := upstreamProtocol(pod, app, sidecarPortName, sidecarPort, p.Services)
+	if err != nil {
+		return injectResult{}, err
 	}
 
 	flags := contract.Flags{
-		Config:       contract.ConfigFile,
-		PodLabels:    contract.LabelsFile,
-		Listen:       fmt.Sprintf(":%d", sidecarPort),
-		Upstream:     fmt.Sprintf("http://127.0.0.1:%d", upstream),
-		AdminListen:  adminListen,
-		StatusListen: fmt.Sprintf(":%d", contract.StatusPort),
-		LogLevel:     logLevel,
+		Config:           contract.ConfigFile,
+		PodLabels:        contract.LabelsFile,
+		Listen:           fmt.Sprintf(":%d", sidecarPort),
+		Upstream:         fmt.Sprintf("http://127.0.0.1:%d", app.number),
+		UpstreamProtocol: protocol,
+		AdminListen:      adminListen,
+		StatusListen:     fmt.Sprintf(":%d", contract.StatusPort),
+		LogLevel:         logLevel,
 	}
 	sidecar := sidecarContainer(image, flags, sidecarPort, sidecarPortName, resources, p.Passwords)
 	volumes := sidecarVolumes()
@@ -461,16 +471,28 @@ func parsePort(annotation, v string) (int32, error) {
 	return int32(n), nil
 }
 
-// findNamedPort finds the app container port that Services target by name.
-func findNamedPort(pod *corev1.Pod, name string) (container, port int, ok bool) {
-	for c, ctr := range pod.Spec.Containers {
-		for i, p := range ctr.Ports {
-			if p.Name == name && (p.Protocol == "" || p.Protocol == corev1.ProtocolTCP) {
-				return c, i, true
+// findNamedPort finds the app container port that Services target by
+// name: the first of names that a TCP port of the pod has.
+func findNamedPort(pod *corev1.Pod, names []string) (name string, container, port int, ok bool) {
+	for _, name := range names {
+		for c, ctr := range pod.Spec.Containers {
+			for i, p := range ctr.Ports {
+				if p.Name == name && (p.Protocol == "" || p.Protocol == corev1.ProtocolTCP) {
+					return name, c, i, true
+				}
 			}
 		}
 	}
-	return 0, 0, false
+	return "", 0, 0, false
+}
+
+// quotedOr writes names as `"a" or "b"`.
+func quotedOr(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = strconv.Quote(n)
+	}
+	return strings.Join(q, " or ")
 }
 
 // appPortUser finds a container already listening on one of ports: pods

@@ -138,6 +138,22 @@ func withProbes(name string) func(*corev1.Pod) {
 	}
 }
 
+// withH2C is the injected pod of an h2c app: the one extra argument, right
+// after --upstream.
+func withH2C(p *corev1.Pod) {
+	args := p.Spec.InitContainers[0].Args
+	p.Spec.InitContainers[0].Args = append(args[:4:4], append([]string{"--upstream-protocol=h2c"}, args[4:]...)...)
+}
+
+func service(namespace string, selector map[string]string, target intstr.IntOrString, appProtocol string) corev1.Service {
+	return corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "svc", Namespace: namespace},
+		Spec: corev1.ServiceSpec{Selector: selector, Ports: []corev1.ServicePort{{
+			Name: "api", Port: 80, TargetPort: target, Protocol: corev1.ProtocolTCP, AppProtocol: ptr.To(appProtocol),
+		}}},
+	}
+}
+
 // adminMount is the admin socket's volume, mounted into every app container.
 var adminMount = corev1.VolumeMount{Name: "gatehouse-admin", MountPath: "/var/run/gatehouse"}
 
@@ -222,7 +238,7 @@ func TestInjectSidecar(t *testing.T) {
 				p.Annotations = map[string]string{"gatehouse.dev/injection-status": "skipped: no-upstream-port"}
 			}),
 			wantReason:  "no-upstream-port",
-			wantWarning: `no container port named "http" and no gatehouse.dev/upstream-port annotation`,
+			wantWarning: `no container port named "http" or "grpc" and no gatehouse.dev/upstream-port annotation`,
 		},
 		{
 			name: "upstream-port annotation: sidecar port named gatehouse, app ports untouched",
@@ -368,6 +384,65 @@ func TestInjectSidecar(t *testing.T) {
 			wantReason:   "injected",
 		},
 		{
+			// A gRPC server's port is commonly named grpc: taken over
+			// without an annotation, and spoken to in h2c, since a gRPC
+			// server cannot read HTTP/1.1.
+			name: "a port named grpc is taken over when none is named http, and gets h2c",
+			pod:  appPod(func(p *corev1.Pod) { p.Spec.Containers[0].Ports[0].Name = "grpc" }),
+			want: injected(func(p *corev1.Pod) {
+				p.Spec.Containers[0].Ports[0].Name = "app-grpc"
+				p.Spec.InitContainers[0].Ports[0].Name = "grpc"
+				withH2C(p)
+			}),
+			wantInjected: true,
+			wantReason:   "injected",
+		},
+		{
+			name: "http wins over grpc when the pod has both; plain http stays HTTP/1.1",
+			pod: appPod(func(p *corev1.Pod) {
+				p.Spec.Containers[0].Ports = append(p.Spec.Containers[0].Ports, corev1.ContainerPort{Name: "grpc", ContainerPort: 9090})
+			}),
+			want: injected(func(p *corev1.Pod) {
+				p.Spec.Containers[0].Ports = append(p.Spec.Containers[0].Ports, corev1.ContainerPort{Name: "grpc", ContainerPort: 9090})
+			}),
+			wantInjected: true,
+			wantReason:   "injected",
+		},
+		{
+			name: "the upstream-protocol annotation makes an http port h2c",
+			pod:  appPod(withAnnotation("gatehouse.dev/upstream-protocol", "h2c")),
+			want: injected(withAnnotation("gatehouse.dev/upstream-protocol", "h2c"), withH2C),
+			wantInjected: true,
+			wantReason:   "injected",
+		},
+		{
+			name: "a Service's appProtocol kubernetes.io/h2c on the taken-over port",
+			pod:  appPod(),
+			params: func(p *injectParams) {
+				p.Services = []corev1.Service{service("ns", map[string]string{"app": "web"}, intstr.FromString("http"), "kubernetes.io/h2c")}
+			},
+			want:         injected(withH2C),
+			wantInjected: true,
+			wantReason:   "injected",
+		},
+		{
+			name: "upstream-port annotation and a Service targeting the sidecar's port with appProtocol grpc",
+			pod: appPod(withAnnotation("gatehouse.dev/upstream-port", "3000"), func(p *corev1.Pod) {
+				p.Spec.Containers[0].Ports = nil
+			}),
+			params: func(p *injectParams) {
+				p.Services = []corev1.Service{service("ns", map[string]string{"app": "web"}, intstr.FromInt32(15080), "grpc")}
+			},
+			want: injected(withAnnotation("gatehouse.dev/upstream-port", "3000"), func(p *corev1.Pod) {
+				p.Spec.Containers[0].Ports = nil
+				p.Spec.InitContainers[0].Args[3] = "--upstream=http://127.0.0.1:3000"
+				p.Spec.InitContainers[0].Ports[0].Name = "gatehouse"
+				withH2C(p)
+			}),
+			wantInjected: true,
+			wantReason:   "injected",
+		},
+		{
 			name:   "no config hash and no redis clusters: no annotation, no env",
 			pod:    appPod(),
 			params: func(p *injectParams) { p.ConfigHash = ""; p.Passwords = nil },
@@ -440,6 +515,7 @@ func TestInjectSidecarDenies(t *testing.T) {
 		{"sidecar port reserved", appPod(withAnnotation("gatehouse.dev/sidecar-port", "9902")), "annotation gatehouse.dev/sidecar-port: port 9902 is reserved"},
 		{"app already uses the sidecar port", appPod(func(p *corev1.Pod) { p.Spec.Containers[0].Ports[0].ContainerPort = 15080 }), `container "app" uses port 15080, which the sidecar needs`},
 		{"unknown admin listen mode", appPod(withAnnotation("gatehouse.dev/sidecar-admin-listen", "tcp")), `annotation gatehouse.dev/sidecar-admin-listen: "tcp" is neither "unix" nor "loopback"`},
+		{"unknown upstream protocol", appPod(withAnnotation("gatehouse.dev/upstream-protocol", "http2")), `annotation gatehouse.dev/upstream-protocol: "http2" is neither "h2c" nor "http1"`},
 		{"sidecar port is the loopback admin port", appPod(withAnnotation("gatehouse.dev/sidecar-admin-listen", "loopback"), withAnnotation("gatehouse.dev/sidecar-port", "9901")), "annotation gatehouse.dev/sidecar-port: port 9901 is reserved"},
 		{"app uses the status port", appPod(func(p *corev1.Pod) {
 			p.Spec.Containers[0].Ports = append(p.Spec.Containers[0].Ports, corev1.ContainerPort{ContainerPort: 9902})
@@ -522,6 +598,88 @@ func TestRedisPasswordOf(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if diff := cmp.Diff(tt.want, redisPasswordOf(&tt.rc)); diff != "" {
 				t.Errorf("redisPasswordOf (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// upstreamProtocol's precedence, and what it must not be fooled by: a
+// Service in another namespace, one that selects other pods, one without a
+// selector, one routing another port, a UDP port.
+func TestUpstreamProtocol(t *testing.T) {
+	web := map[string]string{"app": "web"}
+	httpPort := appPort{name: "http", number: 8080}
+	tests := []struct {
+		name     string
+		ann      string
+		app      appPort
+		services []corev1.Service
+		want     string
+		wantErr  string
+	}{
+		{name: "plain http port", app: httpPort, want: ""},
+		{name: "port named grpc", app: appPort{name: "grpc", number: 9090}, want: "h2c"},
+		{name: "port named grpc-api", app: appPort{name: "grpc-api", number: 9090}, want: "h2c"},
+		{name: "port named h2c", app: appPort{name: "h2c", number: 8080}, want: "h2c"},
+		{name: "port named h2c-web", app: appPort{name: "h2c-web", number: 8080}, want: "h2c"},
+		{name: "grpcweb is not the convention", app: appPort{name: "grpcweb", number: 8080}, want: ""},
+		{name: "http2 is not the convention", app: appPort{name: "http2", number: 8080}, want: ""},
+		{name: "unnamed port", app: appPort{number: 8080}, want: ""},
+		{name: "annotation h2c", ann: "h2c", app: httpPort, want: "h2c"},
+		{name: "annotation http1 beats the port name", ann: "http1", app: appPort{name: "grpc", number: 9090}, want: ""},
+		{name: "annotation http1 beats a Service", ann: "http1", app: httpPort,
+			services: []corev1.Service{service("ns", web, intstr.FromString("http"), "kubernetes.io/h2c")}, want: ""},
+		{name: "unknown annotation", ann: "grpc", app: httpPort, wantErr: "gatehouse.dev/upstream-protocol"},
+		{name: "appProtocol by target name", app: httpPort,
+			services: []corev1.Service{service("ns", web, intstr.FromString("http"), "kubernetes.io/h2c")}, want: "h2c"},
+		{name: "appProtocol grpc by target number", app: httpPort,
+			services: []corev1.Service{service("ns", web, intstr.FromInt32(8080), "grpc")}, want: "h2c"},
+		{name: "appProtocol is read case-insensitively", app: httpPort,
+			services: []corev1.Service{service("ns", web, intstr.FromInt32(8080), "GRPC")}, want: "h2c"},
+		{name: "appProtocol http beats the port name", app: appPort{name: "grpc", number: 9090},
+			services: []corev1.Service{service("ns", web, intstr.FromString("grpc"), "http")}, want: ""},
+		{name: "h2c beats http among Services", app: httpPort,
+			services: []corev1.Service{
+				service("ns", web, intstr.FromString("http"), "http"),
+				service("ns", web, intstr.FromString("http"), "kubernetes.io/h2c"),
+			}, want: "h2c"},
+		{name: "another namespace's Service", app: httpPort,
+			services: []corev1.Service{service("other", web, intstr.FromString("http"), "grpc")}, want: ""},
+		{name: "a Service selecting other pods", app: httpPort,
+			services: []corev1.Service{service("ns", map[string]string{"app": "api"}, intstr.FromString("http"), "grpc")}, want: ""},
+		{name: "a Service selecting more labels than the pod has", app: httpPort,
+			services: []corev1.Service{service("ns", map[string]string{"app": "web", "tier": "x"}, intstr.FromString("http"), "grpc")}, want: ""},
+		{name: "a Service without a selector", app: httpPort,
+			services: []corev1.Service{service("ns", nil, intstr.FromString("http"), "grpc")}, want: ""},
+		{name: "a Service routing another port", app: httpPort,
+			services: []corev1.Service{service("ns", web, intstr.FromString("metrics"), "grpc")}, want: ""},
+		{name: "a UDP Service port", app: httpPort,
+			services: []corev1.Service{func() corev1.Service {
+				s := service("ns", web, intstr.FromInt32(8080), "grpc")
+				s.Spec.Ports[0].Protocol = corev1.ProtocolUDP
+				return s
+			}()}, want: ""},
+		{name: "an appProtocol it does not know changes nothing", app: appPort{name: "grpc", number: 9090},
+			services: []corev1.Service{service("ns", web, intstr.FromString("grpc"), "example.com/custom")}, want: "h2c"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pod := appPod()
+			if tt.ann != "" {
+				withAnnotation(AnnotationUpstreamProtocol, tt.ann)(pod)
+			}
+			got, err := upstreamProtocol(pod, tt.app, "http", 15080, tt.services)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want one naming %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("upstreamProtocol = %q, want %q", got, tt.want)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -283,6 +284,88 @@ var _ = Describe("Sidecar injection webhook", func() {
 		Expect(sc).NotTo(BeNil())
 		Expect(sc.Args).To(ContainElement("--upstream=http://127.0.0.1:3000"))
 		Expect(sc.Ports[0].Name).To(Equal("gatehouse"))
+	})
+
+	Context("the protocol the sidecar speaks to the app", func() {
+		const h2cArg = "--upstream-protocol=h2c"
+		upstreamProtocolArgs := func(sc *corev1.Container) []string {
+			var out []string
+			for _, a := range sc.Args {
+				if strings.HasPrefix(a, "--upstream-protocol") {
+					out = append(out, a)
+				}
+			}
+			return out
+		}
+
+		It("is h2c for a port a Service declares appProtocol kubernetes.io/h2c", func() {
+			ns := enabledNamespace()
+			svc := &corev1.Service{
+				ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
+				Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{
+					Name: "h2c", Port: 80, TargetPort: intstr.FromString("http"), AppProtocol: ptr.To("kubernetes.io/h2c"),
+				}}},
+			}
+			Expect(k8sClient.Create(ctx, svc)).To(Succeed())
+			// The webhook reads Services from the manager's cache.
+			Eventually(func(g Gomega) {
+				sc := sidecarOf(create(appPod(ns)))
+				g.Expect(sc).NotTo(BeNil())
+				g.Expect(upstreamProtocolArgs(sc)).To(Equal([]string{h2cArg}))
+			}).WithTimeout(30 * time.Second).Should(Succeed())
+		})
+
+		It("is h2c for a port named grpc, which is taken over without an annotation", func() {
+			ns := enabledNamespace()
+			pod := create(appPod(ns, func(p *corev1.Pod) {
+				p.Spec.Containers[0].Ports = []corev1.ContainerPort{{Name: "grpc", ContainerPort: 9090}}
+			}))
+			sc := sidecarOf(pod)
+			Expect(sc).NotTo(BeNil())
+			Expect(upstreamProtocolArgs(sc)).To(Equal([]string{h2cArg}))
+			Expect(sc.Args).To(ContainElement("--upstream=http://127.0.0.1:9090"))
+			Expect(sc.Ports[0].Name).To(Equal("grpc"))
+			Expect(pod.Spec.Containers[0].Ports[0].Name).To(Equal("app-grpc"))
+		})
+
+		It("is h2c when the pod's annotation says so", func() {
+			ns := enabledNamespace()
+			sc := sidecarOf(create(appPod(ns, func(p *corev1.Pod) {
+				p.Annotations = map[string]string{controllers.AnnotationUpstreamProtocol: "h2c"}
+			})))
+			Expect(sc).NotTo(BeNil())
+			Expect(upstreamProtocolArgs(sc)).To(Equal([]string{h2cArg}))
+		})
+
+		It("stays HTTP/1.1 for a plain http port, with the arguments it always had", func() {
+			ns := enabledNamespace()
+			// A Service with another appProtocol, and one selecting other
+			// pods with h2c, change nothing.
+			for _, svc := range []*corev1.Service{
+				{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns}, Spec: corev1.ServiceSpec{
+					Selector: map[string]string{"app": "web"},
+					Ports:    []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromString("http"), AppProtocol: ptr.To("http")}},
+				}},
+				{ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: ns}, Spec: corev1.ServiceSpec{
+					Selector: map[string]string{"app": "api"},
+					Ports:    []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromString("http"), AppProtocol: ptr.To("kubernetes.io/h2c")}},
+				}},
+			} {
+				Expect(k8sClient.Create(ctx, svc)).To(Succeed())
+			}
+			sc := sidecarOf(create(appPod(ns)))
+			Expect(sc).NotTo(BeNil())
+			Expect(upstreamProtocolArgs(sc)).To(BeEmpty())
+			Expect(sc.Args).To(ContainElement("--upstream=http://127.0.0.1:8080"))
+		})
+
+		It("denies a pod with an unknown protocol in the annotation", func() {
+			ns := enabledNamespace()
+			err := k8sClient.Create(ctx, appPod(ns, func(p *corev1.Pod) {
+				p.Annotations = map[string]string{controllers.AnnotationUpstreamProtocol: "grpc"}
+			}))
+			Expect(err).To(MatchError(ContainSubstring(`annotation gatehouse.dev/upstream-protocol: "grpc" is neither "h2c" nor "http1"`)))
+		})
 	})
 
 	It("serves the admin API on loopback TCP only when the pod opts in", func() {
