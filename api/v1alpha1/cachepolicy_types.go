@@ -120,6 +120,13 @@ type InvalidateRule struct {
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	Tags []string `json:"tags,omitempty"`
+
+	// grpc lets the rule fire on gRPC calls too (Content-Type
+	// application/grpc…), once a call it matches ends with grpc-status 0
+	// (OK). Every gRPC call is a POST answered HTTP 200 whatever its
+	// outcome, so without it gRPC calls never invalidate.
+	// +optional
+	GRPC bool `json:"grpc,omitempty"`
 }
 
 // InProcessTier is a bounded in-memory cache in each sidecar, in front of

@@ -153,6 +153,28 @@ func TestRenderedDocumentLoadsInTheSidecar(t *testing.T) {
 	}
 }
 
+// The gRPC opt-in of an invalidate rule reaches the sidecar; left out, the
+// rendered rule keeps gRPC calls from firing it.
+func TestRenderCarriesTheGRPCInvalidationOptIn(t *testing.T) {
+	c := cachePolicy("c", time.Hour, app("storefront"))
+	c.Spec.Invalidate = []v1alpha1.InvalidateRule{
+		{Name: "rpc", Match: v1alpha1.HTTPMatch{PathPrefix: "/shop.v1.Products/"}, Paths: []string{"/products"}, GRPC: true},
+		{Name: "http", Match: v1alpha1.HTTPMatch{PathPrefix: "/products"}, RequestPath: true},
+	}
+	res, err := Render(Input{Namespace: "shop", Caches: []v1alpha1.CachePolicy{c}, RedisClusters: []v1alpha1.RedisCluster{readyCluster("redis")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse(res.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv := cfg.Caches[0].Invalidate
+	if len(inv) != 2 || !inv[0].GRPC || inv[1].GRPC {
+		t.Errorf("rendered invalidate rules %+v: want grpc on the first only", inv)
+	}
+}
+
 func TestRenderIsDeterministic(t *testing.T) {
 	a := Input{
 		Namespace:     "shop",

@@ -150,6 +150,7 @@ func cacheSection(namespace string, p v1alpha1.CachePolicy) (config.CachePolicy,
 			Paths:        r.Paths,
 			PathPrefixes: r.PathPrefixes,
 			Tags:         r.Tags,
+			GRPC:         r.GRPC,
 		})
 	}
 	return out, nil

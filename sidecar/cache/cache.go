@@ -84,6 +84,7 @@ type invRule struct {
 	name        string
 	match       *reqmatch.Matcher
 	requestPath bool
+	grpc        bool // fires on gRPC calls too
 	t           targets
 }
 
@@ -148,6 +149,7 @@ func New(p config.CachePolicy, conns map[string]*redisconn.Conn, sh *Shared, log
 			name:        r.Name,
 			match:       mt,
 			requestPath: r.RequestPath,
+			grpc:        r.GRPC,
 			t:           targets{Paths: r.Paths, PathPrefixes: r.PathPrefixes, Tags: r.Tags},
 		}
 		if !ir.requestPath && ir.t.empty() {

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
+	"github.com/gatehouse-dev/gatehouse/sidecar/grpcwire"
 	"github.com/gatehouse-dev/gatehouse/sidecar/problem"
 )
 
@@ -48,6 +49,34 @@ func (c *Cache) serveWrite(w http.ResponseWriter, r *http.Request, next http.Han
 		// A handler that writes nothing answers an implicit 200.
 		hw.WriteHeader(http.StatusOK)
 	}
+}
+
+// serveGRPCWrite forwards a gRPC call that an opted-in invalidate rule
+// matched and evicts t once the call ended OK. A call's outcome is its
+// grpc-status, a trailer (a header in a trailers-only answer) that is known
+// only when the app has finished; the server sends the trailers when this
+// handler returns, so evicting before that keeps serveWrite's promise: a
+// client that saw its call succeed never reads the old entry afterwards.
+func (c *Cache) serveGRPCWrite(w http.ResponseWriter, r *http.Request, next http.Handler, t targets) {
+	hw := &hookWriter{ResponseWriter: w, onHeader: func(http.Header, int) {}}
+	next.ServeHTTP(hw, r)
+	if hw.status != http.StatusOK || grpcStatus(w.Header()) != "0" {
+		return
+	}
+	if _, err := c.invalidate(r.Context(), t); err != nil {
+		c.log.Warn("cache invalidation after gRPC call not confirmed by Redis; retrying in the background",
+			"path", r.URL.Path, "err", err)
+	}
+}
+
+// grpcStatus is the grpc-status a handler set on h: as a trailer the
+// reverse proxy did not announce (http.TrailerPrefix), as an announced one,
+// or as a header of a trailers-only answer.
+func grpcStatus(h http.Header) string {
+	if v := h.Get(http.TrailerPrefix + grpcwire.StatusHeader); v != "" {
+		return v
+	}
+	return h.Get(grpcwire.StatusHeader)
 }
 
 // message is an invalidation broadcast. Pending says the sender's Redis

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/sidecar/grpcwire"
 	"github.com/gatehouse-dev/gatehouse/sidecar/identity"
 )
 
@@ -26,20 +27,28 @@ func (c *Cache) Middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
+		// A gRPC call is a POST to /package.Service/Method answered 200
+		// whatever its outcome: only rules that opted in may fire on it,
+		// and only once it ended OK (serveGRPCWrite). GETs never are gRPC,
+		// so the check costs nothing on the cacheable path.
+		isGRPC := grpcwire.IsGRPC(r)
 		var t targets
 		for _, ir := range c.inv {
-			if ir.match.Match(r) {
+			if (!isGRPC || ir.grpc) && ir.match.Match(r) {
 				t = t.union(ir.t)
 				if ir.requestPath {
 					t.Paths = append(t.Paths, r.URL.Path)
 				}
 			}
 		}
-		if t.empty() {
+		switch {
+		case t.empty():
 			next.ServeHTTP(w, r)
-			return
+		case isGRPC:
+			c.serveGRPCWrite(w, r, next, t)
+		default:
+			c.serveWrite(w, r, next, t)
 		}
-		c.serveWrite(w, r, next, t)
 	})
 }
 

@@ -86,11 +86,13 @@ type hookWriter struct {
 	http.ResponseWriter
 	onHeader func(h http.Header, status int)
 	wrote    bool
+	status   int // the final status, once written
 }
 
 func (h *hookWriter) WriteHeader(code int) {
 	if !h.wrote && code >= 200 {
 		h.wrote = true
+		h.status = code
 		h.onHeader(h.Header(), code)
 	}
 	h.ResponseWriter.WriteHeader(code)

@@ -320,6 +320,9 @@ type InvalidateRule struct {
 	PathPrefixes []string `json:"pathPrefixes,omitempty"`
 	// tags evicts entries stored by rules carrying any of these tags.
 	Tags []string `json:"tags,omitempty"`
+	// grpc lets the rule fire on gRPC calls too, once one ends with
+	// grpc-status 0; by default gRPC calls never invalidate.
+	GRPC bool `json:"grpc,omitempty"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("1500ms", "30s").
