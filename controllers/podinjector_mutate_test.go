@@ -409,9 +409,9 @@ func TestInjectSidecar(t *testing.T) {
 			wantReason:   "injected",
 		},
 		{
-			name: "the upstream-protocol annotation makes an http port h2c",
-			pod:  appPod(withAnnotation("gatehouse.dev/upstream-protocol", "h2c")),
-			want: injected(withAnnotation("gatehouse.dev/upstream-protocol", "h2c"), withH2C),
+			name:         "the upstream-protocol annotation makes an http port h2c",
+			pod:          appPod(withAnnotation("gatehouse.dev/upstream-protocol", "h2c")),
+			want:         injected(withAnnotation("gatehouse.dev/upstream-protocol", "h2c"), withH2C),
 			wantInjected: true,
 			wantReason:   "injected",
 		},
