@@ -514,7 +514,7 @@ func TestIdentityHeadersSurviveTheReverseProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	up := newUpstream(u, newTransport(0), NewMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
+	up := newUpstream(u, newTransport(0, false), NewMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
 	r := httptest.NewRequest(http.MethodGet, "/orders", nil)
 	r.Header.Set("Connection", "X-Gatehouse-Subject, X-Gatehouse-Claim-Role, X-Other")
 	r.Header.Set("X-Gatehouse-Subject", "alice")

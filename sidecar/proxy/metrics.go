@@ -50,7 +50,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		upstreamErrors: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_sidecar_upstream_errors_total",
-			Help: "Requests the app did not answer, by reason (timeout, unavailable, canceled).",
+			Help: "Requests the app did not answer, by reason (timeout, unavailable, canceled, deadline).",
 		}, []string{"reason"}),
 		builds: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_sidecar_handler_builds_total",

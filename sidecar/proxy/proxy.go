@@ -130,7 +130,7 @@ func New(o Options) (*Proxy, error) {
 		labels:       map[string]string{},
 		conns:        map[string]*conn{},
 	}
-	p.upstream = newUpstream(o.Upstream, p.transport, p.m, p.log)
+	p.upstream = endExpiredGRPC(newUpstream(o.Upstream, p.transport, p.m, p.log))
 	for _, k := range featureKinds {
 		p.builders = append(p.builders, k(o.Registerer))
 	}
@@ -414,14 +414,15 @@ func (p *Proxy) build(c *config.Config, labels map[string]string) (_ *graph, err
 // chain assembles the request path, in its one place: the normaliser first,
 // so every feature and the app see one canonical request with no header
 // named in Connection and no forged X-Gatehouse-* header; then identity, so
-// every feature sees the real client IP; then the features in featureKinds
-// order; then the app.
+// every feature sees the real client IP; then a gRPC call's deadline, so
+// that it bounds every feature's wait too; then the features in
+// featureKinds order; then the app.
 func (p *Proxy) chain(trusted []netip.Prefix, features []feature) http.Handler {
 	h := p.upstream
 	for _, feature := range slices.Backward(features) {
 		h = feature.Middleware(h)
 	}
-	return request.Normalize(identify(trusted, h), p.paths, p.m.refuse)
+	return request.Normalize(identify(trusted, withGRPCDeadline(h)), p.paths, p.m.refuse)
 }
 
 // redisOptions converts a connection of the config document into the

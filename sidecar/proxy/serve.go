@@ -28,9 +28,11 @@ type Listeners struct {
 
 // Run loads the config, serves the data path, the admin API and the status
 // endpoints, and hot-reloads config and labels until ctx is done. Then it
-// drains: /readyz turns unready, the data listener stops accepting, in-flight
-// requests finish within the drain timeout, and finally the admin and status
-// listeners close. It returns nil after a clean drain.
+// drains: /readyz turns unready, the data listener stops accepting, every
+// HTTP/2 connection is sent GOAWAY (clients open new streams elsewhere, the
+// ones in flight go on), in-flight requests and streams finish within the
+// drain timeout, and finally the admin and status listeners close. It
+// returns nil after a clean drain.
 func (p *Proxy) Run(ctx context.Context, ls Listeners) error {
 	data, admin := ls.Data, ls.Admin
 	// A bad file at start-up is logged by the watcher and shown by /readyz;
@@ -61,7 +63,8 @@ func (p *Proxy) Run(ctx context.Context, ls Listeners) error {
 
 	errLog := slog.NewLogLogger(p.log.Handler(), slog.LevelWarn)
 	dataSrv := &http.Server{
-		Handler: p,
+		Handler:   p,
+		Protocols: dataProtocols(),
 		// Bound how long a client may take to send headers (slowloris).
 		// The body and the response are bounded per operation instead
 		// (proxy.bodyReadTimeout, proxy.writeTimeout; deadline.go): a
@@ -130,6 +133,18 @@ func (p *Proxy) Run(ctx context.Context, ls Listeners) error {
 	stopWatchers()
 	_ = p.Close()
 	return errors.Join(serveErr, drainErr)
+}
+
+// dataProtocols are the data port's: HTTP/1.1 (WebSocket upgrades among
+// it) and HTTP/2 over cleartext with prior knowledge (RFC 9113 §3.3), which
+// gRPC clients speak, on the same socket. The server tells them apart by
+// the HTTP/2 connection preface. The h2c Upgrade dance of RFC 7540 §3.2 is
+// not offered; RFC 9113 deprecated it and gRPC clients never use it.
+func dataProtocols() *http.Protocols {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	return &p
 }
 
 // drain stops accepting on srv and waits for in-flight requests, at most the

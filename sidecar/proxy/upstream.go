@@ -80,6 +80,7 @@ func newUpstream(target *url.URL, rt http.RoundTripper, m *Metrics, log *slog.Lo
 					pr.Out.Header[k] = vs
 				}
 			}
+			forwardGRPCTimeout(pr)
 		},
 		Transport: timedTransport{next: rt, m: m},
 		// No periodic flushing: ReverseProxy already flushes every write of
@@ -101,6 +102,13 @@ func newUpstream(target *url.URL, rt http.RoundTripper, m *Metrics, log *slog.Lo
 				// The client went away; nobody is left to answer.
 				m.upstreamErrors.WithLabelValues("canceled").Inc()
 				w.WriteHeader(499)
+			case errors.Is(r.Context().Err(), context.DeadlineExceeded):
+				// A gRPC call's own deadline (grpc-timeout) passed: the
+				// client's choice, not a failing app. 504, which a gRPC
+				// client gets as DEADLINE_EXCEEDED.
+				m.upstreamErrors.WithLabelValues("deadline").Inc()
+				problem.Write(w, r, &problem.Error{Status: http.StatusGatewayTimeout, Kind: "deadline-exceeded", Title: "Deadline exceeded",
+					Detail: "The call's grpc-timeout passed before the app answered."})
 			case isTimeout(err):
 				m.upstreamErrors.WithLabelValues("timeout").Inc()
 				log.Warn("Upstream timed out", "path", r.URL.Path, "error", err)
