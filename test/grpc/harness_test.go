@@ -100,7 +100,9 @@ func report(ctx context.Context, method string) {
 	))
 }
 
-func payload(n int32) *testpb.Payload { return &testpb.Payload{Body: bytes.Repeat([]byte{'x'}, int(n))} }
+func payload(n int32) *testpb.Payload {
+	return &testpb.Payload{Body: bytes.Repeat([]byte{'x'}, int(n))}
+}
 
 func (*testService) EmptyCall(ctx context.Context, _ *testpb.Empty) (*testpb.Empty, error) {
 	report(ctx, "EmptyCall")
