@@ -5,17 +5,25 @@
 #
 # Knobs (environment): BENCH_DURATION (5s), BENCH_REPS (3), BENCH_CONNECTIONS
 # (32), BENCH_THREADS (2), BENCH_WARMUP (1s), BENCH_ONLY (regexp of
-# configurations, for development), BENCH_OUT (docs/benchmarks.md).
+# configurations, for development), BENCH_OUT (docs/benchmarks.md),
+# BENCH_SUITE (all; http for the wrk rows only; h2c for the gRPC rows only,
+# about a minute), BENCH_H2_CLIENTS (8) and BENCH_H2_STREAMS (8) for h2load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:${PATH}"
 
 hack/install-redis.sh
 
-# wrk and nginx come from the OS packages, like redis.
+# wrk, nginx and h2load come from the OS packages, like redis.
+suite="${BENCH_SUITE:-all}"
 missing=()
-command -v wrk >/dev/null || missing+=(wrk)
-command -v nginx >/dev/null || missing+=(nginx-light)
+if [[ "${suite}" != h2c ]]; then
+	command -v wrk >/dev/null || missing+=(wrk)
+	command -v nginx >/dev/null || missing+=(nginx-light)
+fi
+if [[ "${suite}" != http ]]; then
+	command -v h2load >/dev/null || missing+=(nghttp2-client)
+fi
 if ((${#missing[@]})); then
 	if [[ "$(id -u)" != 0 ]] || ! command -v apt-get >/dev/null; then
 		echo "bench: missing ${missing[*]}: install with 'sudo apt-get install -y ${missing[*]}', then retry" >&2
@@ -44,4 +52,7 @@ go build -o "${bindir}/bench" ./hack/bench
 	--connections "${BENCH_CONNECTIONS:-32}" \
 	--threads "${BENCH_THREADS:-2}" \
 	--only "${BENCH_ONLY:-}" \
-	--command "make bench"
+	--suite "${suite}" \
+	--h2-clients "${BENCH_H2_CLIENTS:-8}" \
+	--h2-streams "${BENCH_H2_STREAMS:-8}" \
+	--command "$([[ "${suite}" == all ]] && echo "make bench" || echo "BENCH_SUITE=${suite} make bench")"

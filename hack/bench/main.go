@@ -44,6 +44,7 @@ func main() {
 		fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
 		listen := fs.String("listen", "127.0.0.1:0", "listen address")
 		upstream := fs.String("upstream", "", "upstream base URL")
+		countListen := fs.String("count-listen", "127.0.0.1:0", "grpc-upstream: where GET /count answers the calls served")
 		var err error
 		switch os.Args[1] {
 		case "upstream":
@@ -52,10 +53,16 @@ func main() {
 		case "plain-proxy":
 			_ = fs.Parse(os.Args[2:])
 			err = servePlainProxy(ctx, *listen, *upstream)
+		case "grpc-upstream":
+			_ = fs.Parse(os.Args[2:])
+			err = serveGRPCUpstream(ctx, *listen, *countListen)
+		case "h2c-plain-proxy":
+			_ = fs.Parse(os.Args[2:])
+			err = servePlainH2CProxy(ctx, *listen, *upstream)
 		case "run":
 			err = run(os.Args[2:])
 		default:
-			err = fmt.Errorf("unknown command %q: want run, upstream or plain-proxy", os.Args[1])
+			err = fmt.Errorf("unknown command %q: want run, upstream, plain-proxy, grpc-upstream or h2c-plain-proxy", os.Args[1])
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
@@ -71,6 +78,10 @@ type options struct {
 	sidecar     string
 	wrk         string
 	nginx       string
+	h2load      string
+	suite       string
+	h2Clients   int
+	h2Streams   int
 	out         string
 	command     string
 	duration    time.Duration
@@ -128,10 +139,17 @@ func run(args []string) error {
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load before each run (fills caches, warms pools)")
 	fs.IntVar(&o.reps, "reps", 3, "repetitions of every configuration (medians are reported)")
 	fs.IntVar(&o.connections, "connections", 32, "wrk connections")
-	fs.IntVar(&o.threads, "threads", 2, "wrk threads")
+	fs.IntVar(&o.threads, "threads", 2, "wrk and h2load threads")
+	fs.StringVar(&o.h2load, "h2load", "h2load", "h2load binary (Debian nghttp2-client)")
+	fs.StringVar(&o.suite, "suite", "all", "all; http (the wrk rows); or h2c (the gRPC unary rows, h2load): each rewrites only its own block")
+	fs.IntVar(&o.h2Clients, "h2-clients", 8, "h2load connections")
+	fs.IntVar(&o.h2Streams, "h2-streams", 8, "h2load concurrent streams per connection")
 	only := fs.String("only", "", "regexp: run only configurations whose name matches (development)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if o.suite != "all" && o.suite != "http" && o.suite != "h2c" {
+		return errNoSuite
 	}
 	if *only != "" {
 		re, err := regexp.Compile(*only)
@@ -155,31 +173,51 @@ func run(args []string) error {
 	}()
 	defer signal.Stop(sigs)
 
+	ctx := context.Background()
+	started := time.Now()
+	if o.suite != "h2c" {
+		report, err := runHTTPSuite(ctx, r, o)
+		if err != nil {
+			return err
+		}
+		if err := writeReport(o.out, report); err != nil {
+			return err
+		}
+	}
+	if o.suite != "http" {
+		report, err := runH2CSuite(ctx, r, o)
+		if err != nil {
+			return err
+		}
+		if err := writeReportBlock(o.out, "bench-h2c", report); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(os.Stderr, "bench: wrote %s in %v\n", o.out, time.Since(started).Round(time.Second))
+	return nil
+}
+
+// runHTTPSuite measures the HTTP/1.1 rows (wrk) and returns their block.
+func runHTTPSuite(ctx context.Context, r *runner, o options) (string, error) {
 	started := time.Now()
 	targets, binSize, err := setUp(r, o)
 	if err != nil {
-		return err
+		return "", err
 	}
 	fmt.Fprintf(os.Stderr, "bench: set up in %v; %d configurations × %d repetitions of %v\n",
 		time.Since(started).Round(time.Second), len(targets), o.reps, o.duration)
-	ctx := context.Background()
 	for rep := range o.reps {
 		for i, t := range targets {
 			res, err := measure(ctx, r, o, t, fmt.Sprintf("r%d-%d", rep, i))
 			if err != nil {
-				return fmt.Errorf("%s: %w", t.name, err)
+				return "", fmt.Errorf("%s: %w", t.name, err)
 			}
 			t.runs = append(t.runs, res)
 			fmt.Fprintf(os.Stderr, "bench: rep %d %-44s %8.0f req/s  p50 %v  p99 %v  p99.9 %v  rt/req %.2f  errors %d/%d  degraded %d\n",
 				rep+1, t.label(), res.rps, res.p50, res.p99, res.p999, res.tripsPerReq, res.socketErrors, res.statusErrors, res.degraded)
 		}
 	}
-	report := render(o, targets, binSize, time.Since(started))
-	if err := writeReport(o.out, report); err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "bench: wrote %s in %v\n", o.out, time.Since(started).Round(time.Second))
-	return nil
+	return render(o, targets, binSize, time.Since(started)), nil
 }
 
 // setUp starts every process and returns the configurations in run order.
@@ -521,10 +559,14 @@ func redisCounters(ctx context.Context, nodes []string) (counters, error) {
 	return c, nil
 }
 
-// writeReport replaces the generated block of path (or creates the file),
-// keeping the hand-written analysis around it.
-func writeReport(path, block string) error {
-	const begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+// writeReport replaces the generated block of the HTTP rows in path (or
+// creates the file), keeping the hand-written analysis around it.
+func writeReport(path, block string) error { return writeReportBlock(path, "bench", block) }
+
+// writeReportBlock replaces the block between <!-- name:begin --> and
+// <!-- name:end --> in path, appending it when the file has none.
+func writeReportBlock(path, name, block string) error {
+	begin, end := "<!-- "+name+":begin -->", "<!-- "+name+":end -->"
 	block = begin + "\n" + block + end
 	old, err := os.ReadFile(path)
 	switch {

@@ -78,6 +78,27 @@ func TestWriteReport(t *testing.T) {
 	}
 }
 
+// The h2c rows have a block of their own: a run of one suite rewrites its
+// block and leaves the other's figures alone.
+func TestWriteReportBlocksAreIndependent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "benchmarks.md")
+	old := "# B\n\n<!-- bench:begin -->\nhttp v1\n<!-- bench:end -->\n\n## gRPC\n\n<!-- bench-h2c:begin -->\nh2c v1\n<!-- bench-h2c:end -->\n\nnotes\n"
+	if err := os.WriteFile(path, []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeReportBlock(path, "bench-h2c", "h2c v2\n"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "# B\n\n<!-- bench:begin -->\nhttp v1\n<!-- bench:end -->\n\n## gRPC\n\n<!-- bench-h2c:begin -->\nh2c v2\n<!-- bench-h2c:end -->\n\nnotes\n"
+	if diff := cmp.Diff(want, string(got)); diff != "" {
+		t.Errorf("report (-want +got):\n%s", diff)
+	}
+}
+
 // readProc parses /proc/<pid>/stat past the command name (which may hold
 // spaces and parentheses) and /proc/<pid>/status; this process has used
 // CPU and memory, so both must be non-zero.
