@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -17,7 +18,10 @@ import (
 // http.ResponseController, so a client that stops reading or sending loses
 // its connection while one that keeps up is never cut, however long it runs.
 // Idle time between writes does not count: the deadline is set just before
-// each write.
+// each write. On HTTP/2 a stream's deadline is a timer that resets the
+// stream when it fires, written or not, so there it is also cleared after
+// each write (disarm); the connection itself is bounded by
+// http.HTTP2Config.WriteByteTimeout (serve.go).
 const (
 	// writeChunk is the most one write deadline covers. Larger writes (a
 	// cache hit of a megabyte) are split, so a client must take 32 KiB per
@@ -71,6 +75,7 @@ func (r *recorder) write(b []byte) (int, error) {
 		chunk := b[:min(len(b), writeChunk)]
 		armWrite(r.ResponseWriter, r.writeTimeout)
 		m, err := r.ResponseWriter.Write(chunk)
+		r.disarm()
 		n += m
 		if err != nil {
 			r.writeFailed(err)
@@ -79,6 +84,16 @@ func (r *recorder) write(b []byte) (int, error) {
 		b = b[m:]
 	}
 	return n, nil
+}
+
+// disarm clears the write deadline of an HTTP/2 stream after a write: left
+// armed, its timer would reset a stream that merely went quiet (a gRPC
+// watch between events). On HTTP/1.1 a deadline only bounds writes in
+// progress, so one left behind costs nothing and is not cleared.
+func (r *recorder) disarm() {
+	if r.h2 && r.writeTimeout > 0 {
+		_ = http.NewResponseController(r.ResponseWriter).SetWriteDeadline(time.Time{})
+	}
 }
 
 func (r *recorder) writeFailed(err error) {
@@ -135,6 +150,7 @@ type progressBody struct {
 	w       http.ResponseWriter
 	d       time.Duration
 	m       *Metrics
+	h2      bool
 	armed   bool
 	pending int
 	stalled atomic.Bool
@@ -143,7 +159,10 @@ type progressBody struct {
 	deadline atomic.Int64
 	// done is set when the handler returns: the transport may still be
 	// reading, and the connection's deadlines then belong to the next
-	// request on it.
+	// request on it; on HTTP/2 the stream's writer is released, and using
+	// it would crash the process. mu orders finish against the deadline
+	// calls of a Read on the transport's goroutine.
+	mu   sync.Mutex
 	done atomic.Bool
 }
 
@@ -155,7 +174,7 @@ func withBodyDeadline(w http.ResponseWriter, r *http.Request, d time.Duration, m
 	if d <= 0 || r.Body == nil || r.Body == http.NoBody {
 		return r, nil
 	}
-	b := &progressBody{ReadCloser: r.Body, w: w, d: d, m: m}
+	b := &progressBody{ReadCloser: r.Body, w: w, d: d, m: m, h2: r.ProtoMajor == 2}
 	// The context lets the upstream error handler tell a stalled client
 	// (408) from a failing app.
 	r = r.WithContext(context.WithValue(r.Context(), bodyKey{}, b))
@@ -163,21 +182,40 @@ func withBodyDeadline(w http.ResponseWriter, r *http.Request, d time.Duration, m
 	return r, b
 }
 
-func (b *progressBody) finish() { b.done.Store(true) }
+func (b *progressBody) finish() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.done.Store(true)
+}
+
+// control runs f on the request's ResponseController unless the handler
+// has returned.
+func (b *progressBody) control(f func(rc *http.ResponseController)) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.done.Load() {
+		f(http.NewResponseController(b.w))
+	}
+}
 
 func (b *progressBody) Read(p []byte) (int, error) {
 	if b.done.Load() {
 		return b.ReadCloser.Read(p)
 	}
 	if !b.armed || b.pending >= readProgress {
-		rc := http.NewResponseController(b.w)
 		now := time.Now()
 		b.deadline.Store(now.Add(b.d).UnixNano())
-		_ = rc.SetReadDeadline(now.Add(b.d))
-		if !b.armed {
-			// Reading the body may first write "100 Continue".
-			_ = rc.SetWriteDeadline(now.Add(b.d))
-		}
+		first := !b.armed
+		b.control(func(rc *http.ResponseController) {
+			_ = rc.SetReadDeadline(now.Add(b.d))
+			if first && !b.h2 {
+				// Reading the body may first write "100 Continue". (HTTP/2
+				// sends it as a frame of the connection, bounded by
+				// WriteByteTimeout; a stream deadline set here would reset
+				// the stream once it expired, written to or not.)
+				_ = rc.SetWriteDeadline(now.Add(b.d))
+			}
+		})
 		b.armed, b.pending = true, 0
 	}
 	n, err := b.ReadCloser.Read(p)
@@ -192,7 +230,7 @@ func (b *progressBody) Read(p []byte) (int, error) {
 		if !b.stalled.Load() {
 			b.deadline.Store(0)
 		}
-		_ = http.NewResponseController(b.w).SetReadDeadline(time.Time{})
+		b.control(func(rc *http.ResponseController) { _ = rc.SetReadDeadline(time.Time{}) })
 	}
 	return n, err
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -267,4 +268,106 @@ func mustURL(t *testing.T, s string) *url.URL {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// An HTTP/2 client that goes away (its connection drops) while its request
+// body is still being proxied: the server ends the handler, and the
+// transport, still reading the body on its own goroutine, gets an error and
+// cleared the body's read deadline on the stream's writer, which the server
+// had released, crashing the whole sidecar (every client of the pod at
+// once). Any client could do it.
+func TestH2ClientDroppingMidBodyDoesNotCrash(t *testing.T) {
+	entered := make(chan struct{}, 64)
+	app := newH2CApp(t, func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		_, _ = io.Copy(io.Discard, r.Body)
+	})
+	s := newSidecar(t, app.URL, cfgDoc("drop", `"proxy":{"bodyReadTimeout":"5s"}`), withUpstreamProtocol(contract.UpstreamH2C)).start(t)
+	for range 20 {
+		tr := &http.Transport{Protocols: h2cOnly()}
+		pr, pw := io.Pipe()
+		go func() {
+			for {
+				if _, err := pw.Write(bytes.Repeat([]byte("x"), 2<<10)); err != nil {
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}()
+		req, _ := http.NewRequest(http.MethodPost, s.data+"/upload", pr)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if resp, err := tr.RoundTrip(req); err == nil {
+				resp.Body.Close()
+			}
+		}()
+		<-entered
+		time.Sleep(30 * time.Millisecond)
+		// Drop the connection: what a client that crashes or loses its
+		// network does.
+		tr.CloseIdleConnections()
+		_ = pr.CloseWithError(errors.New("client gone"))
+		tr.CloseIdleConnections()
+		<-done
+	}
+	time.Sleep(200 * time.Millisecond)
+	if code, _ := readyz(t, s); code != http.StatusOK {
+		t.Fatalf("sidecar readyz %d", code)
+	}
+}
+
+// An HTTP/2 stream whose client keeps sending its body but stops reading
+// the answer is cut by the write deadline (proxy.writeTimeout), as on
+// HTTP/1.1. The handler then returns while the transport is still reading
+// the body on its own goroutine; the next read deadline it set went to the
+// stream's writer, which the server had released, and crashed the whole
+// sidecar (every client of the pod at once).
+func TestH2StalledReaderIsCutWithoutCrashing(t *testing.T) {
+	app := newH2CApp(t, func(w http.ResponseWriter, r *http.Request) {
+		// Echo the body, then flood the answer.
+		buf := make([]byte, 32<<10)
+		go func() { _, _ = io.Copy(io.Discard, r.Body) }()
+		for {
+			if _, err := w.Write(buf); err != nil {
+				return
+			}
+			if http.NewResponseController(w).Flush() != nil {
+				return
+			}
+		}
+	})
+	s := newSidecar(t, app.URL, cfgDoc("stall", `"proxy":{"writeTimeout":"300ms","bodyReadTimeout":"5s"}`),
+		withUpstreamProtocol(contract.UpstreamH2C)).start(t)
+	c := h2cClient(t)
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			pr, pw := io.Pipe()
+			go func() {
+				defer pw.Close()
+				for range 40 {
+					if _, err := pw.Write(bytes.Repeat([]byte("x"), 2<<10)); err != nil {
+						return
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+			}()
+			resp, err := c.Post(s.data+"/duplex", "application/octet-stream", pr)
+			if err != nil {
+				return
+			}
+			// Read a little, then stop reading while the body goes on.
+			_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
+			time.Sleep(2 * time.Second)
+			resp.Body.Close()
+		})
+	}
+	wg.Wait()
+	if code, _ := readyz(t, s); code != http.StatusOK {
+		t.Fatalf("sidecar readyz %d", code)
+	}
+	if got := metric(t, s, `gatehouse_sidecar_client_stalls_total{operation="write"}`); got == "" || got == "0" {
+		t.Errorf("client write stalls = %q: the readers that stopped were not cut", got)
+	}
 }

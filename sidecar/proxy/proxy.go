@@ -32,6 +32,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 	"github.com/gatehouse-dev/gatehouse/sidecar/contract"
+	"github.com/gatehouse-dev/gatehouse/sidecar/grpcwire"
 	"github.com/gatehouse-dev/gatehouse/sidecar/problem"
 	"github.com/gatehouse-dev/gatehouse/sidecar/reload"
 	"github.com/gatehouse-dev/gatehouse/sidecar/request"
@@ -150,7 +151,7 @@ func New(o Options) (*Proxy, error) {
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	p.m.inFlight.Inc()
-	rec := &recorder{ResponseWriter: w, m: p.m}
+	rec := &recorder{ResponseWriter: w, m: p.m, h2: r.ProtoMajor == 2}
 	defer func() {
 		p.m.inFlight.Dec()
 		p.m.byClass[codeClass(rec.status())].Inc()
@@ -167,7 +168,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer g.leave()
 	rec.writeTimeout = g.timeouts.write
-	r, body := withBodyDeadline(w, r, g.timeouts.bodyRead, p.m)
+	bodyRead := g.timeouts.bodyRead
+	if grpcwire.IsGRPC(r) {
+		// A gRPC stream's client may rightly send nothing for as long as
+		// the call lasts (a watch, a bidirectional stream waiting on the
+		// server): silence is not a stall. The call is bounded by its own
+		// grpc-timeout and the connection's liveness instead (serve.go).
+		bodyRead = 0
+	}
+	r, body := withBodyDeadline(w, r, bodyRead, p.m)
 	if body != nil {
 		defer body.finish()
 	}
@@ -184,6 +193,9 @@ type recorder struct {
 	code         int
 	writeTimeout time.Duration
 	stalled      bool
+	// h2 marks an HTTP/2 stream, whose write deadline must be cleared
+	// after each write (disarm).
+	h2 bool
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -193,6 +205,9 @@ func (r *recorder) WriteHeader(code int) {
 	if code < 200 {
 		// Informational responses are written at once.
 		armWrite(r.ResponseWriter, r.writeTimeout)
+		r.ResponseWriter.WriteHeader(code)
+		r.disarm()
+		return
 	}
 	r.ResponseWriter.WriteHeader(code)
 }
@@ -209,7 +224,9 @@ func (r *recorder) Flush() {
 		r.code = http.StatusOK
 	}
 	armWrite(r.ResponseWriter, r.writeTimeout)
-	if err := http.NewResponseController(r.ResponseWriter).Flush(); err != nil {
+	err := http.NewResponseController(r.ResponseWriter).Flush()
+	r.disarm()
+	if err != nil {
 		r.writeFailed(err)
 	}
 }

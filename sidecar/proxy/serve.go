@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 	"github.com/gatehouse-dev/gatehouse/sidecar/reload"
 )
 
@@ -79,6 +80,19 @@ func (p *Proxy) Run(ctx context.Context, ls Listeners) error {
 		// timeout from the moment a request starts arriving; each write
 		// of the handler moves the deadline on (deadline.go). Nothing is
 		// set while a connection idles between requests.
+		// HTTP/2 connections: the write deadline set at StateActive below
+		// is replaced by the one WriteByteTimeout sets before each frame
+		// write, so a connection that keeps draining is never cut while
+		// one that stops is; each stream's writes are bounded by the
+		// recorder (deadline.go). A peer that sends nothing for a minute
+		// is pinged, and closed if it does not answer within 15s: that
+		// bounds the gRPC streams exempt from the body deadline when the
+		// client has gone away without a FIN.
+		HTTP2: &http.HTTP2Config{
+			WriteByteTimeout: p.clientWriteTimeout(),
+			SendPingTimeout:  time.Minute,
+			PingTimeout:      15 * time.Second,
+		},
 		ConnState: func(c net.Conn, s http.ConnState) {
 			switch s {
 			case http.StateNew:
@@ -133,6 +147,17 @@ func (p *Proxy) Run(ctx context.Context, ls Listeners) error {
 	stopWatchers()
 	_ = p.Close()
 	return errors.Join(serveErr, drainErr)
+}
+
+// clientWriteTimeout is the write timeout of the configuration in force
+// when the data server starts, or the default. http.Server reads its HTTP/2
+// settings when a connection is accepted and cannot take a new value on
+// reload; the per-stream write deadlines do follow reloads.
+func (p *Proxy) clientWriteTimeout() time.Duration {
+	if g := p.cur.Load(); g != nil && g.timeouts.write > 0 {
+		return g.timeouts.write
+	}
+	return time.Duration(config.DefaultClientWriteTimeout)
 }
 
 // dataProtocols are the data port's: HTTP/1.1 (WebSocket upgrades among

@@ -223,23 +223,29 @@ func TestFlowControlHoldsBackTheApp(t *testing.T) {
 }
 
 // Long-lived streams that make progress are never cut by the sidecar's
-// deadlines, however long they run: here the deadlines are shortened to a
-// second (--upstream-header-timeout=1s) and each stream runs four times as
-// long, with quiet gaps between messages. A client-streaming call is the
-// sharpest case: the app sends its response headers only once the client
-// half-closes, 4 s after the call began.
+// deadlines, however long they run: here every deadline is shortened to a
+// second (--upstream-header-timeout=1s, proxy.writeTimeout and
+// proxy.bodyReadTimeout 1s) and each stream runs several times as long,
+// with quiet gaps longer than the deadlines between messages — a watch
+// stream's normal life. A client-streaming call is the sharpest case: the
+// app sends its response headers only once the client half-closes, seconds
+// after the call began, and the client sends nothing for 1.5 s at a time.
 func TestLongStreamsAreNotCutByShortDeadlines(t *testing.T) {
 	redis := redistest.StartStandalone(t)
 	app := startApp(t)
-	s := startSidecar(t, app, sessionDoc(t, redis.Addr(), nil), "--upstream-protocol", "h2c", "--upstream-header-timeout", "1s")
+	short := map[string]any{"proxy": map[string]any{"writeTimeout": "1s", "bodyReadTimeout": "1s"}}
+	s := startSidecar(t, app, sessionDoc(t, redis.Addr(), short), "--upstream-protocol", "h2c", "--upstream-header-timeout", "1s")
 	token := mintSession(t, s, "alice", nil)
 	c := testgrpc.NewTestServiceClient(dial(t, s.data))
 	ctx := withToken(ctxTimeout(t, 60*time.Second), token)
-	const gap, total = 400 * time.Millisecond, 4 * time.Second
+	const gap, total = 1500 * time.Millisecond, 6 * time.Second
 
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		var params []*testpb.ResponseParameters
+		// The first message comes at once: grpc-go sends a stream's
+		// headers with it, and the header timeout bounds the wait for
+		// headers (docs/grpc.md). Then 1.5 s of silence between messages.
+		params := []*testpb.ResponseParameters{{Size: 10}}
 		for range int(total / gap) {
 			params = append(params, &testpb.ResponseParameters{Size: 10, IntervalUs: int32(gap / time.Microsecond)})
 		}
