@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -76,4 +77,76 @@ func processCPU() int64 {
 		return 0
 	}
 	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// BenchmarkProxyH2CPassthrough is BenchmarkProxyPassthrough for a gRPC
+// unary call over h2c on both sides: a gRPC-shaped request, an answer
+// streamed as a gRPC server streams it (a 1 KiB message, flushed, then the
+// grpc-status trailer), through the sidecar with --upstream-protocol=h2c
+// and through a bare httputil.ReverseProxy with an h2c transport.
+func BenchmarkProxyH2CPassthrough(b *testing.B) {
+	msg := make([]byte, 5+1024)
+	msg[4] = 0 // a 1 KiB message of zeros; the length prefix is not checked
+	app := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/grpc")
+		_, _ = w.Write(msg)
+		_ = http.NewResponseController(w).Flush()
+		w.Header().Set(http.TrailerPrefix+"Grpc-Status", "0")
+	}))
+	var h2cOnly, both http.Protocols
+	h2cOnly.SetUnencryptedHTTP2(true)
+	both.SetHTTP1(true)
+	both.SetUnencryptedHTTP2(true)
+	app.Config.Protocols = &h2cOnly
+	app.Start()
+	defer app.Close()
+	target, _ := url.Parse(app.URL)
+
+	bare := httputil.NewSingleHostReverseProxy(target)
+	bare.Transport = newTransport(0, true)
+
+	s := newSidecar(b, app.URL, cfgDoc("bench", ""), func(o *Options) { o.UpstreamProtocol = "h2c" })
+	if err := s.p.watcher.Reload(); err != nil {
+		b.Fatal(err)
+	}
+	defer s.p.Close()
+	body := make([]byte, 5)
+
+	for _, bc := range []struct {
+		name string
+		h    http.Handler
+	}{{"bare", bare}, {"gatehouse", s.p}} {
+		b.Run(bc.name, func(b *testing.B) {
+			front := httptest.NewUnstartedServer(bc.h)
+			front.Config.Protocols = &both
+			front.Start()
+			defer front.Close()
+			tr := &http.Transport{Protocols: &h2cOnly}
+			defer tr.CloseIdleConnections()
+			client := &http.Client{Transport: tr}
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu0 := processCPU()
+			defer func() { b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op") }()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					req, _ := http.NewRequest(http.MethodPost, front.URL+"/grpc.testing.TestService/UnaryCall", bytes.NewReader(body))
+					req.Header.Set("Content-Type", "application/grpc")
+					req.Header.Set("Te", "trailers")
+					resp, err := client.Do(req)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.Trailer.Get("Grpc-Status") != "0" {
+						b.Errorf("grpc-status %q", resp.Trailer.Get("Grpc-Status"))
+						return
+					}
+				}
+			})
+		})
+	}
 }
