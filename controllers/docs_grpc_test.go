@@ -1,8 +1,6 @@
 package controllers
 
 import (
-	"os"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -11,31 +9,15 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
-)
 
-// grpcDocBlock returns the fenced block after marker in docs/grpc.md.
-func grpcDocBlock(t *testing.T, marker string) string {
-	t.Helper()
-	raw, err := os.ReadFile("../docs/grpc.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, rest, ok := strings.Cut(string(raw), "<!-- "+marker+" -->\n")
-	if !ok {
-		t.Fatalf("docs/grpc.md has no %q block", marker)
-	}
-	m := regexp.MustCompile("(?s)^```[a-z]*\n(.*?)\n```").FindStringSubmatch(rest)
-	if m == nil {
-		t.Fatalf("no fenced block after %q", marker)
-	}
-	return m[1]
-}
+	"github.com/gatehouse-dev/gatehouse/internal/docstest"
+)
 
 // The worked example of docs/grpc.md: its Deployment's pod, admitted with
 // its Service in the namespace, gets the sidecar arguments the doc shows,
 // and the ports it describes.
 func TestDocsGRPCInjection(t *testing.T) {
-	objs := strings.Split(grpcDocBlock(t, "grpc.md:deployment"), "\n---\n")
+	objs := strings.Split(docstest.Block(t, "../docs/grpc.md", "grpc.md:deployment"), "\n---\n")
 	if len(objs) != 2 {
 		t.Fatalf("want a Deployment and a Service, got %d objects", len(objs))
 	}
@@ -50,7 +32,7 @@ func TestDocsGRPCInjection(t *testing.T) {
 	var want struct {
 		Args []string `json:"args"`
 	}
-	if err := yaml.UnmarshalStrict([]byte(grpcDocBlock(t, "grpc.md:injected-args")), &want); err != nil {
+	if err := yaml.UnmarshalStrict([]byte(docstest.Block(t, "../docs/grpc.md", "grpc.md:injected-args")), &want); err != nil {
 		t.Fatal(err)
 	}
 	pod := &corev1.Pod{ObjectMeta: deploy.Spec.Template.ObjectMeta, Spec: deploy.Spec.Template.Spec}
@@ -84,4 +66,3 @@ func TestDocsGRPCInjection(t *testing.T) {
 		t.Error("the Service's appProtocol alone did not give h2c")
 	}
 }
-

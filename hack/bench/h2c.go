@@ -314,18 +314,14 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 	return sorted[i]
 }
 
+// served is the number of calls the gRPC app has answered.
 func served(ctx context.Context, counter string) (int64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, counter, nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
+	raw, err := fetch(ctx, counter)
 	if err != nil {
 		return 0, fmt.Errorf("read served count: %w", err)
 	}
-	defer resp.Body.Close()
-	var n int64
-	if _, err := fmt.Fscan(resp.Body, &n); err != nil {
+	n, err := strconv.ParseInt(strings.TrimSpace(string(raw)), 10, 64)
+	if err != nil {
 		return 0, fmt.Errorf("read served count: %w", err)
 	}
 	return n, nil

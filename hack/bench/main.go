@@ -608,6 +608,20 @@ func redisPids(addrs []string) []int {
 	return pids
 }
 
+// fetch GETs u and returns the body.
+func fetch(ctx context.Context, u string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(resp.Body)
+}
+
 // degradedCount sums, from a sidecar's /metrics, the requests a feature
 // could not serve as configured because Redis failed or was too slow:
 // session lookups that errored, rate-limit decisions taken without Redis,
@@ -617,16 +631,7 @@ func degradedCount(ctx context.Context, admin string) (int64, error) {
 	if admin == "" {
 		return 0, nil
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/metrics", nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("scrape metrics: %w", err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
+	raw, err := fetch(ctx, "http://"+admin+"/metrics")
 	if err != nil {
 		return 0, fmt.Errorf("scrape metrics: %w", err)
 	}

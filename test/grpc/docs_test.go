@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -27,28 +26,11 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/gatehouse-dev/gatehouse/api/v1alpha1"
+	"github.com/gatehouse-dev/gatehouse/internal/docstest"
 	"github.com/gatehouse-dev/gatehouse/internal/redistest"
 	"github.com/gatehouse-dev/gatehouse/internal/render"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 )
-
-// docBlock returns the fenced block that follows marker in docs/grpc.md.
-func docBlock(t *testing.T, marker string) string {
-	t.Helper()
-	raw, err := os.ReadFile("../../docs/grpc.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, rest, ok := strings.Cut(string(raw), "<!-- "+marker+" -->\n")
-	if !ok {
-		t.Fatalf("docs/grpc.md has no %q block", marker)
-	}
-	m := regexp.MustCompile("(?s)^```[a-z]*\n(.*?)\n```").FindStringSubmatch(rest)
-	if m == nil {
-		t.Fatalf("no fenced block after %q", marker)
-	}
-	return m[1]
-}
 
 // The orders service of docs/grpc.md, registered by hand: its messages are
 // the protobuf wrappers, so no generated code is needed, as the doc says.
@@ -90,7 +72,7 @@ var ordersService = grpc.ServiceDesc{
 // by the real sidecar in front of its service; every row of "Calling it".
 func TestDocsWorkedExample(t *testing.T) {
 	var deploy appsv1.Deployment
-	if err := yaml.UnmarshalStrict([]byte(strings.SplitN(docBlock(t, "grpc.md:deployment"), "\n---\n", 2)[0]), &deploy); err != nil {
+	if err := yaml.UnmarshalStrict([]byte(strings.SplitN(docstest.Block(t, "../../docs/grpc.md", "grpc.md:deployment"), "\n---\n", 2)[0]), &deploy); err != nil {
 		t.Fatalf("the documented Deployment: %v", err)
 	}
 	in := render.Input{Namespace: "shop", RedisClusters: []v1alpha1.RedisCluster{{
@@ -99,7 +81,7 @@ func TestDocsWorkedExample(t *testing.T) {
 			Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonClusterReady,
 		}}},
 	}}}
-	for _, obj := range strings.Split(docBlock(t, "grpc.md:policies"), "\n---\n") {
+	for _, obj := range strings.Split(docstest.Block(t, "../../docs/grpc.md", "grpc.md:policies"), "\n---\n") {
 		var tm metav1.TypeMeta
 		if err := yaml.Unmarshal([]byte(obj), &tm); err != nil {
 			t.Fatal(err)

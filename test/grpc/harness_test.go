@@ -37,30 +37,14 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/gatehouse-dev/gatehouse/internal/redistest"
+	"github.com/gatehouse-dev/gatehouse/internal/sidecarbin"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 )
 
 // sidecarBin is the gatehouse-sidecar binary, built once as it ships.
 var sidecarBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "gatehouse-grpc-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "temp dir:", err)
-		os.Exit(1)
-	}
-	sidecarBin = filepath.Join(dir, "gatehouse-sidecar")
-	build := exec.Command("go", "build", "-trimpath", "-o", sidecarBin, "github.com/gatehouse-dev/gatehouse/cmd/sidecar")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build gatehouse-sidecar: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { sidecarbin.Main(m, &sidecarBin) }
 
 // Metadata the test service reports back, in its response trailers.
 const (

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/redistest"
+	"github.com/gatehouse-dev/gatehouse/internal/sidecarbin"
 )
 
 // sidecarBin is the gatehouse-sidecar binary under test, built once by TestMain
@@ -30,25 +31,7 @@ import (
 // descriptors, the config watcher).
 var sidecarBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "gatehouse-reliability-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "temp dir:", err)
-		os.Exit(1)
-	}
-	sidecarBin = filepath.Join(dir, "gatehouse-sidecar")
-	// The go command on PATH builds it, as `make test` runs it.
-	build := exec.Command("go", "build", "-trimpath", "-o", sidecarBin, "github.com/gatehouse-dev/gatehouse/cmd/sidecar")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build gatehouse-sidecar: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { sidecarbin.Main(m, &sidecarBin) }
 
 // app is the upstream: instant answers, plus /slow (delay before headers)
 // and /drip (headers, then a byte every 50ms) that count how many of their
