@@ -149,7 +149,7 @@ func service(namespace string, selector map[string]string, target intstr.IntOrSt
 	return corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "svc", Namespace: namespace},
 		Spec: corev1.ServiceSpec{Selector: selector, Ports: []corev1.ServicePort{{
-			Name: "api", Port: 80, TargetPort: target, Protocol: corev1.ProtocolTCP, AppProtocol: ptr.To(appProtocol),
+			Name: "api", Port: 80, TargetPort: target, Protocol: corev1.ProtocolTCP, AppProtocol: new(appProtocol),
 		}}},
 	}
 }

@@ -303,7 +303,7 @@ var _ = Describe("Sidecar injection webhook", func() {
 			svc := &corev1.Service{
 				ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
 				Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{
-					Name: "h2c", Port: 80, TargetPort: intstr.FromString("http"), AppProtocol: ptr.To("kubernetes.io/h2c"),
+					Name: "h2c", Port: 80, TargetPort: intstr.FromString("http"), AppProtocol: new("kubernetes.io/h2c"),
 				}}},
 			}
 			Expect(k8sClient.Create(ctx, svc)).To(Succeed())
@@ -344,11 +344,11 @@ var _ = Describe("Sidecar injection webhook", func() {
 			for _, svc := range []*corev1.Service{
 				{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns}, Spec: corev1.ServiceSpec{
 					Selector: map[string]string{"app": "web"},
-					Ports:    []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromString("http"), AppProtocol: ptr.To("http")}},
+					Ports:    []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromString("http"), AppProtocol: new("http")}},
 				}},
 				{ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: ns}, Spec: corev1.ServiceSpec{
 					Selector: map[string]string{"app": "api"},
-					Ports:    []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromString("http"), AppProtocol: ptr.To("kubernetes.io/h2c")}},
+					Ports:    []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromString("http"), AppProtocol: new("kubernetes.io/h2c")}},
 				}},
 			} {
 				Expect(k8sClient.Create(ctx, svc)).To(Succeed())

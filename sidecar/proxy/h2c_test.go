@@ -141,9 +141,9 @@ func TestNewRefusesH2CToHTTPS(t *testing.T) {
 
 // grpcCall sends a gRPC-shaped unary call (an empty message) with the
 // given grpc-timeout over h2c and returns the response, its trailers read.
-func grpcCall(t *testing.T, c *http.Client, url, timeout string) (*http.Response, time.Duration) {
+func grpcCall(t *testing.T, c *http.Client, target, timeout string) (*http.Response, time.Duration) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader([]byte{0, 0, 0, 0, 0}))
+	req, err := http.NewRequest(http.MethodPost, target, bytes.NewReader([]byte{0, 0, 0, 0, 0}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -81,7 +81,7 @@ func TestDocsWorkedExample(t *testing.T) {
 			Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonClusterReady,
 		}}},
 	}}}
-	for _, obj := range strings.Split(docstest.Block(t, "../../docs/grpc.md", "grpc.md:policies"), "\n---\n") {
+	for obj := range strings.SplitSeq(docstest.Block(t, "../../docs/grpc.md", "grpc.md:policies"), "\n---\n") {
 		var tm metav1.TypeMeta
 		if err := yaml.Unmarshal([]byte(obj), &tm); err != nil {
 			t.Fatal(err)
@@ -137,7 +137,7 @@ func TestDocsWorkedExample(t *testing.T) {
 	app := startOrdersApp(t)
 	s := startSidecar(t, app, docJSON, "--upstream-protocol", "h2c", "--pod-labels", labels)
 	cc := dial(t, s.data)
-	token := mintSession(t, s, "alice", map[string]string{"tenant": "acme"})
+	token := mintSession(t, s, map[string]string{"tenant": "acme"})
 	call := func(ctx context.Context, hdr, tr *metadata.MD) (string, error) {
 		var out wrapperspb.StringValue
 		err := cc.Invoke(ctx, "/shop.v1.Orders/CreateOrder", wrapperspb.String("book"), &out, grpc.Header(hdr), grpc.Trailer(tr))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -16,7 +17,6 @@ import (
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
-	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/gatehouse-dev/gatehouse/internal/redistest"
@@ -32,9 +32,7 @@ func sessionDoc(t *testing.T, redisAddr string, extra map[string]any) []byte {
 	s["requireFor"] = []string{"/grpc.testing.TestService/"}
 	s["forwardClaims"] = []string{"tenant"}
 	sections := map[string]any{"redis": redisSection(redisAddr), "sessions": []any{s}}
-	for k, v := range extra {
-		sections[k] = v
-	}
+	maps.Copy(sections, extra)
 	return doc(t, sections)
 }
 
@@ -44,7 +42,7 @@ func TestEveryRPCKindWithTrailers(t *testing.T) {
 	redis := redistest.StartStandalone(t)
 	app := startApp(t)
 	s := startSidecar(t, app, sessionDoc(t, redis.Addr(), nil), "--upstream-protocol", "h2c")
-	token := mintSession(t, s, "alice", map[string]string{"tenant": "acme"})
+	token := mintSession(t, s, map[string]string{"tenant": "acme"})
 	c := testgrpc.NewTestServiceClient(dial(t, s.data))
 	ctx := withToken(ctxTimeout(t, 30*time.Second), token)
 
@@ -62,7 +60,7 @@ func TestEveryRPCKindWithTrailers(t *testing.T) {
 
 	t.Run("unary", func(t *testing.T) {
 		var tr metadata.MD
-		resp, err := c.UnaryCall(ctx, &testpb.SimpleRequest{ResponseSize: 256 << 10, Payload: payload(100 << 10)}, grpc.Trailer(&tr))
+		resp, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{ResponseSize: 256 << 10, Payload: payload(100 << 10)}, grpc.Trailer(&tr))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -73,18 +71,18 @@ func TestEveryRPCKindWithTrailers(t *testing.T) {
 	})
 
 	t.Run("unary with an application error keeps its status and message", func(t *testing.T) {
-		_, err := c.UnaryCall(ctx, &testpb.SimpleRequest{ResponseStatus: &testpb.EchoStatus{Code: int32(codes.NotFound), Message: "no such order ✓"}})
+		_, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{ResponseStatus: &testgrpc.EchoStatus{Code: int32(codes.NotFound), Message: "no such order ✓"}})
 		if codeOf(err) != codes.NotFound || !strings.Contains(err.Error(), "no such order ✓") {
 			t.Errorf("got %v, want the app's NotFound", err)
 		}
 	})
 
 	t.Run("server streaming", func(t *testing.T) {
-		var params []*testpb.ResponseParameters
+		var params []*testgrpc.ResponseParameters
 		for i := range 50 {
-			params = append(params, &testpb.ResponseParameters{Size: int32(1000 + i)})
+			params = append(params, &testgrpc.ResponseParameters{Size: int32(1000 + i)})
 		}
-		stream, err := c.StreamingOutputCall(ctx, &testpb.StreamingOutputCallRequest{ResponseParameters: params})
+		stream, err := c.StreamingOutputCall(ctx, &testgrpc.StreamingOutputCallRequest{ResponseParameters: params})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,7 +113,7 @@ func TestEveryRPCKindWithTrailers(t *testing.T) {
 		for i := range 100 {
 			n := 10_000 + i
 			want += n
-			if err := stream.Send(&testpb.StreamingInputCallRequest{Payload: payload(int32(n))}); err != nil {
+			if err := stream.Send(&testgrpc.StreamingInputCallRequest{Payload: payload(int32(n))}); err != nil {
 				t.Fatalf("send %d: %v", i, err)
 			}
 		}
@@ -137,7 +135,7 @@ func TestEveryRPCKindWithTrailers(t *testing.T) {
 		// Each reply is awaited before the next request: a sidecar that
 		// buffered either direction would deadlock here.
 		for i := range 100 {
-			if err := stream.Send(&testpb.StreamingOutputCallRequest{ResponseParameters: []*testpb.ResponseParameters{{Size: int32(i + 1)}}}); err != nil {
+			if err := stream.Send(&testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: int32(i + 1)}}}); err != nil {
 				t.Fatalf("send %d: %v", i, err)
 			}
 			m, err := stream.Recv()
@@ -172,18 +170,18 @@ func TestFlowControlHoldsBackTheApp(t *testing.T) {
 	redis := redistest.StartStandalone(t)
 	app, svc := startAppService(t)
 	s := startSidecar(t, app, sessionDoc(t, redis.Addr(), nil), "--upstream-protocol", "h2c")
-	token := mintSession(t, s, "alice", nil)
+	token := mintSession(t, s, nil)
 	c := testgrpc.NewTestServiceClient(dial(t, s.data))
 	ctx, cancel := context.WithCancel(withToken(context.Background(), token))
 	defer cancel()
 
 	// 512 messages of 256 KiB: 128 MiB if nothing pushed back.
 	const n, size = 512, 256 << 10
-	params := make([]*testpb.ResponseParameters, n)
+	params := make([]*testgrpc.ResponseParameters, n)
 	for i := range params {
-		params[i] = &testpb.ResponseParameters{Size: size}
+		params[i] = &testgrpc.ResponseParameters{Size: size}
 	}
-	stream, err := c.StreamingOutputCall(ctx, &testpb.StreamingOutputCallRequest{ResponseParameters: params})
+	stream, err := c.StreamingOutputCall(ctx, &testgrpc.StreamingOutputCallRequest{ResponseParameters: params})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +233,7 @@ func TestLongStreamsAreNotCutByShortDeadlines(t *testing.T) {
 	app := startApp(t)
 	short := map[string]any{"proxy": map[string]any{"writeTimeout": "1s", "bodyReadTimeout": "1s"}}
 	s := startSidecar(t, app, sessionDoc(t, redis.Addr(), short), "--upstream-protocol", "h2c", "--upstream-header-timeout", "1s")
-	token := mintSession(t, s, "alice", nil)
+	token := mintSession(t, s, nil)
 	c := testgrpc.NewTestServiceClient(dial(t, s.data))
 	ctx := withToken(ctxTimeout(t, 60*time.Second), token)
 	const gap, total = 1500 * time.Millisecond, 6 * time.Second
@@ -245,11 +243,11 @@ func TestLongStreamsAreNotCutByShortDeadlines(t *testing.T) {
 		// The first message comes at once: grpc-go sends a stream's
 		// headers with it, and the header timeout bounds the wait for
 		// headers (docs/grpc.md). Then 1.5 s of silence between messages.
-		params := []*testpb.ResponseParameters{{Size: 10}}
+		params := []*testgrpc.ResponseParameters{{Size: 10}}
 		for range int(total / gap) {
-			params = append(params, &testpb.ResponseParameters{Size: 10, IntervalUs: int32(gap / time.Microsecond)})
+			params = append(params, &testgrpc.ResponseParameters{Size: 10, IntervalUs: int32(gap / time.Microsecond)})
 		}
-		stream, err := c.StreamingOutputCall(ctx, &testpb.StreamingOutputCallRequest{ResponseParameters: params})
+		stream, err := c.StreamingOutputCall(ctx, &testgrpc.StreamingOutputCallRequest{ResponseParameters: params})
 		if err != nil {
 			t.Error(err)
 			return
@@ -275,7 +273,7 @@ func TestLongStreamsAreNotCutByShortDeadlines(t *testing.T) {
 		}
 		for i := range int(total / gap) {
 			time.Sleep(gap)
-			if err := stream.Send(&testpb.StreamingInputCallRequest{Payload: payload(10)}); err != nil {
+			if err := stream.Send(&testgrpc.StreamingInputCallRequest{Payload: payload(10)}); err != nil {
 				t.Errorf("client stream cut at message %d: %v", i, err)
 				return
 			}
@@ -297,7 +295,7 @@ func TestLongStreamsAreNotCutByShortDeadlines(t *testing.T) {
 		}
 		for i := range int(total / gap) {
 			time.Sleep(gap)
-			if err := stream.Send(&testpb.StreamingOutputCallRequest{ResponseParameters: []*testpb.ResponseParameters{{Size: 10}}}); err != nil {
+			if err := stream.Send(&testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: 10}}}); err != nil {
 				t.Errorf("bidi stream cut at send %d: %v", i, err)
 				return
 			}
@@ -316,7 +314,7 @@ func TestLongStreamsAreNotCutByShortDeadlines(t *testing.T) {
 	t.Run("but an app that never answers a unary call is cut at the header timeout", func(t *testing.T) {
 		ctx := metadata.AppendToOutgoingContext(ctx, mdSleep, "5000")
 		start := time.Now()
-		_, err := c.UnaryCall(ctx, &testpb.SimpleRequest{})
+		_, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{})
 		if codeOf(err) != codes.DeadlineExceeded {
 			t.Fatalf("got %v, want DeadlineExceeded from the sidecar's upstream timeout", err)
 		}
@@ -340,7 +338,7 @@ func TestUnauthenticatedCalls(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			var hdr metadata.MD
-			_, err := c.UnaryCall(ctx, &testpb.SimpleRequest{}, grpc.Header(&hdr), grpc.Trailer(&hdr))
+			_, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{}, grpc.Header(&hdr), grpc.Trailer(&hdr))
 			if codeOf(err) != codes.Unauthenticated {
 				t.Fatalf("got %v, want Unauthenticated", err)
 			}
@@ -378,7 +376,7 @@ func TestPerMethodRateLimit(t *testing.T) {
 		"algorithm": "FixedWindow", "mode": "Enforce", "failureMode": "Closed",
 	}}
 	s := startSidecar(t, app, sessionDoc(t, redis.Addr(), map[string]any{"rateLimits": []any{rl}}), "--upstream-protocol", "h2c")
-	token := mintSession(t, s, "alice", nil)
+	token := mintSession(t, s, nil)
 	c := testgrpc.NewTestServiceClient(dial(t, s.data))
 	tenant := func(name string) context.Context {
 		return metadata.AppendToOutgoingContext(withToken(ctxTimeout(t, 60*time.Second), token), "x-tenant", name)
@@ -388,13 +386,13 @@ func TestPerMethodRateLimit(t *testing.T) {
 	// A fixed window is aligned to the hour: start in a fresh one if this
 	// one ends before the test could make its calls.
 	var hdr metadata.MD
-	if _, err := c.UnaryCall(acme, &testpb.SimpleRequest{}, grpc.Header(&hdr)); err != nil {
+	if _, err := c.UnaryCall(acme, &testgrpc.SimpleRequest{}, grpc.Header(&hdr)); err != nil {
 		t.Fatal(err)
 	}
 	if reset, _ := strconv.Atoi(first(hdr, "ratelimit-reset")); reset < 60 {
 		t.Logf("window ends in %ds; waiting for the next one", reset)
 		time.Sleep(time.Duration(reset+1) * time.Second)
-		if _, err := c.UnaryCall(acme, &testpb.SimpleRequest{}, grpc.Header(&hdr)); err != nil {
+		if _, err := c.UnaryCall(acme, &testgrpc.SimpleRequest{}, grpc.Header(&hdr)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -402,12 +400,12 @@ func TestPerMethodRateLimit(t *testing.T) {
 		t.Errorf("ratelimit-remaining after the first call = %q, want 99 (headers %v)", got, hdr)
 	}
 	for i := 2; i <= 100; i++ {
-		if _, err := c.UnaryCall(acme, &testpb.SimpleRequest{}); err != nil {
+		if _, err := c.UnaryCall(acme, &testgrpc.SimpleRequest{}); err != nil {
 			t.Fatalf("call %d: %v", i, err)
 		}
 	}
 	var tr metadata.MD
-	_, err := c.UnaryCall(acme, &testpb.SimpleRequest{}, grpc.Header(&hdr), grpc.Trailer(&tr))
+	_, err := c.UnaryCall(acme, &testgrpc.SimpleRequest{}, grpc.Header(&hdr), grpc.Trailer(&tr))
 	if codeOf(err) != codes.ResourceExhausted {
 		t.Fatalf("call 101: %v, want ResourceExhausted", err)
 	}
@@ -426,10 +424,10 @@ func TestPerMethodRateLimit(t *testing.T) {
 		t.Errorf("retry-after %d s, grpc-retry-pushback-ms %d: want the same positive delay", ra, pb)
 	}
 
-	if _, err := c.EmptyCall(acme, &testpb.Empty{}); err != nil {
+	if _, err := c.EmptyCall(acme, &testgrpc.Empty{}); err != nil {
 		t.Errorf("another method of the service: %v, want it untouched by the UnaryCall limit", err)
 	}
-	if _, err := c.UnaryCall(tenant("globex"), &testpb.SimpleRequest{}); err != nil {
+	if _, err := c.UnaryCall(tenant("globex"), &testgrpc.SimpleRequest{}); err != nil {
 		t.Errorf("another tenant: %v, want its own counter", err)
 	}
 }
@@ -455,13 +453,13 @@ func TestRedisDownFailsClosedAsUnavailable(t *testing.T) {
 	onlyLimits := doc(t, map[string]any{"redis": redisSection(redis.Addr()), "rateLimits": []any{rl}})
 	limits := startSidecar(t, app, onlyLimits, "--upstream-protocol", "h2c")
 	sessions := startSidecar(t, app, sessionDoc(t, redis.Addr(), nil), "--upstream-protocol", "h2c")
-	token := mintSession(t, sessions, "alice", nil)
+	token := mintSession(t, sessions, nil)
 	lc := testgrpc.NewTestServiceClient(dial(t, limits.data))
 	sc := testgrpc.NewTestServiceClient(dial(t, sessions.data))
-	if _, err := lc.EmptyCall(ctxTimeout(t, 10*time.Second), &testpb.Empty{}); err != nil {
+	if _, err := lc.EmptyCall(ctxTimeout(t, 10*time.Second), &testgrpc.Empty{}); err != nil {
 		t.Fatalf("with Redis up: %v", err)
 	}
-	if _, err := sc.EmptyCall(withToken(ctxTimeout(t, 10*time.Second), token), &testpb.Empty{}); err != nil {
+	if _, err := sc.EmptyCall(withToken(ctxTimeout(t, 10*time.Second), token), &testgrpc.Empty{}); err != nil {
 		t.Fatalf("with Redis up: %v", err)
 	}
 
@@ -470,11 +468,11 @@ func TestRedisDownFailsClosedAsUnavailable(t *testing.T) {
 	}
 	for name, call := range map[string]func() error{
 		"rate limit failing Closed": func() error {
-			_, err := lc.EmptyCall(ctxTimeout(t, 10*time.Second), &testpb.Empty{})
+			_, err := lc.EmptyCall(ctxTimeout(t, 10*time.Second), &testgrpc.Empty{})
 			return err
 		},
 		"required session": func() error {
-			_, err := sc.EmptyCall(withToken(ctxTimeout(t, 10*time.Second), token), &testpb.Empty{})
+			_, err := sc.EmptyCall(withToken(ctxTimeout(t, 10*time.Second), token), &testgrpc.Empty{})
 			return err
 		},
 	} {
@@ -510,7 +508,7 @@ func TestHTTP1AndH2COnOnePortConcurrently(t *testing.T) {
 	for g := range 8 {
 		wg.Go(func() {
 			for i := range 25 {
-				if _, err := c.UnaryCall(ctx, &testpb.SimpleRequest{ResponseSize: 1024}); err != nil {
+				if _, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{ResponseSize: 1024}); err != nil {
 					t.Errorf("gRPC unary %d/%d: %v", g, i, err)
 					return
 				}
@@ -551,7 +549,7 @@ func TestHTTP1AndH2COnOnePortConcurrently(t *testing.T) {
 			return
 		}
 		for i := range 50 {
-			if err := stream.Send(&testpb.StreamingOutputCallRequest{ResponseParameters: []*testpb.ResponseParameters{{Size: 64}}}); err != nil {
+			if err := stream.Send(&testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: 64}}}); err != nil {
 				t.Errorf("bidi send %d: %v", i, err)
 				return
 			}
@@ -572,7 +570,7 @@ func TestSIGTERMDuringStreams(t *testing.T) {
 	redis := redistest.StartStandalone(t)
 	app := startApp(t)
 	s := startSidecar(t, app, sessionDoc(t, redis.Addr(), nil), "--upstream-protocol", "h2c", "--drain-timeout", "15s")
-	token := mintSession(t, s, "alice", nil)
+	token := mintSession(t, s, nil)
 	c := testgrpc.NewTestServiceClient(dial(t, s.data))
 	ctx := withToken(ctxTimeout(t, 60*time.Second), token)
 
@@ -583,11 +581,11 @@ func TestSIGTERMDuringStreams(t *testing.T) {
 	for i := range streams {
 		// Server streams: a message every 200 ms, 3 s in all.
 		wg.Go(func() {
-			params := make([]*testpb.ResponseParameters, msgs)
+			params := make([]*testgrpc.ResponseParameters, msgs)
 			for j := range params {
-				params[j] = &testpb.ResponseParameters{Size: 100, IntervalUs: 200_000}
+				params[j] = &testgrpc.ResponseParameters{Size: 100, IntervalUs: 200_000}
 			}
-			stream, err := c.StreamingOutputCall(ctx, &testpb.StreamingOutputCallRequest{ResponseParameters: params})
+			stream, err := c.StreamingOutputCall(ctx, &testgrpc.StreamingOutputCallRequest{ResponseParameters: params})
 			if err != nil {
 				errs <- fmt.Errorf("server stream %d: %w", i, err)
 				return
@@ -619,7 +617,7 @@ func TestSIGTERMDuringStreams(t *testing.T) {
 				return
 			}
 			for j := range msgs {
-				if err := stream.Send(&testpb.StreamingOutputCallRequest{ResponseParameters: []*testpb.ResponseParameters{{Size: 10}}}); err != nil {
+				if err := stream.Send(&testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: 10}}}); err != nil {
 					errs <- fmt.Errorf("bidi %d send %d: %w", i, j, err)
 					return
 				}
@@ -660,7 +658,7 @@ func TestSIGTERMDuringStreams(t *testing.T) {
 	}
 
 	t.Run("a new call after the drain finds no listener", func(t *testing.T) {
-		_, err := testgrpc.NewTestServiceClient(dial(t, s.data)).EmptyCall(withToken(ctxTimeout(t, 5*time.Second), token), &testpb.Empty{})
+		_, err := testgrpc.NewTestServiceClient(dial(t, s.data)).EmptyCall(withToken(ctxTimeout(t, 5*time.Second), token), &testgrpc.Empty{})
 		if codeOf(err) != codes.Unavailable {
 			t.Errorf("got %v, want Unavailable", err)
 		}

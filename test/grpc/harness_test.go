@@ -7,13 +7,13 @@
 package grpc_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -32,7 +32,6 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
-	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -84,16 +83,16 @@ func report(ctx context.Context, method string) {
 	))
 }
 
-func payload(n int32) *testpb.Payload {
-	return &testpb.Payload{Body: bytes.Repeat([]byte{'x'}, int(n))}
+func payload(n int32) *testgrpc.Payload {
+	return &testgrpc.Payload{Body: bytes.Repeat([]byte{'x'}, int(n))}
 }
 
-func (*testService) EmptyCall(ctx context.Context, _ *testpb.Empty) (*testpb.Empty, error) {
+func (*testService) EmptyCall(ctx context.Context, _ *testgrpc.Empty) (*testgrpc.Empty, error) {
 	report(ctx, "EmptyCall")
-	return &testpb.Empty{}, nil
+	return &testgrpc.Empty{}, nil
 }
 
-func (*testService) UnaryCall(ctx context.Context, in *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+func (*testService) UnaryCall(ctx context.Context, in *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
 	report(ctx, "UnaryCall")
 	md, _ := metadata.FromIncomingContext(ctx)
 	if v := md.Get(mdSleep); len(v) > 0 {
@@ -107,10 +106,10 @@ func (*testService) UnaryCall(ctx context.Context, in *testpb.SimpleRequest) (*t
 	if s := in.GetResponseStatus(); s != nil && s.Code != 0 {
 		return nil, status.Error(codes.Code(s.Code), s.Message)
 	}
-	return &testpb.SimpleResponse{Payload: payload(in.GetResponseSize())}, nil
+	return &testgrpc.SimpleResponse{Payload: payload(in.GetResponseSize())}, nil
 }
 
-func (ts *testService) StreamingOutputCall(in *testpb.StreamingOutputCallRequest, stream grpc.ServerStreamingServer[testpb.StreamingOutputCallResponse]) error {
+func (ts *testService) StreamingOutputCall(in *testgrpc.StreamingOutputCallRequest, stream grpc.ServerStreamingServer[testgrpc.StreamingOutputCallResponse]) error {
 	report(stream.Context(), "StreamingOutputCall")
 	for _, p := range in.GetResponseParameters() {
 		select {
@@ -118,7 +117,7 @@ func (ts *testService) StreamingOutputCall(in *testpb.StreamingOutputCallRequest
 		case <-stream.Context().Done():
 			return status.FromContextError(stream.Context().Err()).Err()
 		}
-		if err := stream.Send(&testpb.StreamingOutputCallResponse{Payload: payload(p.GetSize())}); err != nil {
+		if err := stream.Send(&testgrpc.StreamingOutputCallResponse{Payload: payload(p.GetSize())}); err != nil {
 			return err
 		}
 		ts.sent.Add(1)
@@ -126,13 +125,13 @@ func (ts *testService) StreamingOutputCall(in *testpb.StreamingOutputCallRequest
 	return nil
 }
 
-func (*testService) StreamingInputCall(stream grpc.ClientStreamingServer[testpb.StreamingInputCallRequest, testpb.StreamingInputCallResponse]) error {
+func (*testService) StreamingInputCall(stream grpc.ClientStreamingServer[testgrpc.StreamingInputCallRequest, testgrpc.StreamingInputCallResponse]) error {
 	report(stream.Context(), "StreamingInputCall")
 	var sum int32
 	for {
 		in, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
-			return stream.SendAndClose(&testpb.StreamingInputCallResponse{AggregatedPayloadSize: sum})
+			return stream.SendAndClose(&testgrpc.StreamingInputCallResponse{AggregatedPayloadSize: sum})
 		}
 		if err != nil {
 			return err
@@ -141,7 +140,7 @@ func (*testService) StreamingInputCall(stream grpc.ClientStreamingServer[testpb.
 	}
 }
 
-func (*testService) FullDuplexCall(stream grpc.BidiStreamingServer[testpb.StreamingOutputCallRequest, testpb.StreamingOutputCallResponse]) error {
+func (*testService) FullDuplexCall(stream grpc.BidiStreamingServer[testgrpc.StreamingOutputCallRequest, testgrpc.StreamingOutputCallResponse]) error {
 	report(stream.Context(), "FullDuplexCall")
 	for {
 		in, err := stream.Recv()
@@ -152,7 +151,7 @@ func (*testService) FullDuplexCall(stream grpc.BidiStreamingServer[testpb.Stream
 			return err
 		}
 		for _, p := range in.GetResponseParameters() {
-			if err := stream.Send(&testpb.StreamingOutputCallResponse{Payload: payload(p.GetSize())}); err != nil {
+			if err := stream.Send(&testgrpc.StreamingOutputCallResponse{Payload: payload(p.GetSize())}); err != nil {
 				return err
 			}
 		}
@@ -310,11 +309,11 @@ func dial(t *testing.T, addr string) *grpc.ClientConn {
 	return cc
 }
 
-// mintSession creates a session through the sidecar's admin API, as the app
+// mintSession creates a session for alice through the sidecar's admin API, as the app
 // would after a login, and returns its bearer token.
-func mintSession(t *testing.T, s *sidecar, subject string, claims map[string]string) string {
+func mintSession(t *testing.T, s *sidecar, claims map[string]string) string {
 	t.Helper()
-	body, _ := json.Marshal(map[string]any{"subject": subject, "claims": claims})
+	body, _ := json.Marshal(map[string]any{"subject": "alice", "claims": claims})
 	resp, err := http.Post("http://"+s.admin+"/v1/sessions", "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -339,9 +338,7 @@ func withToken(ctx context.Context, token string) context.Context {
 func doc(t *testing.T, sections map[string]any) []byte {
 	t.Helper()
 	d := map[string]any{"apiVersion": config.APIVersion, "kind": config.Kind, "hash": "grpc-test"}
-	for k, v := range sections {
-		d[k] = v
-	}
+	maps.Copy(d, sections)
 	raw, err := json.Marshal(d)
 	if err != nil {
 		t.Fatal(err)
@@ -370,26 +367,3 @@ func ctxTimeout(t *testing.T, d time.Duration) context.Context {
 
 // codeOf is the gRPC status code of err.
 func codeOf(err error) codes.Code { return status.Code(err) }
-
-// logContains reports whether the sidecar's log has a line with all of subs.
-func (s *sidecar) logContains(subs ...string) bool {
-	f, err := os.Open(s.logPath)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		ok := true
-		for _, sub := range subs {
-			if !strings.Contains(sc.Text(), sub) {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			return true
-		}
-	}
-	return false
-}
