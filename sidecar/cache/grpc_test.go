@@ -109,3 +109,22 @@ func TestGRPCCallsInvalidateOnlyWhenAskedAndOK(t *testing.T) {
 		}
 	})
 }
+
+// gRPC calls are POSTs: a cache rule covering their path never stores or
+// answers one, so every call reaches the app.
+func TestGRPCCallsAreNeverCached(t *testing.T) {
+	srv := startStandalone(t)
+	var status atomic.Value
+	status.Store("0")
+	up := grpcApp(t, &status)
+	s := newSidecar(t, policy([]config.CacheRule{cacheRule("everything", time.Minute)}, nil), standaloneClient(t, srv.Addr()), up)
+	before := up.calls.Load()
+	for range 3 {
+		if got := grpcCall(t, s); got != "0" {
+			t.Fatalf("grpc-status %q", got)
+		}
+	}
+	if n := up.calls.Load() - before; n != 3 {
+		t.Errorf("the app answered %d of 3 gRPC calls: the others came from the cache", n)
+	}
+}
