@@ -118,6 +118,21 @@ func TestH2CUpstream(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a WebSocket upgrade cannot cross HTTP/2: 502", func(t *testing.T) {
+		req, _ := http.NewRequest(http.MethodGet, s.data+"/ws", nil)
+		req.Header.Set("Connection", "Upgrade")
+		req.Header.Set("Upgrade", "websocket")
+		req.Header.Set("Sec-WebSocket-Version", "13")
+		req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadGateway {
+			t.Errorf("upgrade to an h2c app: %d, want 502 (docs/injection.md)", resp.StatusCode)
+		}
+	})
 	t.Run("HTTP/1.1 app without the flag stays unaffected", func(t *testing.T) {
 		plain := newApp(t)
 		s := newSidecar(t, plain.URL, cfgDoc("h1", ""), withUpstreamProtocol(contract.UpstreamHTTP1)).start(t)

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/gatehouse-dev/gatehouse/api/v1alpha1"
@@ -45,6 +46,10 @@ var ordersService = grpc.ServiceDesc{
 				return nil, err
 			}
 			md, _ := metadata.FromIncomingContext(ctx)
+			// The client's own metadata reach the app too (docs/grpc.md).
+			if !strings.HasPrefix(first(md, "authorization"), "Bearer ") || first(md, "x-tenant") == "" {
+				return nil, status.Error(codes.FailedPrecondition, "the client's metadata did not arrive")
+			}
 			return wrapperspb.String(fmt.Sprintf("order of %s for %s@%s", in.GetValue(),
 				first(md, "x-gatehouse-subject"), first(md, "x-gatehouse-claim-tenant"))), nil
 		},
