@@ -163,7 +163,7 @@ func restarts(p *corev1.Pod) map[string]int32 {
 
 // deploymentRolledOut is kubectl rollout status as a check: every replica
 // updated, ready and available, no old one left.
-func deploymentRolledOut(g Gomega, ctx context.Context, ns, name string) *appsv1.Deployment {
+func deploymentRolledOut(g Gomega, ctx context.Context, ns, name string) {
 	var d appsv1.Deployment
 	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &d)).To(Succeed())
 	want := *d.Spec.Replicas
@@ -172,7 +172,6 @@ func deploymentRolledOut(g Gomega, ctx context.Context, ns, name string) *appsv1
 	g.Expect(d.Status.ReadyReplicas).To(Equal(want), "ready replicas")
 	g.Expect(d.Status.AvailableReplicas).To(Equal(want), "available replicas")
 	g.Expect(d.Status.Replicas).To(Equal(want), "no old replica left")
-	return &d
 }
 
 // eventsFor lists the events about one object.
@@ -195,7 +194,7 @@ func unhealthy(ctx context.Context, p *corev1.Pod, since time.Time) []string {
 	var out []string
 	for _, e := range eventsFor(ctx, p.Namespace, "Pod", p.Name) {
 		last := e.LastTimestamp.Time
-		if e.EventTime.Time.After(last) {
+		if e.EventTime.After(last) {
 			last = e.EventTime.Time
 		}
 		if e.Reason == "Unhealthy" && !last.Before(since) {

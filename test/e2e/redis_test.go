@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -79,12 +80,7 @@ type redisNode struct {
 }
 
 func (n redisNode) has(flag string) bool {
-	for _, f := range n.Flags {
-		if f == flag {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(n.Flags, flag)
 }
 
 // primary reports a node that serves slots.

@@ -210,12 +210,10 @@ func load(args []string) error {
 		case <-tick.C:
 		}
 		u := urls[i%len(urls)]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			answer, err := once(client, u, headers)
 			record(u, time.Since(start), answer, err)
-		}()
+		})
 	}
 }
 

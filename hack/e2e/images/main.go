@@ -55,7 +55,6 @@ const redisUser = 999
 // goImage is an image holding one Go program of this repository.
 type goImage struct {
 	name, pkg, entry, user string
-	labels                 map[string]string
 }
 
 var goImages = []goImage{
@@ -117,7 +116,7 @@ func run(out, coredns, repo string) error {
 
 	for _, gi := range goImages {
 		l := base()
-		if err := l.file(gi.entry, bins[path.Base(gi.pkg)], 0o755, 0, 0); err != nil {
+		if err := l.file(gi.entry, bins[path.Base(gi.pkg)]); err != nil {
 			return err
 		}
 		if err := add(gi.name, l, v1.Config{
@@ -132,7 +131,7 @@ func run(out, coredns, repo string) error {
 	// CoreDNS binds :53; its pod adds NET_BIND_SERVICE and runs as root,
 	// every other capability dropped (hack/e2e/manifests/coredns.yaml).
 	l := base()
-	if err := l.file("/coredns", coredns, 0o755, 0, 0); err != nil {
+	if err := l.file("/coredns", coredns); err != nil {
 		return err
 	}
 	if err := add("coredns", l, v1.Config{Entrypoint: []string{"/coredns"}, Labels: map[string]string{"org.opencontainers.image.title": "coredns"}}); err != nil {
@@ -163,7 +162,8 @@ func run(out, coredns, repo string) error {
 // buildGo builds every Go image's program in one go build and returns the
 // binaries by package base name.
 func buildGo(repo, dir string) (map[string]string, error) {
-	args := []string{"build", "-trimpath", "-ldflags=-s -w", "-o", dir + "/"}
+	args := make([]string, 0, 5+len(goImages))
+	args = append(args, "build", "-trimpath", "-ldflags=-s -w", "-o", dir+"/")
 	for _, gi := range goImages {
 		args = append(args, gi.pkg)
 	}
@@ -234,13 +234,13 @@ func redisLayer() (*layer, string, error) {
 	l.dir("/etc/redis", 0o755, 0, 0)
 	// Debian's redis-server is a symlink to redis-check-rdb, one binary that
 	// picks its role from argv[0]: store it under the server's name.
-	if err := l.file("/usr/bin/redis-server", server, 0o755, 0, 0); err != nil {
+	if err := l.file("/usr/bin/redis-server", server); err != nil {
 		return nil, "", err
 	}
-	if err := l.file("/usr/bin/redis-cli", cli, 0o755, 0, 0); err != nil {
+	if err := l.file("/usr/bin/redis-cli", cli); err != nil {
 		return nil, "", err
 	}
-	if err := l.file("/bin/busybox", busybox, 0o755, 0, 0); err != nil {
+	if err := l.file("/bin/busybox", busybox); err != nil {
 		return nil, "", err
 	}
 	// The StatefulSet's probes run `sh -c "redis-cli … | grep -q PONG"`.
@@ -258,7 +258,7 @@ func redisLayer() (*layer, string, error) {
 		}
 	}
 	for _, lib := range slices.Sorted(maps.Keys(libs)) {
-		if err := l.file(lib, lib, 0o755, 0, 0); err != nil {
+		if err := l.file(lib, lib); err != nil {
 			return nil, "", err
 		}
 	}
@@ -337,14 +337,16 @@ func (l *layer) data(p, content string, mode int64) {
 	_, _ = l.tw.Write([]byte(content)) // a bytes.Buffer does not fail
 }
 
-// file copies the host file src (following symlinks) to p.
-func (l *layer) file(p, src string, mode int64, uid, gid int) error {
+// file copies the host file src (following symlinks) to p, owned by root
+// and executable: every host file an image carries is a program or a
+// shared library.
+func (l *layer) file(p, src string) error {
 	content, err := os.ReadFile(src)
 	if err != nil {
 		return fmt.Errorf("read %s for %s: %w", src, p, err)
 	}
 	l.parents(p)
-	l.header(&tar.Header{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(p, "/"), Mode: mode, Uid: uid, Gid: gid, Size: int64(len(content))})
+	l.header(&tar.Header{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(p, "/"), Mode: 0o755, Size: int64(len(content))})
 	_, _ = l.tw.Write(content)
 	return nil
 }
