@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -103,8 +104,11 @@ func TestWriteReportBlocksAreIndependent(t *testing.T) {
 // spaces and parentheses) and /proc/<pid>/status; this process has used
 // CPU and memory, so both must be non-zero.
 func TestReadProcSelf(t *testing.T) {
-	deadline := time.Now().Add(50 * time.Millisecond)
-	for time.Now().Before(deadline) { // burn a few clock ticks
+	// Burn CPU until the kernel has charged this process a few clock ticks
+	// (10 ms each), measured in CPU time rather than wall time: on a loaded
+	// machine 50 ms of wall clock may include no time on a core at all.
+	deadline := time.Now().Add(10 * time.Second)
+	for cpuTime(t) < 50*time.Millisecond && time.Now().Before(deadline) {
 	}
 	s, err := readProc(os.Getpid())
 	if err != nil {
@@ -113,4 +117,14 @@ func TestReadProcSelf(t *testing.T) {
 	if s.cpu <= 0 || s.hwmKB <= 0 || s.rssKB <= 0 || s.rssKB > s.hwmKB {
 		t.Errorf("readProc(self) = %+v: want positive CPU and RSS ≤ peak RSS", s)
 	}
+}
+
+// cpuTime is the user and system CPU time this process has used.
+func cpuTime(t *testing.T) time.Duration {
+	t.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
