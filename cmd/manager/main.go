@@ -4,6 +4,7 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"os"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -17,6 +18,15 @@ import (
 	gatehousev1alpha1 "github.com/gatehouse-dev/gatehouse/api/v1alpha1"
 	"github.com/gatehouse-dev/gatehouse/controllers"
 )
+
+const usageHead = `Usage: manager [flags]
+
+The Gatehouse operator: the SessionPolicy, RateLimitPolicy, CachePolicy and
+RedisCluster reconcilers and the pod-injection webhook, against the cluster
+of the kubeconfig (in a pod: its service account). docs/operator.md.
+
+Flags:
+`
 
 func main() {
 	var (
@@ -38,6 +48,13 @@ func main() {
 	opts.BindFlags(flag.CommandLine)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
+	// -h and --help print this and exit 0 (flag.ExitOnError); every flag is
+	// listed in docs/operator.md.
+	flag.Usage = func() {
+		out := flag.CommandLine.Output()
+		fmt.Fprint(out, usageHead)
+		flag.PrintDefaults()
+	}
 	flag.Parse()
 
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))

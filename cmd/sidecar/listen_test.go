@@ -119,10 +119,7 @@ func TestListenAdminUnixSocket(t *testing.T) {
 // injects it (--admin-listen=unix:…/admin.sock) over a stale socket file:
 // the admin API answers on the socket and the socket is gone after SIGTERM.
 func TestBinaryServesAdminOnUnixSocket(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "gatehouse-sidecar")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := sidecarBinary(t)
 	dir := shortDir(t)
 	sock := filepath.Join(dir, "admin.sock")
 	staleSocket(t, sock)

@@ -12,8 +12,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -32,26 +34,81 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Getenv); err != nil {
+	err := run(os.Args[1:], os.Getenv)
+	var usage usageError
+	switch {
+	case err == nil:
+	case errors.Is(err, flag.ErrHelp):
+		// Asked for: the usage is the answer, on stdout, and not a failure.
+		fmt.Print(usageText())
+	case errors.As(err, &usage):
+		// A command line that does not parse: the error and the usage, exit
+		// status 2, as the flag package's ExitOnError does.
+		fmt.Fprintf(os.Stderr, "gatehouse-sidecar: %v\n\n%s", err, usageText())
+		os.Exit(2)
+	default:
 		fmt.Fprintln(os.Stderr, "gatehouse-sidecar:", err)
 		os.Exit(1)
 	}
 }
 
+// usageError is a command line that does not parse.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+const usageHead = `Usage: gatehouse-sidecar --config FILE [flags]
+
+The Gatehouse sidecar: a reverse proxy in front of one app that enforces the
+sessions, rate limits and caching of the policies selecting its pod, from the
+configuration document FILE (docs/sidecar-config.md). Every flag can also be
+set through the environment variable named after it.
+
+Flags:
+`
+
+// usageText is the help: what the command does, then every flag with its
+// default and environment variable.
+func usageText() string {
+	var f contract.Flags
+	fs := newFlagSet()
+	// The environment must not change the defaults help shows.
+	_ = f.Bind(fs, func(string) string { return "" })
+	var b strings.Builder
+	b.WriteString(usageHead)
+	fs.SetOutput(&b)
+	fs.PrintDefaults()
+	return b.String()
+}
+
+func newFlagSet() *flag.FlagSet {
+	fs := flag.NewFlagSet("gatehouse-sidecar", flag.ContinueOnError)
+	// main prints the usage itself, once, where it belongs.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// parseFlags reads the command line. flag.ErrHelp means -h or --help was
+// given; any other problem is a usageError.
 func parseFlags(args []string, getenv func(string) string) (contract.Flags, error) {
 	var f contract.Flags
-	fs := flag.NewFlagSet("gatehouse-sidecar", flag.ContinueOnError)
+	fs := newFlagSet()
 	if err := f.Bind(fs, getenv); err != nil {
-		return f, err
+		return f, usageError{err}
 	}
 	if err := fs.Parse(args); err != nil {
-		return f, err
+		if errors.Is(err, flag.ErrHelp) {
+			return f, err
+		}
+		return f, usageError{err}
 	}
 	if fs.NArg() > 0 {
-		return f, fmt.Errorf("unexpected arguments: %q", fs.Args())
+		return f, usageError{fmt.Errorf("unexpected arguments: %q", fs.Args())}
 	}
 	if f.Config == "" {
-		return f, fmt.Errorf("--%s (or %s) is required", contract.FlagConfig, contract.Env(contract.FlagConfig))
+		return f, usageError{fmt.Errorf("--%s (or %s) is required", contract.FlagConfig, contract.Env(contract.FlagConfig))}
 	}
 	if !contract.ValidUpstreamProtocol(f.UpstreamProtocol) {
 		return f, fmt.Errorf("--%s %q: want %q or %q", contract.FlagUpstreamProtocol, f.UpstreamProtocol, contract.UpstreamHTTP1, contract.UpstreamH2C)

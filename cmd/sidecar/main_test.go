@@ -90,11 +90,7 @@ func TestParseFlags(t *testing.T) {
 // in front of a local app: a config file, no labels, SIGTERM to stop. A
 // request in flight at SIGTERM still completes with 200.
 func TestBinaryWithoutKubernetes(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "gatehouse-sidecar")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := sidecarBinary(t)
 
 	var slowIn atomic.Int64
 	release := make(chan struct{})
