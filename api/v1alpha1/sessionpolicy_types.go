@@ -116,6 +116,18 @@ type SessionPolicySpec struct {
 	// +kubebuilder:validation:items:Pattern=`^[A-Za-z0-9-]+$`
 	// +kubebuilder:validation:items:MaxLength=64
 	ForwardClaims []string `json:"forwardClaims,omitempty"`
+
+	// forwardToken passes the session token on to the app. By default the
+	// sidecar removes it once read, on every path: the token header's values
+	// in the token's scheme (an Authorization header of another scheme
+	// stays), and the token cookie from the Cookie header (other cookies
+	// stay). The app learns who is calling from X-Gatehouse-Subject; an app
+	// that logs or relays its request headers cannot leak a credential it
+	// never received. Set it when the app needs the token itself, for example
+	// to revoke the caller's own session through the admin API.
+	// +optional
+	// +default=false
+	ForwardToken *bool `json:"forwardToken,omitempty"`
 }
 
 // +kubebuilder:object:root=true

@@ -291,3 +291,34 @@ func TestRenderCaseInsensitiveMatching(t *testing.T) {
 		t.Errorf("rendered case-insensitivity (-want +got):\n%s", diff)
 	}
 }
+
+// forwardToken reaches the sidecar document; omitted (or false) the
+// sidecar strips the token, and the document does not spell the field, so
+// documents rendered before it existed keep their hash.
+func TestRenderForwardToken(t *testing.T) {
+	yes, no := true, false
+	for _, tt := range []struct {
+		name string
+		in   *bool
+		want bool
+	}{{"omitted", nil, false}, {"false", &no, false}, {"true", &yes, true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := session("web", time.Hour, app("storefront"), "redis")
+			s.Spec.ForwardToken = tt.in
+			res, err := Render(Input{Namespace: "shop", Sessions: []v1alpha1.SessionPolicy{s}, RedisClusters: []v1alpha1.RedisCluster{readyCluster("redis")}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := res.Config.Sessions[0].ForwardToken; got != tt.want {
+				t.Errorf("rendered forwardToken = %v, want %v", got, tt.want)
+			}
+			doc, err := json.Marshal(res.Config)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Contains(string(doc), `"forwardToken"`); got != tt.want {
+				t.Errorf("document spells forwardToken: %v, want %v:\n%s", got, tt.want, doc)
+			}
+		})
+	}
+}

@@ -79,6 +79,7 @@ func sessionSection(namespace string, p v1alpha1.SessionPolicy) config.SessionPo
 		PublicPaths:          s.PublicPaths,
 		CaseInsensitivePaths: deref(s.CaseInsensitivePaths, false),
 		ForwardClaims:        s.ForwardClaims,
+		ForwardToken:         deref(s.ForwardToken, false),
 	}
 	return out
 }

@@ -154,6 +154,12 @@ type SessionPolicy struct {
 	// forwardClaims lists auth-context claims sent to the app as
 	// X-Gatehouse-Claim-<Name> headers. The subject is always sent as X-Gatehouse-Subject.
 	ForwardClaims []string `json:"forwardClaims,omitempty"`
+	// forwardToken passes the session token on to the app. By default the
+	// sidecar removes it once read (the token header's values in the token's
+	// scheme, and the token cookie from the Cookie header), so an app that
+	// logs or relays its request headers cannot leak a credential it never
+	// needed: it learns who is calling from X-Gatehouse-Subject.
+	ForwardToken bool `json:"forwardToken,omitempty"`
 }
 
 // TokenSource says where a session token is carried.

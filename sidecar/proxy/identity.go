@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -16,12 +17,30 @@ import (
 func identify(trusted []netip.Prefix, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ip := clientIP(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), trusted)
+		ctx := r.Context()
 		if ip.IsValid() {
 			r.Header.Set(contract.ClientIPHeader, ip.String())
-			r = r.WithContext(identity.WithClientIP(r.Context(), ip))
+			ctx = identity.WithClientIP(ctx, ip)
+		}
+		if peer := parseHost(r.RemoteAddr); peer.IsValid() && isTrusted(peer, trusted) {
+			ctx = context.WithValue(ctx, trustedPeerKey{}, true)
+		}
+		if ctx != r.Context() {
+			r = r.WithContext(ctx)
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// trustedPeerKey marks a request whose TCP peer is a trusted proxy, whose
+// X-Forwarded-* headers the upstream passes on (forwardedHeaders).
+type trustedPeerKey struct{}
+
+// fromTrustedPeer reports whether identify found the request's peer in
+// proxy.trustedProxies.
+func fromTrustedPeer(r *http.Request) bool {
+	v, _ := r.Context().Value(trustedPeerKey{}).(bool)
+	return v
 }
 
 // clientIP returns the address of the client: the peer, unless the peer is a

@@ -70,7 +70,7 @@ func newUpstream(target *url.URL, rt http.RoundTripper, m *Metrics, log *slog.Lo
 			pr.SetURL(target)
 			// The app routes and builds links on the Host the client asked for.
 			pr.Out.Host = pr.In.Host
-			pr.SetXForwarded()
+			setForwarded(pr)
 			// ReverseProxy has just removed the hop-by-hop headers. The
 			// normaliser left Connection naming none of ours, but the
 			// identity headers are the app's only source of truth, so they
@@ -119,6 +119,31 @@ func newUpstream(target *url.URL, rt http.RoundTripper, m *Metrics, log *slog.Lo
 				problem.Write(w, r, &problem.Error{Status: http.StatusBadGateway, Kind: "upstream-unavailable", Title: "Upstream unavailable"})
 			}
 		},
+	}
+}
+
+// setForwarded writes the X-Forwarded-For, -Host and -Proto headers the
+// app receives. ReverseProxy removed the client's (and Forwarded) before
+// Rewrite. From a peer in proxy.trustedProxies (a load balancer, an
+// ingress) they describe the original request: its X-Forwarded-For chain
+// is kept with the peer appended, and its X-Forwarded-Host and -Proto are
+// kept when it sent them. From any other peer they could be forged, so the
+// app gets the peer's address, the Host the client asked for and "http"
+// (the sidecar serves no TLS). docs/sidecar-config.md#what-the-app-receives.
+func setForwarded(pr *httputil.ProxyRequest) {
+	trusted := fromTrustedPeer(pr.In)
+	if xff := pr.In.Header["X-Forwarded-For"]; trusted && len(xff) > 0 {
+		// SetXForwarded appends the peer to what Out already has.
+		pr.Out.Header["X-Forwarded-For"] = xff
+	}
+	pr.SetXForwarded()
+	if !trusted {
+		return
+	}
+	for _, h := range [...]string{"X-Forwarded-Host", "X-Forwarded-Proto"} {
+		if v := pr.In.Header[h]; len(v) > 0 {
+			pr.Out.Header[h] = v
+		}
 	}
 }
 

@@ -3,6 +3,8 @@ package session
 import (
 	"errors"
 	"net/http"
+	"net/textproto"
+	"slices"
 	"strings"
 
 	"github.com/gatehouse-dev/gatehouse/sidecar/contract"
@@ -34,11 +36,14 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 			r.Header.Del(c.header)
 		}
 		if request.AnyMatch(m.public, r) {
+			m.stripToken(r)
 			next.ServeHTTP(w, r)
 			return
 		}
 		required := request.AnyMatch(m.requireFor, r)
 		raw, present := m.extract(r)
+		// Read; from here on the token is the sidecar's, not the app's.
+		m.stripToken(r)
 		if !present {
 			// Anonymous requests to optional paths are not lookups; counting
 			// them would drown the signal of rejected requests.
@@ -124,6 +129,82 @@ func (m *Manager) extract(r *http.Request) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// stripToken removes the session token from r unless the policy forwards
+// it (forwardToken): it is a bearer credential, and an app that logs its
+// request headers, or passes them on to another service, would leak it.
+// Only what the sidecar reads as a token goes: the token header's values
+// in the policy's scheme (all of them without a scheme; an Authorization:
+// Basic for the app stays) and every cookie of the token's name, the other
+// cookies of the Cookie header kept as they were.
+func (m *Manager) stripToken(r *http.Request) {
+	if m.forwardToken {
+		return
+	}
+	if m.header != "" {
+		if vs, ok := r.Header[m.header]; ok {
+			kept := slices.DeleteFunc(slices.Clone(vs), m.isToken)
+			if len(kept) == 0 {
+				delete(r.Header, m.header)
+			} else {
+				r.Header[m.header] = kept
+			}
+		}
+	}
+	if m.cookie != "" {
+		stripCookie(r.Header, m.cookie)
+	}
+}
+
+// isToken reports whether a value of the token header carries a token in
+// the policy's scheme, as extract reads it.
+func (m *Manager) isToken(v string) bool {
+	if m.scheme == "" {
+		return true
+	}
+	scheme, _, _ := strings.Cut(v, " ")
+	return strings.EqualFold(scheme, m.scheme)
+}
+
+// stripCookie removes every cookie called name from the Cookie header
+// lines of h (HTTP/2 clients send one line per cookie), splitting and
+// trimming them as net/http reads cookies, so any cookie the sidecar would
+// read as the token is gone. Cookies of other names keep their bytes;
+// a line left empty is dropped.
+func stripCookie(h http.Header, name string) {
+	lines, ok := h["Cookie"]
+	if !ok {
+		return
+	}
+	out := make([]string, 0, len(lines))
+	for _, line := range lines {
+		var kept []string
+		found := false
+		for part := range strings.SplitSeq(line, ";") {
+			part = textproto.TrimString(part)
+			if part == "" {
+				continue
+			}
+			n, _, _ := strings.Cut(part, "=")
+			if textproto.TrimString(n) == name {
+				found = true
+				continue
+			}
+			kept = append(kept, part)
+		}
+		switch {
+		case !found:
+			out = append(out, line)
+		case len(kept) > 0:
+			out = append(out, strings.Join(kept, "; "))
+		}
+	}
+	if len(out) == 0 {
+		delete(h, "Cookie")
+		return
+	}
+	h["Cookie"] = out
 }
 
 // deny answers 401 with a Bearer challenge (RFC 6750); reason, when set,

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"net/http"
 	"net/http/httptest"
 	"testing"
 
@@ -82,4 +83,43 @@ func TestNewRejectsBadPolicy(t *testing.T) {
 			t.Error("New accepted a policy naming an unknown connection")
 		}
 	})
+}
+
+// stripCookie removes every cookie of the token's name, read as net/http
+// reads cookies (RFC 6265 §5.4 serialisation, names case-sensitive), and
+// leaves the bytes of every other cookie alone.
+func TestStripCookie(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []string
+		want []string // nil: no Cookie header left
+	}{
+		{"only the token", []string{"sid=abc"}, nil},
+		{"first", []string{"sid=abc; a=1; b=2"}, []string{"a=1; b=2"}},
+		{"middle", []string{"a=1; sid=abc; b=2"}, []string{"a=1; b=2"}},
+		{"last", []string{"a=1; sid=abc"}, []string{"a=1"}},
+		{"twice", []string{"sid=x; a=1; sid=y"}, []string{"a=1"}},
+		{"one line per cookie (HTTP/2)", []string{"a=1", "sid=abc", "b=2"}, []string{"a=1", "b=2"}},
+		{"whitespace around the name", []string{"a=1;\t sid =abc"}, []string{"a=1"}},
+		{"no value", []string{"sid; a=1"}, []string{"a=1"}},
+		{"names are case-sensitive", []string{"SID=1; Sid=2"}, []string{"SID=1; Sid=2"}},
+		{"prefix and suffix names stay", []string{"sidx=1; xsid=2; sid_=3"}, []string{"sidx=1; xsid=2; sid_=3"}},
+		{"untouched lines keep their bytes", []string{"a=1;b=2", "sid=abc"}, []string{"a=1;b=2"}},
+		{"quoted values of others stay", []string{`a="x y"; sid=abc`}, []string{`a="x y"`}},
+		{"empty parts are dropped with the token", []string{"a=1;; sid=abc;"}, []string{"a=1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := http.Header{"Cookie": tt.in}
+			stripCookie(h, "sid")
+			if diff := cmp.Diff(tt.want, h["Cookie"]); diff != "" {
+				t.Errorf("Cookie (-want +got):\n%s", diff)
+			}
+			// What the sidecar would read as the token is gone.
+			r := &http.Request{Header: h}
+			if c, err := r.Cookie("sid"); err == nil {
+				t.Errorf("a sid cookie is left: %v", c)
+			}
+		})
+	}
 }

@@ -84,6 +84,8 @@ type Manager struct {
 	requireFor []*request.Matcher
 	public     []*request.Matcher
 	forward    []forwardedClaim
+	// forwardToken passes the token on to the app; by default it is removed.
+	forwardToken bool
 }
 
 type forwardedClaim struct {
@@ -105,14 +107,15 @@ func New(p config.SessionPolicy, conns map[string]*redisconn.Conn, m *Metrics, l
 	}
 	mgr := &Manager{
 		// Required paths answer 503 while Redis is unavailable.
-		rdb:         c.Client("session", true),
-		m:           m,
-		log:         log.With("policy", p.Namespace+"/"+p.Name),
-		now:         time.Now,
-		ttl:         p.TTL.D(),
-		sliding:     p.Sliding,
-		maxLifetime: p.MaxLifetime.D(),
-		refresh:     p.RefreshBelow.D(),
+		rdb:          c.Client("session", true),
+		m:            m,
+		log:          log.With("policy", p.Namespace+"/"+p.Name),
+		now:          time.Now,
+		ttl:          p.TTL.D(),
+		sliding:      p.Sliding,
+		maxLifetime:  p.MaxLifetime.D(),
+		refresh:      p.RefreshBelow.D(),
+		forwardToken: p.ForwardToken,
 	}
 	if mgr.ttl == 0 {
 		mgr.ttl = DefaultTTL
