@@ -382,7 +382,7 @@ func TestFullExampleIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatalf("read docs: %v", err)
 	}
-	example := extractJSONBlock(t, string(doc), "<!-- example:full -->")
+	example := extractJSONBlock(t, string(doc), "<!-- docs-test: config full ")
 	c2, err := Parse([]byte(example))
 	if err != nil {
 		t.Fatalf("documented example does not parse: %v", err)

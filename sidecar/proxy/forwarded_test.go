@@ -58,3 +58,33 @@ func TestForwardedHeaders(t *testing.T) {
 		t.Errorf("from a trusted proxy sending no X-Forwarded-*, the app received (-want +got):\n%s", diff)
 	}
 }
+
+// The app gets the client's Accept-Encoding as sent, and none when the
+// client sent none: Go's transport would otherwise ask the app for gzip on
+// the client's behalf and inflate the answer again (the app saw a header
+// nobody sent, and both sides spent CPU on it).
+func TestAppGetsTheClientsAcceptEncoding(t *testing.T) {
+	a := newApp(t)
+	s := newSidecar(t, a.URL, cfgDoc("ae", "")).start(t)
+	eventually(t, "config loaded", func() bool { return s.p.watcher.Status().Loaded })
+	// A client that sends exactly the headers it is given.
+	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	for _, tt := range []struct {
+		sent []string
+		want []string
+	}{{nil, nil}, {[]string{"br"}, []string{"br"}}, {[]string{"gzip, deflate"}, []string{"gzip, deflate"}}} {
+		req, _ := http.NewRequest(http.MethodGet, s.data+"/x", nil)
+		req.Header["Accept-Encoding"] = tt.sent
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		a.mu.Lock()
+		got := a.last.Values("Accept-Encoding")
+		a.mu.Unlock()
+		if diff := cmp.Diff(tt.want, got); diff != "" {
+			t.Errorf("client sent Accept-Encoding %q; the app received (-want +got):\n%s", tt.sent, diff)
+		}
+	}
+}

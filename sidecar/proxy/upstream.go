@@ -38,6 +38,11 @@ func newTransport(responseHeaderTimeout time.Duration, h2c bool) *http.Transport
 		TLSHandshakeTimeout:   5 * time.Second,
 		ExpectContinueTimeout: time.Second,
 		ResponseHeaderTimeout: responseHeaderTimeout,
+		// The app gets the client's Accept-Encoding, or none: by default
+		// the transport would ask for gzip on its own and inflate the answer
+		// again for a client that never wanted it, spending CPU on both
+		// sides and showing the app a header nobody sent.
+		DisableCompression: true,
 	}
 	if h2c {
 		var p http.Protocols
