@@ -95,6 +95,62 @@ func TestSessionsSurviveTheirPrimarysFailover(t *testing.T) {
 	}
 }
 
+// Revocations wait for a replica (WAIT) like creates, so a failover does
+// not bring a revoked session back: one revoked by token and every session
+// of a subject revoked together, all on the primary that is then killed,
+// stay revoked on the promoted replica, while the others still resolve.
+// (Replication is asynchronous: without WAIT the promoted replica could
+// hold a session whose DEL its primary had acknowledged. On loopback the
+// replica usually keeps up without it too, so this pins the outcome, not
+// the race.)
+func TestRevocationsSurviveTheirPrimarysFailover(t *testing.T) {
+	cl := redistest.StartCluster(t)
+	b := &backend{name: "cluster", conn: conn(t, redisconn.Cluster, cl.Addrs()...)}
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	h := newHarness(t, b, config.SessionPolicy{TTL: config.Duration(time.Hour), Sliding: true})
+	victim := cl.Primaries[0]
+	ctx := context.Background()
+	var subjects []string
+	for i := 0; len(subjects) < 3 && i < 2000; i++ {
+		subject := fmt.Sprintf("user-%d", i)
+		node, err := rdb.MasterForKey(ctx, h.m.indexKey(subject))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if node.Options().Addr == victim.Addr() {
+			subjects = append(subjects, subject)
+		}
+	}
+	if len(subjects) < 3 {
+		t.Fatalf("found %d subjects on the victim", len(subjects))
+	}
+	kept := h.create(subjects[0], nil, 0)
+	revoked := h.create(subjects[0], nil, 0)
+	all := []string{h.create(subjects[1], nil, 0), h.create(subjects[1], nil, 0)}
+	other := h.create(subjects[2], nil, 0)
+	if w := h.adminDo(http.MethodDelete, "/v1/sessions", revoked, nil); w.Code != http.StatusNoContent {
+		t.Fatalf("revoke: %d %s", w.Code, w.Body)
+	}
+	if w := h.adminDo(http.MethodDelete, "/v1/subjects/"+subjects[1]+"/sessions", "", nil); w.Code != http.StatusOK {
+		t.Fatalf("revoke-all: %d %s", w.Code, w.Body)
+	}
+	if err := victim.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "a kept session resolves after the failover", func() bool {
+		return h.get("/api", kept).Code == http.StatusOK
+	})
+	if w := h.get("/api", other); w.Code != http.StatusOK {
+		t.Errorf("a session never revoked: %d after the failover, want 200", w.Code)
+	}
+	for i, tok := range append([]string{revoked}, all...) {
+		if w := h.get("/api", tok); w.Code != http.StatusUnauthorized {
+			t.Errorf("revoked session %d: %d after the failover, want 401", i, w.Code)
+		}
+	}
+}
+
 // The race the review found: revoke-all running between a create's index
 // write and its session write left a live session no later revoke-all could
 // find. Creates and revoke-alls of one subject race on the 3+3 cluster, 10k
