@@ -57,6 +57,26 @@ func TestLookupIsBoundedWhenRedisFreezes(t *testing.T) {
 	eventually(t, 10*time.Second, "lookups succeed after the thaw", func() bool { return h.get("/api", tok).Code == http.StatusOK })
 }
 
+// subjectsOn finds n subjects whose sessions live on the primary victim.
+func subjectsOn(t *testing.T, h *harness, rdb *redis.ClusterClient, victim *redistest.Server, n int) []string {
+	t.Helper()
+	var subjects []string
+	for i := 0; len(subjects) < n && i < 2000; i++ {
+		subject := fmt.Sprintf("user-%d", i)
+		node, err := rdb.MasterForKey(context.Background(), h.m.indexKey(subject))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if node.Options().Addr == victim.Addr() {
+			subjects = append(subjects, subject)
+		}
+	}
+	if len(subjects) < n {
+		t.Fatalf("found %d subjects on the victim, want %d", len(subjects), n)
+	}
+	return subjects
+}
+
 // Sessions whose create returned were acknowledged by a replica (WAIT), so
 // killing their primary loses none of them: after the failover every one
 // resolves through the promoted replica.
@@ -67,20 +87,9 @@ func TestSessionsSurviveTheirPrimarysFailover(t *testing.T) {
 	t.Cleanup(func() { _ = rdb.Close() })
 	h := newHarness(t, b, config.SessionPolicy{TTL: config.Duration(time.Hour), Sliding: true})
 	victim := cl.Primaries[0]
-	ctx := context.Background()
 	var toks []string
-	for i := 0; len(toks) < 20 && i < 2000; i++ {
-		subject := fmt.Sprintf("user-%d", i)
-		node, err := rdb.MasterForKey(ctx, h.m.indexKey(subject))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if node.Options().Addr == victim.Addr() {
-			toks = append(toks, h.create(subject, nil, 0))
-		}
-	}
-	if len(toks) < 20 {
-		t.Fatalf("found %d subjects on the victim", len(toks))
+	for _, subject := range subjectsOn(t, h, rdb, victim, 20) {
+		toks = append(toks, h.create(subject, nil, 0))
 	}
 	if err := victim.Kill(); err != nil {
 		t.Fatal(err)
@@ -110,21 +119,7 @@ func TestRevocationsSurviveTheirPrimarysFailover(t *testing.T) {
 	t.Cleanup(func() { _ = rdb.Close() })
 	h := newHarness(t, b, config.SessionPolicy{TTL: config.Duration(time.Hour), Sliding: true})
 	victim := cl.Primaries[0]
-	ctx := context.Background()
-	var subjects []string
-	for i := 0; len(subjects) < 3 && i < 2000; i++ {
-		subject := fmt.Sprintf("user-%d", i)
-		node, err := rdb.MasterForKey(ctx, h.m.indexKey(subject))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if node.Options().Addr == victim.Addr() {
-			subjects = append(subjects, subject)
-		}
-	}
-	if len(subjects) < 3 {
-		t.Fatalf("found %d subjects on the victim", len(subjects))
-	}
+	subjects := subjectsOn(t, h, rdb, victim, 3)
 	kept := h.create(subjects[0], nil, 0)
 	revoked := h.create(subjects[0], nil, 0)
 	all := []string{h.create(subjects[1], nil, 0), h.create(subjects[1], nil, 0)}
