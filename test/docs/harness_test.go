@@ -205,7 +205,7 @@ func startSidecar(t *testing.T, config []byte, env []string, labels string) *sid
 	if labels != "" {
 		lf := filepath.Join(dir, "labels")
 		var lines []string
-		for _, kv := range strings.Split(labels, ",") {
+		for kv := range strings.SplitSeq(labels, ",") {
 			k, v, _ := strings.Cut(kv, "=")
 			lines = append(lines, fmt.Sprintf("%s=%q", k, v))
 		}

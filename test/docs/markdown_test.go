@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -116,13 +117,13 @@ func matchLines(want, got []string) bool {
 		memo[i] = make([]bool, len(got)+1)
 	}
 	memo[len(want)][len(got)] = true
-	for i := len(want) - 1; i >= 0; i-- {
+	for i, w := range slices.Backward(want) {
 		for j := len(got); j >= 0; j-- {
-			if want[i] == "…" {
+			if w == "…" {
 				memo[i][j] = memo[i+1][j] || (j < len(got) && memo[i][j+1])
 				continue
 			}
-			memo[i][j] = j < len(got) && matchLine(want[i], got[j]) && memo[i+1][j+1]
+			memo[i][j] = j < len(got) && matchLine(w, got[j]) && memo[i+1][j+1]
 		}
 	}
 	return memo[0][0]
