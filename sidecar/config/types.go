@@ -49,8 +49,10 @@ type Config struct {
 
 // Proxy configures the request path that is independent of any policy.
 type Proxy struct {
-	// trustedProxies lists CIDRs of peers whose X-Forwarded-For is believed.
-	// Requests from any other peer are identified by the connection address.
+	// trustedProxies lists CIDRs of peers whose X-Forwarded-For is believed
+	// and whose X-Forwarded-* headers are passed on to the app. Requests from
+	// any other peer are identified by the connection address, and the app
+	// gets X-Forwarded-* describing that connection.
 	TrustedProxies []string `json:"trustedProxies,omitempty"`
 	// writeTimeout bounds each write to the client (of at most 32 KiB): a
 	// client that does not take the bytes within it loses the response and
