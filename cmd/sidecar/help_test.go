@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/gatehouse-dev/gatehouse/internal/sidecarbin"
 	"github.com/gatehouse-dev/gatehouse/sidecar/contract"
 )
 
@@ -29,10 +30,7 @@ func sidecarBinary(t *testing.T) string {
 			buildErr = err
 			return
 		}
-		binPath = filepath.Join(dir, "gatehouse-sidecar")
-		if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
-			buildErr = errors.New("go build: " + err.Error() + "\n" + string(out))
-		}
+		binPath, buildErr = sidecarbin.Build(dir)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)

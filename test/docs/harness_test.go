@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/redistest"
+	"github.com/gatehouse-dev/gatehouse/internal/sidecarbin"
 )
 
 // The binaries under test, built once by TestMain as they ship.
@@ -38,16 +39,16 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 	}
-	sidecarBin, echoBin = filepath.Join(dir, "gatehouse-sidecar"), filepath.Join(dir, "echo")
-	for bin, pkg := range map[string]string{sidecarBin: "./cmd/sidecar", echoBin: "./hack/echo"} {
-		build := exec.Command("go", "build", "-o", bin, pkg)
-		build.Dir = "../.."
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, out)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
+	if sidecarBin, err = sidecarbin.Build(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	echoBin = filepath.Join(dir, "echo")
+	if out, err := exec.Command("go", "build", "-o", echoBin, "github.com/gatehouse-dev/gatehouse/hack/echo").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build hack/echo: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
