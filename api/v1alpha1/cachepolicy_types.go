@@ -5,8 +5,39 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// CacheMode says where a cache rule takes freshness from.
+// +kubebuilder:validation:Enum=Standard;Override
+type CacheMode string
+
+// Cache modes.
+const (
+	// CacheModeStandard is RFC 9111: the origin's caching headers decide
+	// what is stored, for how long and whether it may be served stale; the
+	// rule's ttl and stale windows only cap them.
+	CacheModeStandard CacheMode = "Standard"
+	// CacheModeOverride is for origins that send no caching headers: a
+	// response without explicit freshness is fresh for the rule's ttl and
+	// may be served stale within the rule's windows (the behaviour before
+	// Standard mode existed).
+	CacheModeOverride CacheMode = "Override"
+)
+
+// SetCookiePolicy says what a cache rule does with responses that set cookies.
+// +kubebuilder:validation:Enum=NotStored;Strip
+type SetCookiePolicy string
+
+// Set-Cookie policies.
+const (
+	// SetCookieNotStored never stores a response carrying Set-Cookie.
+	SetCookieNotStored SetCookiePolicy = "NotStored"
+	// SetCookieStrip stores such a response without its Set-Cookie fields:
+	// the client whose request fetched it gets the cookie, no one else.
+	SetCookieStrip SetCookiePolicy = "Strip"
+)
+
 // CacheRule caches the upstream responses to matching requests.
 // +kubebuilder:validation:XValidation:rule="!has(self.match.methods) || self.match.methods.all(m, m == 'GET' || m == 'HEAD')",message="cache rules match only GET and HEAD; use invalidate rules for writes"
+// +kubebuilder:validation:XValidation:rule="!has(self.honorCacheControl) || self.honorCacheControl || (has(self.mode) && self.mode == 'Override')",message="honorCacheControl: false ignores the origin's caching headers, which only mode: Override allows"
 type CacheRule struct {
 	// name identifies the rule within the policy and in metrics.
 	// +required
@@ -20,8 +51,18 @@ type CacheRule struct {
 	// +default={}
 	Match HTTPMatch `json:"match,omitzero"`
 
-	// ttl is how long an entry stays fresh. Every entry expires: there is no
-	// rule without a ttl.
+	// mode is Standard (the default: RFC 9111, the origin's Cache-Control,
+	// Expires, Last-Modified and validators decide, the rule only caps) or
+	// Override (the rule's ttl and stale windows apply to responses that
+	// carry no explicit freshness: for origins that send no caching headers).
+	// +optional
+	// +default="Standard"
+	Mode CacheMode `json:"mode,omitempty"`
+
+	// ttl caps the freshness lifetime of every entry, whatever the origin
+	// asks for. In Override mode it is also the lifetime of responses
+	// without explicit freshness. Every entry expires: there is no rule
+	// without a ttl.
 	// +required
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
@@ -47,27 +88,61 @@ type CacheRule struct {
 	// +default="1Mi"
 	MaxBodyBytes *resource.Quantity `json:"maxBodyBytes,omitempty"`
 
-	// honorCacheControl obeys the upstream's Cache-Control: no-store and
-	// private are not stored in the shared tier, s-maxage and max-age shorten
-	// the ttl.
+	// honorCacheControl, in Override mode, obeys the origin's caching
+	// headers: no-store, private and no-cache are honoured and explicit
+	// freshness (s-maxage, max-age, Expires) replaces the ttl, capped by it.
+	// false (Override mode only) ignores them: every response is fresh for
+	// the ttl. Standard mode always obeys them.
 	// +optional
 	// +default=true
 	HonorCacheControl *bool `json:"honorCacheControl,omitempty"`
 
-	// staleWhileRevalidate serves an expired entry for this long while one
-	// request refreshes it in the background.
+	// staleWhileRevalidate caps the origin's stale-while-revalidate (RFC
+	// 5861): how long after its freshness an entry may be served while one
+	// request revalidates it in the background. Unset, the cap is the ttl.
+	// In Override mode it is also the window of responses that name none
+	// (unset: none).
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="staleWhileRevalidate must not be negative"
 	StaleWhileRevalidate *metav1.Duration `json:"staleWhileRevalidate,omitempty"`
 
-	// staleIfError serves an expired entry for this long when the upstream fails.
+	// staleIfError caps the origin's stale-if-error (RFC 5861): how long
+	// after its freshness an entry may answer when the app fails (500, 502,
+	// 503, 504). Unset, the cap is the ttl. In Override mode it is also the
+	// window of responses that name none (unset: none).
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="staleIfError must not be negative"
 	StaleIfError *metav1.Duration `json:"staleIfError,omitempty"`
+
+	// setCookie says what happens to a response carrying Set-Cookie:
+	// NotStored (the default) or Strip (stored without its Set-Cookie
+	// fields; only the client that caused the fetch gets the cookie).
+	// +optional
+	// +default="NotStored"
+	SetCookie SetCookiePolicy `json:"setCookie,omitempty"`
+
+	// maxVariants caps the entries kept per path (query strings, Vary
+	// values and subjects each make one); storing one more evicts the one
+	// that expires soonest.
+	// +optional
+	// +default=256
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10000
+	MaxVariants *int32 `json:"maxVariants,omitempty"`
+
+	// lockTimeout bounds how long a request waits for a concurrent request's
+	// fetch of the same response (request collapsing) before asking the app
+	// itself, like nginx's proxy_cache_lock_timeout. A fetch whose response
+	// headers show it will not be stored releases its waiters at once.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1ms') && duration(self) <= duration('60s')",message="lockTimeout must be between 1ms and 60s"
+	LockTimeout *metav1.Duration `json:"lockTimeout,omitempty"`
 
 	// tags label the entries this rule stores, so invalidate rules and the
 	// purge API can evict them together.
@@ -158,6 +233,15 @@ type CachePolicySpec struct {
 	// redisRef names the RedisCluster holding the shared cache tier.
 	// +required
 	RedisRef RedisReference `json:"redisRef,omitzero"`
+
+	// canonicalHost, when set, replaces the request's Host header in every
+	// cache key, so that replicas reached under different host names (a
+	// Service name, an Ingress host, a pod IP) share their entries. Leave it
+	// unset when the app serves different content per host.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*|\[[0-9a-f:.]+\])(:[0-9]{1,5})?$`
+	CanonicalHost string `json:"canonicalHost,omitempty"`
 
 	// inProcess adds, when set, a per-sidecar in-memory tier in front of Redis.
 	// +optional

@@ -150,6 +150,16 @@ func (in *CacheRule) DeepCopyInto(out *CacheRule) {
 		*out = new(v1.Duration)
 		**out = **in
 	}
+	if in.MaxVariants != nil {
+		in, out := &in.MaxVariants, &out.MaxVariants
+		*out = new(int32)
+		**out = **in
+	}
+	if in.LockTimeout != nil {
+		in, out := &in.LockTimeout, &out.LockTimeout
+		*out = new(v1.Duration)
+		**out = **in
+	}
 	if in.Tags != nil {
 		in, out := &in.Tags, &out.Tags
 		*out = make([]string, len(*in))

@@ -114,7 +114,7 @@ const maxBodyBytesLimit = 64 << 20
 
 func cacheSection(namespace string, p v1alpha1.CachePolicy) (config.CachePolicy, error) {
 	s := p.Spec
-	out := config.CachePolicy{PolicyMeta: policyMeta(namespace, p.Name, s.PodSelector, s.RedisRef.Name)}
+	out := config.CachePolicy{PolicyMeta: policyMeta(namespace, p.Name, s.PodSelector, s.RedisRef.Name), CanonicalHost: s.CanonicalHost}
 	if s.InProcess != nil {
 		tier := &config.InProcessTier{MaxEntries: int(s.InProcess.MaxEntries), MaxBytes: 64 << 20}
 		if s.InProcess.MaxBytes != nil {
@@ -129,10 +129,16 @@ func cacheSection(namespace string, p v1alpha1.CachePolicy) (config.CachePolicy,
 			TTL:                  config.Duration(r.TTL.Duration),
 			VaryHeaders:          r.VaryHeaders,
 			VaryBySubject:        r.VaryBySubject,
+			Mode:                 config.CacheMode(r.Mode),
 			HonorCacheControl:    r.HonorCacheControl == nil || *r.HonorCacheControl,
-			StaleWhileRevalidate: duration(r.StaleWhileRevalidate),
-			StaleIfError:         duration(r.StaleIfError),
+			StaleWhileRevalidate: optionalDuration(r.StaleWhileRevalidate),
+			StaleIfError:         optionalDuration(r.StaleIfError),
+			SetCookie:            config.SetCookiePolicy(r.SetCookie),
+			LockTimeout:          duration(r.LockTimeout),
 			Tags:                 r.Tags,
+		}
+		if r.MaxVariants != nil {
+			rule.MaxVariants = int(*r.MaxVariants)
 		}
 		if r.MaxBodyBytes != nil {
 			n := r.MaxBodyBytes.Value()
@@ -155,6 +161,16 @@ func cacheSection(namespace string, p v1alpha1.CachePolicy) (config.CachePolicy,
 		})
 	}
 	return out, nil
+}
+
+// optionalDuration keeps an omitted duration omitted, so the sidecar
+// config's defaults (which depend on other fields) decide it.
+func optionalDuration(d *metav1.Duration) *config.Duration {
+	if d == nil {
+		return nil
+	}
+	v := config.Duration(d.Duration)
+	return &v
 }
 
 // deref returns *p, or def when the field was omitted (the API server fills

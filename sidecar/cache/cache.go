@@ -20,20 +20,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
-	reqmatch "github.com/gatehouse-dev/gatehouse/sidecar/request" // this package has a request type of its own
 )
 
 const (
-	defaultMaxBody   = 1 << 20
-	defaultKeyPrefix = "cache:"
 	// refreshTimeout bounds a background stale-while-revalidate refresh.
 	refreshTimeout = 30 * time.Second
 	// genGrace is how long a path's generation outlives its longest entry;
@@ -43,16 +38,21 @@ const (
 
 // Cache caches the responses of one CachePolicy.
 type Cache struct {
-	ks          keyspace
-	rules       []rule
-	inv         []invRule
-	st          *store
-	local       *local // nil without an in-process tier
-	m           *Metrics
-	sh          *Shared
-	pending     *pendingSet
-	log         *slog.Logger
-	flights     flights
+	ks            keyspace
+	canonicalHost string
+	rules         []rule
+	inv           []invRule
+	st            *store
+	local         *local // nil without an in-process tier
+	m             *Metrics
+	sh            *Shared
+	pending       *pendingSet
+	log           *slog.Logger
+	flights       *flights
+	hints         *varyHints
+	// recs is this sidecar's copy of each bucket's invalidation records,
+	// refreshed when a lookup sees a newer sequence.
+	recs        [buckets]atomic.Pointer[records]
 	maxLifetime time.Duration
 	// heard is the unix-nano time the subscription last delivered anything
 	// (a message or a pong); the in-process tier is used only while it is
@@ -68,105 +68,38 @@ type Cache struct {
 	wg     sync.WaitGroup
 }
 
-type rule struct {
-	name      string
-	match     *reqmatch.Matcher
-	ttl       time.Duration
-	swr, sie  time.Duration
-	vary      []string
-	bySubject bool
-	maxBody   int64
-	honor     bool
-	tags      []string
-}
-
-type invRule struct {
-	name        string
-	match       *reqmatch.Matcher
-	requestPath bool
-	grpc        bool // fires on gRPC calls too
-	t           targets
-}
-
 // New builds the cache of policy p. conns maps connection names to
 // connections; p.Redis must name one of them. sh is the process's Shared.
 func New(p config.CachePolicy, conns map[string]*redisconn.Conn, sh *Shared, log *slog.Logger) (*Cache, error) {
 	if sh == nil || log == nil {
 		return nil, errors.New("cache: shared state and logger are required")
 	}
+	cp, err := compile(p)
+	if err != nil {
+		return nil, err
+	}
 	rc, ok := conns[p.Redis]
 	if !ok || rc == nil {
 		return nil, fmt.Errorf("cache policy %s/%s: unknown redis connection %q", p.Namespace, p.Name, p.Redis)
 	}
-	prefix := p.KeyPrefix
-	if prefix == "" {
-		prefix = defaultKeyPrefix
-	}
 	c := &Cache{
-		ks:   newKeyspace(prefix, p.Namespace, p.Name),
-		m:    sh.m,
-		sh:   sh,
-		log:  log.With("cachePolicy", p.Namespace+"/"+p.Name),
-		quit: make(chan struct{}),
+		ks:            cp.ks,
+		canonicalHost: cp.canonicalHost,
+		rules:         cp.rules,
+		inv:           cp.inv,
+		maxLifetime:   cp.maxLifetime,
+		m:             sh.m,
+		sh:            sh,
+		log:           log.With("cachePolicy", p.Namespace+"/"+p.Name),
+		flights:       newFlights(),
+		hints:         newVaryHints(),
+		quit:          make(chan struct{}),
 	}
 	// A Redis failure never refuses a request: the cache steps aside.
-	c.st = &store{rdb: rc.Client("cache", false), ks: c.ks}
-	var errs []error
-	for i, r := range p.Rules {
-		if r.TTL.D() <= 0 {
-			errs = append(errs, fmt.Errorf("rules[%d] %q: ttl must be positive", i, r.Name))
-		}
-		if r.StaleWhileRevalidate < 0 || r.StaleIfError < 0 || r.MaxBodyBytes < 0 {
-			errs = append(errs, fmt.Errorf("rules[%d] %q: negative staleWhileRevalidate, staleIfError or maxBodyBytes", i, r.Name))
-		}
-		mt, err := reqmatch.Compile(r.Match, []string{http.MethodGet, http.MethodHead})
-		if err != nil {
-			errs = append(errs, fmt.Errorf("rules[%d] %q: match: %w", i, r.Name, err))
-		}
-		for _, meth := range r.Match.Methods {
-			if meth = strings.ToUpper(meth); meth != http.MethodGet && meth != http.MethodHead {
-				errs = append(errs, fmt.Errorf("rules[%d] %q: method %s is not cacheable (GET and HEAD only)", i, r.Name, meth))
-			}
-		}
-		maxBody := r.MaxBodyBytes
-		if maxBody == 0 {
-			maxBody = defaultMaxBody
-		}
-		c.rules = append(c.rules, rule{
-			name: r.Name, match: mt, ttl: r.TTL.D(),
-			swr: r.StaleWhileRevalidate.D(), sie: r.StaleIfError.D(),
-			vary: headerNames(r.VaryHeaders), bySubject: r.VaryBySubject,
-			maxBody: maxBody, honor: r.HonorCacheControl, tags: r.Tags,
-		})
-		c.maxLifetime = max(c.maxLifetime, r.TTL.D()+max(r.StaleWhileRevalidate.D(), r.StaleIfError.D()))
+	c.st = &store{rdb: rc.Client("cache", false), ks: c.ks, maxLifetime: c.maxLifetime}
+	if cp.inProcess != nil {
+		c.local = newLocal(cp.inProcess.MaxEntries, cp.inProcess.MaxBytes, c.m)
 	}
-	for i, r := range p.Invalidate {
-		mt, err := reqmatch.Compile(r.Match, []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete})
-		if err != nil {
-			errs = append(errs, fmt.Errorf("invalidate[%d] %q: match: %w", i, r.Name, err))
-		}
-		ir := invRule{
-			name:        r.Name,
-			match:       mt,
-			requestPath: r.RequestPath,
-			grpc:        r.GRPC,
-			t:           targets{Paths: r.Paths, PathPrefixes: r.PathPrefixes, Tags: r.Tags},
-		}
-		if !ir.requestPath && ir.t.empty() {
-			errs = append(errs, fmt.Errorf("invalidate[%d] %q: names nothing to evict", i, r.Name))
-		}
-		c.inv = append(c.inv, ir)
-	}
-	if p.InProcess != nil {
-		if p.InProcess.MaxEntries <= 0 || p.InProcess.MaxBytes <= 0 {
-			errs = append(errs, errors.New("inProcess: maxEntries and maxBytes must be positive"))
-		}
-		c.local = newLocal(p.InProcess.MaxEntries, p.InProcess.MaxBytes, c.m)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("cache policy %s/%s: %w", p.Namespace, p.Name, err)
-	}
-	c.st.maxLifetime = c.maxLifetime
 	c.pending = sh.pendingFor(c.ks.prefix)
 	c.wg.Add(1)
 	go c.retryInvalidations()

@@ -7,35 +7,59 @@ import (
 	"time"
 )
 
-// entry is one stored response with the timestamps its freshness derives from.
+// entry is one stored response with the metadata its freshness and its
+// validity derive from.
 type entry struct {
 	Status int
 	Header http.Header
 	Body   []byte
-	// StoredAt is when the response was received from the upstream.
-	StoredAt time.Time
-	// InitialAge is the upstream's Age when it was received.
+	// RequestTime and ResponseTime bracket the exchange with the origin
+	// that produced the entry or last validated it (RFC 9111 4.2.3).
+	RequestTime, ResponseTime time.Time
+	// InitialAge is the corrected initial age at ResponseTime.
 	InitialAge time.Duration
-	// Lifetime is the freshness lifetime; the entry is fresh while its age is below it.
+	// Lifetime is the freshness lifetime: fresh while the age is below it.
 	Lifetime time.Duration
-	// SWR and SIE are the stale windows after Lifetime (0 when must-revalidate).
+	// SWR and SIE are the stale windows after Lifetime (0 when the
+	// response may not be served stale).
 	SWR, SIE time.Duration
+	// Keep is the age up to which the entry is kept at all (fresh, stale
+	// within a window, or as a base for revalidation).
+	Keep time.Duration
+	// NoCache: every use needs a successful validation. NoStale: never
+	// served stale. SharedAuth: reusable for requests with Authorization.
+	NoCache, NoStale, SharedAuth bool
+	// Gen and Seq are the path's generation and its bucket's invalidation
+	// sequence that the fill read before it fetched: an invalidation since
+	// makes the entry invalid (see store.lookup).
+	Gen, Seq int64
+	// Tags are the tags of the rule that stored it.
+	Tags []string
 }
 
-// age is the entry's current age (RFC 9111 4.2.3, with the sidecar's own
-// clock as both request and response time).
+// age is the entry's current age (RFC 9111 4.2.3).
 func (e *entry) age(now time.Time) time.Duration {
-	return e.InitialAge + max(now.Sub(e.StoredAt), 0)
+	return e.InitialAge + max(now.Sub(e.ResponseTime), 0)
 }
 
-// expiresIn is how long the entry may still be used at all, fresh or stale.
-func (e *entry) expiresIn(now time.Time) time.Duration {
-	return e.Lifetime + max(e.SWR, e.SIE) - e.age(now)
+// fresh reports whether the entry is fresh at now.
+func (e *entry) fresh(now time.Time) bool { return e.age(now) < e.Lifetime }
+
+// staleness is how far past its freshness lifetime the entry is at now.
+func (e *entry) staleness(now time.Time) time.Duration { return e.age(now) - e.Lifetime }
+
+// expiresIn is how long the entry may still be kept.
+func (e *entry) expiresIn(now time.Time) time.Duration { return e.Keep - e.age(now) }
+
+// hasValidators reports whether the entry can be revalidated with a
+// conditional request.
+func (e *entry) hasValidators() bool {
+	return e.Header.Get("ETag") != "" || e.Header.Get("Last-Modified") != ""
 }
 
 // size approximates the memory the entry holds, for the in-process byte cap.
 func (e *entry) size() int64 {
-	n := int64(len(e.Body)) + 64
+	n := int64(len(e.Body)) + 128
 	for k, vs := range e.Header {
 		n += int64(len(k))
 		for _, v := range vs {
@@ -45,19 +69,35 @@ func (e *entry) size() int64 {
 	return n
 }
 
-const entryVersion = 1
+// entryVersion 2: RFC 9111 ages, validity stamps and tags. Entries of
+// version 1 are read as misses and overwritten.
+const entryVersion = 2
 
 var errCorrupt = errors.New("corrupt cache entry")
 
 // marshal encodes the entry compactly: a version byte, fixed-width numbers,
-// length-prefixed header names and values, then the body.
+// length-prefixed tags, header names and values, then the body.
 func (e *entry) marshal() []byte {
-	b := make([]byte, 0, e.size()+64)
+	b := make([]byte, 0, e.size()+96)
 	b = append(b, entryVersion)
 	b = binary.BigEndian.AppendUint16(b, uint16(e.Status))
-	b = binary.BigEndian.AppendUint64(b, uint64(e.StoredAt.UnixMilli()))
-	for _, d := range []time.Duration{e.InitialAge, e.Lifetime, e.SWR, e.SIE} {
+	b = binary.BigEndian.AppendUint64(b, uint64(e.RequestTime.UnixMilli()))
+	b = binary.BigEndian.AppendUint64(b, uint64(e.ResponseTime.UnixMilli()))
+	for _, d := range []time.Duration{e.InitialAge, e.Lifetime, e.SWR, e.SIE, e.Keep} {
 		b = binary.BigEndian.AppendUint64(b, uint64(d.Milliseconds()))
+	}
+	var flags byte
+	for i, f := range []bool{e.NoCache, e.NoStale, e.SharedAuth} {
+		if f {
+			flags |= 1 << i
+		}
+	}
+	b = append(b, flags)
+	b = binary.BigEndian.AppendUint64(b, uint64(e.Gen))
+	b = binary.BigEndian.AppendUint64(b, uint64(e.Seq))
+	b = binary.AppendUvarint(b, uint64(len(e.Tags)))
+	for _, t := range e.Tags {
+		b = appendString(b, t)
 	}
 	b = binary.AppendUvarint(b, uint64(len(e.Header)))
 	for k, vs := range e.Header {
@@ -76,18 +116,33 @@ func appendString(b []byte, s string) []byte {
 }
 
 func unmarshalEntry(b []byte) (*entry, error) {
-	const fixed = 1 + 2 + 8 + 4*8
+	const fixed = 1 + 2 + 2*8 + 5*8 + 1 + 2*8
 	if len(b) < fixed || b[0] != entryVersion {
 		return nil, errCorrupt
 	}
 	e := &entry{Status: int(binary.BigEndian.Uint16(b[1:]))}
-	e.StoredAt = time.UnixMilli(int64(binary.BigEndian.Uint64(b[3:])))
-	ds := []*time.Duration{&e.InitialAge, &e.Lifetime, &e.SWR, &e.SIE}
-	for i, d := range ds {
-		*d = time.Duration(binary.BigEndian.Uint64(b[11+8*i:])) * time.Millisecond
+	e.RequestTime = time.UnixMilli(int64(binary.BigEndian.Uint64(b[3:])))
+	e.ResponseTime = time.UnixMilli(int64(binary.BigEndian.Uint64(b[11:])))
+	for i, d := range []*time.Duration{&e.InitialAge, &e.Lifetime, &e.SWR, &e.SIE, &e.Keep} {
+		*d = time.Duration(binary.BigEndian.Uint64(b[19+8*i:])) * time.Millisecond
 	}
+	flags := b[59]
+	e.NoCache, e.NoStale, e.SharedAuth = flags&1 != 0, flags&2 != 0, flags&4 != 0
+	e.Gen = int64(binary.BigEndian.Uint64(b[60:]))
+	e.Seq = int64(binary.BigEndian.Uint64(b[68:]))
 	r := b[fixed:]
 	n, ok := readUvarint(&r)
+	if !ok || n > uint64(len(r)) {
+		return nil, errCorrupt
+	}
+	for range n {
+		t, ok := readString(&r)
+		if !ok {
+			return nil, errCorrupt
+		}
+		e.Tags = append(e.Tags, t)
+	}
+	n, ok = readUvarint(&r)
 	if !ok || n > uint64(len(r)) {
 		return nil, errCorrupt
 	}

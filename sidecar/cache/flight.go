@@ -1,45 +1,73 @@
 package cache
 
-import "sync"
+import (
+	"hash/maphash"
+	"sync"
+)
 
-// flights collapses concurrent misses for one key into one upstream call.
-// Unlike a plain singleflight the leader writes its own response itself (it
-// may stream), and followers get the result only when it is shareable —
-// a response that was not storable (Set-Cookie, private, too large) is never
-// handed to another client, the follower fetches on its own instead.
+// flights collapses concurrent requests for one variant into one lookup and
+// at most one upstream call (RFC 9111 4: "collapsed requests"). The leader
+// publishes its outcome the moment it is known — an entry it found fresh,
+// one it fetched and may share, or nothing — before it writes its own
+// response, so no follower waits on the leader's client. Followers wait at
+// most their rule's lockTimeout (like nginx's proxy_cache_lock_timeout);
+// a leader whose response headers show it will not be stored releases them
+// at once, and they ask the app themselves.
 type flights struct {
+	seed   maphash.Seed
+	shards [32]flightShard
+}
+
+type flightShard struct {
 	mu    sync.Mutex
 	calls map[string]*flight
 }
 
 type flight struct {
 	done chan struct{}
-	// e is the shareable response and key the variant key it was stored
-	// under, set by the leader before done is closed.
-	e   *entry
-	key string
+	once sync.Once
+	// e is the leader's shareable entry (nil: none) and key the variant key
+	// it is stored under; fetched says the leader got it from the origin
+	// (or validated it) for this flight, rather than finding it stored.
+	e       *entry
+	key     string
+	fetched bool
+	tier    detail
 }
+
+func (g *flights) shard(key string) *flightShard {
+	return &g.shards[maphash.String(g.seed, key)%uint64(len(g.shards))]
+}
+
+func newFlights() *flights { return &flights{seed: maphash.MakeSeed()} }
 
 // join returns the flight for key and whether the caller leads it.
 func (g *flights) join(key string) (*flight, bool) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if f, ok := g.calls[key]; ok {
+	s := g.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f, ok := s.calls[key]; ok {
 		return f, false
 	}
-	if g.calls == nil {
-		g.calls = map[string]*flight{}
+	if s.calls == nil {
+		s.calls = map[string]*flight{}
 	}
 	f := &flight{done: make(chan struct{})}
-	g.calls[key] = f
+	s.calls[key] = f
 	return f, true
 }
 
-// finish publishes the leader's result (nil when not shareable) and ends the flight.
-func (g *flights) finish(key string, f *flight, e *entry, storedKey string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	f.e, f.key = e, storedKey
-	delete(g.calls, key)
-	close(f.done)
+// publish ends the flight with the leader's outcome; only the first call
+// counts, so a leader can publish early and still defer a publish(nil).
+func (g *flights) publish(key string, f *flight, e *entry, storedKey string, fetched bool, tier detail) {
+	f.once.Do(func() {
+		s := g.shard(key)
+		s.mu.Lock()
+		if s.calls[key] == f {
+			delete(s.calls, key)
+		}
+		s.mu.Unlock()
+		f.e, f.key, f.fetched, f.tier = e, storedKey, fetched, tier
+		close(f.done)
+	})
 }

@@ -22,7 +22,7 @@ func FuzzCacheKey(f *testing.F) {
 			t.Fatal("hash not deterministic")
 		}
 		key := ks.variant(path, h)
-		for _, k := range []string{key, ks.vars(path), ks.vary(path), ks.gen(path)} {
+		for _, k := range []string{key, ks.meta(path), ks.variants(path), ks.gens(mustBucket(path))} {
 			if strings.Count(k, "{") != 1 || strings.Count(k, "}") != 1 {
 				t.Fatalf("key %q must hold exactly one hash tag", k)
 			}
@@ -58,4 +58,9 @@ func queryNames(q string) []string {
 		out = append(out, name)
 	}
 	return out
+}
+
+func mustBucket(path string) int {
+	b, _ := pathHash(path)
+	return b
 }

@@ -52,11 +52,16 @@ func (u *upstream) set(h http.HandlerFunc) {
 	u.handler = h
 }
 
-// text answers body with extra headers.
+// text answers body with extra headers. Unless they name Cache-Control,
+// the answer says it is fresh for an hour, as an origin that wants its
+// responses cached does.
 func text(body string, headers ...string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		for i := 0; i+1 < len(headers); i += 2 {
 			w.Header().Add(headers[i], headers[i+1])
+		}
+		if _, ok := w.Header()["Cache-Control"]; !ok {
+			w.Header().Set("Cache-Control", "max-age=3600")
 		}
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = io.WriteString(w, body)

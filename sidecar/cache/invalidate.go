@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +17,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
 	"github.com/gatehouse-dev/gatehouse/sidecar/grpcwire"
 	"github.com/gatehouse-dev/gatehouse/sidecar/problem"
+	reqmatch "github.com/gatehouse-dev/gatehouse/sidecar/request"
 )
 
 const (
@@ -29,14 +33,45 @@ const (
 	resubscribeBackoff = 200 * time.Millisecond
 )
 
-// serveWrite forwards an unsafe request and, once the upstream answered 2xx,
-// evicts t — before the status reaches the client, so a client that saw its
-// write succeed never reads the old entry afterwards. The eviction waits for
-// Redis at most one request deadline; if Redis did not accept it by then,
-// it is retried in the background and the paths bypass the cache meanwhile.
-func (c *Cache) serveWrite(w http.ResponseWriter, r *http.Request, next http.Handler, t targets) {
-	hw := &hookWriter{ResponseWriter: w, onHeader: func(_ http.Header, status int) {
-		if status < 200 || status > 299 {
+// serveWrite forwards an unsafe request and, once the upstream answered
+// with a non-error status (2xx or 3xx, RFC 9111 4.4), invalidates what it
+// changed — before the status reaches the client, so a client that saw its
+// write succeed never reads the old entry afterwards: the target URI and
+// the same-origin URIs of Location and Content-Location when a cache rule
+// covers them, and whatever matching invalidate rules name. The
+// invalidation waits for Redis at most one request deadline; if Redis did
+// not accept it by then, it is retried in the background and the paths
+// bypass the cache meanwhile.
+func (c *Cache) serveWrite(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	// A gRPC call is a POST to /package.Service/Method answered 200
+	// whatever its outcome: only rules that opted in may fire on it, only
+	// once it ended OK (serveGRPCWrite), and it never invalidates its own
+	// method path implicitly — no cached GET lives there.
+	isGRPC := grpcwire.IsGRPC(r)
+	var ruled targets
+	for _, ir := range c.inv {
+		if (!isGRPC || ir.grpc) && ir.match.Match(r) {
+			ruled = ruled.union(ir.t)
+			if ir.requestPath {
+				ruled.Paths = append(ruled.Paths, r.URL.Path)
+			}
+		}
+	}
+	switch {
+	case isGRPC && ruled.empty(), !isGRPC && ruled.empty() && len(c.rules) == 0:
+		next.ServeHTTP(w, r)
+		return
+	case isGRPC:
+		c.serveGRPCWrite(w, r, next, ruled)
+		return
+	}
+	hw := &hookWriter{ResponseWriter: w, onHeader: func(h http.Header, status int) {
+		if status < 200 || status > 399 {
+			return
+		}
+		t := ruled
+		t.Paths = append(slices.Clone(t.Paths), c.writtenPaths(r, h)...)
+		if t.empty() {
 			return
 		}
 		if _, err := c.invalidate(r.Context(), t); err != nil {
@@ -77,6 +112,70 @@ func grpcStatus(h http.Header) string {
 		return v
 	}
 	return h.Get(grpcwire.StatusHeader)
+}
+
+// writtenPaths are the paths an unsafe request's success invalidates by
+// RFC 9111 4.4: its target and the URIs in Location and Content-Location
+// that share its origin, each only when a cache rule covers it (no other
+// path can hold an entry).
+func (c *Cache) writtenPaths(r *http.Request, h http.Header) []string {
+	var out []string
+	add := func(path, escaped string) {
+		if path != "" && c.covered(escaped) && !slices.Contains(out, path) {
+			out = append(out, path)
+		}
+	}
+	add(r.URL.Path, reqmatch.Path(r))
+	for _, name := range []string{"Location", "Content-Location"} {
+		if v := h.Get(name); v != "" {
+			add(c.sameOriginPath(r, v))
+		}
+	}
+	return out
+}
+
+// covered reports whether some cache rule could store an entry for the
+// escaped path.
+func (c *Cache) covered(path string) bool {
+	for i := range c.rules {
+		if c.rules[i].match.MatchPath(path) {
+			return true
+		}
+	}
+	return false
+}
+
+// sameOriginPath resolves ref against r's URI and returns its canonical
+// path, decoded and escaped, when it has r's origin (scheme, host and port;
+// RFC 9111 4.4 forbids invalidating another origin's URIs), or "" otherwise.
+// With a canonical host, that host counts as r's too.
+func (c *Cache) sameOriginPath(r *http.Request, ref string) (string, string) {
+	u, err := url.Parse(ref)
+	if err != nil {
+		return "", ""
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	base := &url.URL{Scheme: scheme, Host: r.Host, Path: r.URL.Path}
+	abs := base.ResolveReference(u)
+	if !strings.EqualFold(abs.Scheme, scheme) {
+		return "", ""
+	}
+	host := normalizeHost(abs.Host)
+	if host != normalizeHost(r.Host) && (c.canonicalHost == "" || host != c.canonicalHost) {
+		return "", ""
+	}
+	canon, err := reqmatch.Canonical(abs.EscapedPath(), reqmatch.Options{})
+	if err != nil {
+		return "", ""
+	}
+	path, err := url.PathUnescape(canon)
+	if err != nil {
+		return "", ""
+	}
+	return path, canon
 }
 
 // message is an invalidation broadcast. Pending says the sender's Redis

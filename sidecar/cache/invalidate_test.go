@@ -134,8 +134,11 @@ func TestFailedInvalidationIsRetriedAndBypassesMeanwhile(t *testing.T) {
 	if got := testutil.ToFloat64(s.m.pending); got != 0 {
 		t.Errorf("pending invalidations after the retry = %v, want 0", got)
 	}
-	if gen := client.Get(context.Background(), s.c.ks.gen("/items/2")).Val(); gen != "1" {
-		t.Errorf("generation of /items/2 = %q, want 1: the retry evicted it once", gen)
+	if gen := client.HGet(context.Background(), s.c.ks.meta("/items/2"), "gen").Val(); gen == "" {
+		t.Error("/items/2 has no generation: the retry did not invalidate it")
+	}
+	if got := testutil.ToFloat64(s.m.evictions.WithLabelValues("redis", "invalidation")); got != 1 {
+		t.Errorf("Redis invalidations = %v, want 1: the retry invalidated /items/2 once", got)
 	}
 }
 
@@ -175,8 +178,8 @@ func TestPendingInvalidationOutlivesAReload(t *testing.T) {
 	eventually(t, "the new Cache retries the old one's invalidation", func() bool {
 		return testutil.ToFloat64(sh.m.pending) == 0
 	})
-	if gen := client.Get(context.Background(), next.ks.gen("/items/3")).Val(); gen != "1" {
-		t.Errorf("generation = %q, want 1", gen)
+	if gen := client.HGet(context.Background(), next.ks.meta("/items/3"), "gen").Val(); gen == "" {
+		t.Error("/items/3 has no generation: the new Cache did not retry the invalidation")
 	}
 	if r := serveLocal(next.Middleware(reverseProxy(t, up)), http.MethodGet, "/items/3"); r.Body.String() != "/items/3 v1" {
 		t.Errorf("after the retry: %q, want v1", r.Body.String())
@@ -195,7 +198,7 @@ func TestPendingInvalidationReachesOtherReplicas(t *testing.T) {
 	up := newVersioned(t)
 	p := writablePolicy(true)
 	cc := clusterClient(t, cl.Addrs())
-	ks := newKeyspace(defaultKeyPrefix, p.Namespace, p.Name)
+	ks := newKeyspace(config.DefaultCachePrefix, p.Namespace, p.Name)
 	ctx := context.Background()
 	owner := func(key string) string {
 		n, err := cc.MasterForKey(ctx, key)
@@ -207,14 +210,14 @@ func TestPendingInvalidationReachesOtherReplicas(t *testing.T) {
 	channelNode := owner(ks.channel())
 	path := ""
 	for i := range 100 {
-		if c := fmt.Sprintf("/items/p%d", i); owner(ks.vars(c)) != channelNode {
+		if c := fmt.Sprintf("/items/p%d", i); owner(ks.meta(c)) != channelNode {
 			path = c
 			break
 		}
 	}
 	var victim *redistest.Server
 	for _, s := range cl.Primaries {
-		if s.Addr() == owner(ks.vars(path)) {
+		if s.Addr() == owner(ks.meta(path)) {
 			victim = s
 		}
 	}

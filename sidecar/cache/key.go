@@ -7,21 +7,29 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 )
 
-// keyspace builds every Redis key and channel name of one policy. The layout:
+// buckets is how many hash slots one policy's entries are spread over.
+// Each bucket keeps its own copy of the policy's prefix and tag
+// invalidations, so a lookup reads one slot and a prefix or tag
+// invalidation writes a constant number of keys, however many paths and
+// variants are cached.
+const buckets = 256
+
+// keyspace builds every Redis key and channel name of one policy. The layout
+// (<b> the path's bucket, <ph> 64 bits of SHA-256 of the path):
 //
-//	<prefix>{<ns>/<policy>/<pathhash>}:v:<varianthash>  one stored response
-//	<prefix>{<ns>/<policy>/<pathhash>}:vars              set of that path's variant keys
-//	<prefix>{<ns>/<policy>/<pathhash>}:vary              the upstream Vary spec of the path
-//	<prefix>{<ns>/<policy>/<pathhash>}:gen               invalidation generation of the path
-//	<prefix>{<ns>/<policy>}:paths                        zset path -> expiry, for prefix eviction
-//	<prefix>{<ns>/<policy>}:tag:<tag>                    zset path -> expiry, for tag eviction
-//	<prefix>{<ns>/<policy>}:inv                          invalidation broadcast channel
+//	<prefix>{<ns>/<policy>/<b>}:v:<varianthash>  one stored response
+//	<prefix>{<ns>/<policy>/<b>}:p:<ph>           hash: the path's generation and upstream Vary spec
+//	<prefix>{<ns>/<policy>/<b>}:n:<ph>           zset: the path's variant keys by expiry (the variant cap)
+//	<prefix>{<ns>/<policy>/<b>}:g                hash: the bucket's copy of prefix and tag invalidations
+//	<prefix>{<ns>/<policy>}:inv                  invalidation broadcast channel
 //
-// Everything about one path shares a hash tag, so evicting a path is a
-// single-slot operation on a cluster; the indexes share the policy's tag.
+// Everything about one path shares its bucket's hash tag, so a lookup and a
+// store are each a single-slot operation on a cluster.
 type keyspace struct {
 	prefix string // "<keyPrefix><ns>/<policy>"
 	base   string // keyPrefix
@@ -33,21 +41,40 @@ func newKeyspace(keyPrefix, namespace, policy string) keyspace {
 	return keyspace{prefix: keyPrefix + p, base: keyPrefix, policy: p}
 }
 
-// pathTag is the hash tag shared by all keys of one path.
-func (k keyspace) pathTag(path string) string {
+// pathHash is 64 bits of SHA-256 of the path, hex.
+func pathHash(path string) (int, string) {
 	sum := sha256.Sum256([]byte(path))
-	return "{" + k.policy + "/" + hex.EncodeToString(sum[:8]) + "}"
+	return int(sum[0]), hex.EncodeToString(sum[:8])
+}
+
+// bucketTag is the hash tag of bucket b.
+func (k keyspace) bucketTag(b int) string {
+	return "{" + k.policy + "/" + strconv.FormatInt(int64(b), 16) + "}"
+}
+
+// pathTag is the hash tag shared by all keys of one path: its bucket's.
+func (k keyspace) pathTag(path string) string {
+	b, _ := pathHash(path)
+	return k.bucketTag(b)
 }
 
 func (k keyspace) variant(path, variantHash string) string {
 	return k.base + k.pathTag(path) + ":v:" + variantHash
 }
-func (k keyspace) vars(path string) string { return k.base + k.pathTag(path) + ":vars" }
-func (k keyspace) vary(path string) string { return k.base + k.pathTag(path) + ":vary" }
-func (k keyspace) gen(path string) string  { return k.base + k.pathTag(path) + ":gen" }
-func (k keyspace) paths() string           { return k.base + "{" + k.policy + "}:paths" }
-func (k keyspace) tag(tag string) string   { return k.base + "{" + k.policy + "}:tag:" + tag }
-func (k keyspace) channel() string         { return k.base + "{" + k.policy + "}:inv" }
+
+func (k keyspace) meta(path string) string {
+	b, h := pathHash(path)
+	return k.base + k.bucketTag(b) + ":p:" + h
+}
+
+func (k keyspace) variants(path string) string {
+	b, h := pathHash(path)
+	return k.base + k.bucketTag(b) + ":n:" + h
+}
+
+func (k keyspace) gens(b int) string         { return k.base + k.bucketTag(b) + ":g" }
+func (k keyspace) channel() string           { return k.base + "{" + k.policy + "}:inv" }
+func (k keyspace) localVary(p string) string { return k.meta(p) + ":vary" }
 
 // keyInput is everything a stored response is selected by.
 type keyInput struct {
@@ -186,4 +213,45 @@ func parseVary(h http.Header) (names []string, star bool) {
 		}
 	}
 	return headerNames(names), false
+}
+
+// normalizeHost is the Host as keys compare it: lower case, without the
+// trailing dot of a fully qualified name or http's default port.
+func normalizeHost(h string) string {
+	h = strings.ToLower(h)
+	h = strings.TrimSuffix(h, ":80")
+	return strings.TrimSuffix(h, ".")
+}
+
+// maxHints bounds the Vary specs a sidecar remembers.
+const maxHints = 4096
+
+// varyHints remembers the upstream Vary spec last seen for each path, so a
+// lookup reads the right variant in its first round trip. A wrong or
+// missing hint costs a second read, never a wrong answer: the spec Redis
+// returns decides.
+type varyHints struct {
+	mu sync.Mutex
+	m  map[string][]string
+}
+
+func newVaryHints() *varyHints { return &varyHints{m: map[string][]string{}} }
+
+func (h *varyHints) get(path string) []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.m[path]
+}
+
+func (h *varyHints) set(path string, vary []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(vary) == 0 {
+		delete(h.m, path)
+		return
+	}
+	if len(h.m) >= maxHints {
+		clear(h.m) // cheap and bounded; hints are rebuilt by the next lookups
+	}
+	h.m[path] = vary
 }

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -99,19 +100,24 @@ func TestKeyInputHash(t *testing.T) {
 func TestKeyspace(t *testing.T) {
 	ks := newKeyspace("cache:", "shop", "products")
 	tag := ks.pathTag("/products/42")
-	got := []string{ks.variant("/products/42", "abc"), ks.vars("/products/42"), ks.vary("/products/42"), ks.gen("/products/42"), ks.paths(), ks.tag("catalog"), ks.channel()}
+	b, ph := pathHash("/products/42")
+	got := []string{ks.variant("/products/42", "abc"), ks.meta("/products/42"), ks.variants("/products/42"), ks.gens(b), ks.channel()}
 	want := []string{
-		"cache:" + tag + ":v:abc", "cache:" + tag + ":vars", "cache:" + tag + ":vary", "cache:" + tag + ":gen",
-		"cache:{shop/products}:paths", "cache:{shop/products}:tag:catalog", "cache:{shop/products}:inv",
+		"cache:" + tag + ":v:abc", "cache:" + tag + ":p:" + ph, "cache:" + tag + ":n:" + ph, "cache:" + tag + ":g",
+		"cache:{shop/products}:inv",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("key layout (-want +got):\n%s", diff)
 	}
-	if !strings.HasPrefix(tag, "{shop/products/") || len(tag) != len("{shop/products/}")+16 {
-		t.Errorf("path tag %q must embed namespace, policy and a 64-bit path hash", tag)
+	if !strings.HasPrefix(tag, "{shop/products/") || tag != ks.bucketTag(b) {
+		t.Errorf("path tag %q must embed namespace, policy and the path's bucket", tag)
 	}
-	if ks.pathTag("/a") == ks.pathTag("/b") {
-		t.Error("different paths must get different hash tags")
+	seen := map[string]bool{}
+	for i := range 4096 {
+		seen[ks.pathTag(fmt.Sprintf("/p/%d", i))] = true
+	}
+	if len(seen) != buckets {
+		t.Errorf("4096 paths use %d hash tags, want all %d buckets", len(seen), buckets)
 	}
 	if newKeyspace("cache:", "other", "products").pathTag("/a") == ks.pathTag("/a") {
 		t.Error("namespaces must never share keys")
@@ -141,51 +147,60 @@ func TestParseVary(t *testing.T) {
 }
 
 func TestParseCacheControl(t *testing.T) {
-	none := time.Duration(-1)
+	d := func(f func(*directives)) directives {
+		v := newDirectives()
+		f(&v)
+		return v
+	}
 	tests := []struct {
 		name string
 		in   []string
-		want cacheControl
+		want directives
 	}{
-		{"absent", nil, cacheControl{MaxAge: none, SMaxAge: none}},
-		{"no-store", []string{"no-store"}, cacheControl{NoStore: true, MaxAge: none, SMaxAge: none}},
-		{"private and max-age", []string{"private, max-age=60"}, cacheControl{Private: true, MaxAge: time.Minute, SMaxAge: none}},
-		{"s-maxage", []string{"public, max-age=60, s-maxage=10"}, cacheControl{Public: true, MaxAge: time.Minute, SMaxAge: 10 * time.Second}},
-		{"case and quotes", []string{`MAX-AGE="30"`}, cacheControl{MaxAge: 30 * time.Second, SMaxAge: none}},
-		{"several lines", []string{"no-cache", "must-revalidate"}, cacheControl{NoCache: true, MustRevalidate: true, MaxAge: none, SMaxAge: none}},
-		{"malformed max-age is stale", []string{"max-age=soon"}, cacheControl{MaxAge: 0, SMaxAge: none}},
-		{"negative max-age is stale", []string{"max-age=-5"}, cacheControl{MaxAge: 0, SMaxAge: none}},
-		{"first duplicate wins", []string{"max-age=5, max-age=50"}, cacheControl{MaxAge: 5 * time.Second, SMaxAge: none}},
-		{"unknown ignored", []string{"immutable, foo=bar"}, cacheControl{MaxAge: none, SMaxAge: none}},
+		{"absent", nil, newDirectives()},
+		{"no-store", []string{"no-store"}, d(func(v *directives) { v.NoStore = true })},
+		{"private and max-age", []string{"private, max-age=60"}, d(func(v *directives) { v.Private, v.MaxAge = true, time.Minute })},
+		{"s-maxage", []string{"public, max-age=60, s-maxage=10"}, d(func(v *directives) { v.Public, v.MaxAge, v.SMaxAge = true, time.Minute, 10*time.Second })},
+		{"case and quotes", []string{`MAX-AGE="30"`}, d(func(v *directives) { v.MaxAge = 30 * time.Second })},
+		{"several lines", []string{"no-cache", "must-revalidate"}, d(func(v *directives) { v.NoCache, v.MustRevalidate = true, true })},
+		{"malformed max-age is stale", []string{"max-age=soon"}, d(func(v *directives) { v.MaxAge = 0 })},
+		{"negative max-age is stale", []string{"max-age=-5"}, d(func(v *directives) { v.MaxAge = 0 })},
+		{"first duplicate wins", []string{"max-age=5, max-age=50"}, d(func(v *directives) { v.MaxAge = 5 * time.Second })},
+		{"huge is 2^31", []string{"max-age=99999999999999999999"}, d(func(v *directives) { v.MaxAge = maxDelta })},
+		{"quoted comma does not split", []string{`no-cache="Set-Cookie, X-A", max-age=5`}, d(func(v *directives) { v.NoCache, v.MaxAge = true, 5*time.Second })},
+		{"extensions", []string{"stale-while-revalidate=30, stale-if-error=60, max-stale, min-fresh=5"}, d(func(v *directives) {
+			v.SWR, v.SIE, v.MaxStaleAny, v.MinFresh = 30*time.Second, time.Minute, true, 5*time.Second
+		})},
+		{"unknown ignored", []string{"immutable, foo=bar"}, newDirectives()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := parseCacheControl(http.Header{"Cache-Control": tt.in})
-			if diff := cmp.Diff(tt.want, got); diff != "" {
+			if diff := cmp.Diff(tt.want, parseCacheControl(tt.in)); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
 	}
 }
 
-func TestLifetime(t *testing.T) {
-	ttl := time.Minute
+func TestResponseDirectivesTargetedFields(t *testing.T) {
 	tests := []struct {
-		name string
-		cc   string
-		want time.Duration
+		name         string
+		h            http.Header
+		wantTargeted string
+		wantMaxAge   time.Duration
 	}{
-		{"rule ttl without directives", "", ttl},
-		{"max-age shortens", "max-age=10", 10 * time.Second},
-		{"max-age never lengthens", "max-age=3600", ttl},
-		{"s-maxage wins over max-age", "max-age=5, s-maxage=20", 20 * time.Second},
-		{"s-maxage capped by rule", "s-maxage=3600", ttl},
+		{"cache-control only", http.Header{"Cache-Control": {"max-age=10"}}, "", 10 * time.Second},
+		{"CDN-Cache-Control wins", http.Header{"Cache-Control": {"max-age=10"}, "Cdn-Cache-Control": {"max-age=60"}}, "CDN-Cache-Control", time.Minute},
+		{"own field wins over CDN", http.Header{"Gatehouse-Cache-Control": {"max-age=5"}, "Cdn-Cache-Control": {"max-age=60"}}, "Gatehouse-Cache-Control", 5 * time.Second},
+		{"invalid dictionary falls back", http.Header{"Cache-Control": {"max-age=10"}, "Cdn-Cache-Control": {"max-age=(("}}, "", 10 * time.Second},
+		{"empty falls back", http.Header{"Cache-Control": {"max-age=10"}, "Cdn-Cache-Control": {""}}, "", 10 * time.Second},
+		{"string max-age is stale", http.Header{"Cdn-Cache-Control": {`max-age="60"`}}, "CDN-Cache-Control", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := parseCacheControl(http.Header{"Cache-Control": {tt.cc}}).lifetime(ttl)
-			if got != tt.want {
-				t.Errorf("lifetime = %v, want %v", got, tt.want)
+			got := responseDirectives(tt.h)
+			if got.Targeted != tt.wantTargeted || got.MaxAge != tt.wantMaxAge {
+				t.Errorf("targeted %q max-age %v, want %q %v", got.Targeted, got.MaxAge, tt.wantTargeted, tt.wantMaxAge)
 			}
 		})
 	}
@@ -194,8 +209,9 @@ func TestLifetime(t *testing.T) {
 func TestEntryRoundTrip(t *testing.T) {
 	e := &entry{
 		Status: 203, Header: http.Header{"Content-Type": {"text/plain"}, "X-Multi": {"a", "b"}},
-		Body: []byte("hello"), StoredAt: time.UnixMilli(1_700_000_000_123), InitialAge: 3 * time.Second,
-		Lifetime: time.Minute, SWR: 5 * time.Second, SIE: time.Hour,
+		Body: []byte("hello"), RequestTime: time.UnixMilli(1_700_000_000_123), ResponseTime: time.UnixMilli(1_700_000_000_456),
+		InitialAge: 3 * time.Second, Lifetime: time.Minute, SWR: 5 * time.Second, SIE: time.Hour, Keep: 2 * time.Hour,
+		NoStale: true, SharedAuth: true, Gen: 1_700_000_000_000_001, Seq: 42, Tags: []string{"a", "b"},
 	}
 	got, err := unmarshalEntry(e.marshal())
 	if err != nil {
@@ -205,7 +221,7 @@ func TestEntryRoundTrip(t *testing.T) {
 		t.Errorf("round trip (-want +got):\n%s", diff)
 	}
 	raw := e.marshal()
-	for name, bad := range map[string][]byte{"empty": nil, "unknown version": append([]byte{9}, raw[1:]...), "truncated": raw[:20], "bad header count": append(raw[:43:43], 0xff)} {
+	for name, bad := range map[string][]byte{"empty": nil, "version 1": append([]byte{1}, raw[1:]...), "truncated": raw[:20], "bad tag count": append(raw[:76:76], 0xff)} {
 		if _, err := unmarshalEntry(bad); err == nil {
 			t.Errorf("unmarshalEntry accepted a %s entry", name)
 		}
@@ -230,7 +246,7 @@ func TestNotModified(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := &http.Request{Header: tt.req}
+			r := &http.Request{Method: http.MethodGet, Header: tt.req}
 			if got := notModified(r, stored); got != tt.want {
 				t.Errorf("notModified = %v, want %v", got, tt.want)
 			}

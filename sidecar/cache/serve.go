@@ -2,22 +2,21 @@ package cache
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/gatehouse-dev/gatehouse/sidecar/grpcwire"
 	"github.com/gatehouse-dev/gatehouse/sidecar/identity"
 )
 
-// Middleware serves cacheable requests from the cache and evicts after
+// Middleware serves cacheable requests from the cache and invalidates after
 // successful writes; everything else goes straight to next.
 func (c *Cache) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		switch r.Method {
+		case http.MethodGet, http.MethodHead:
 			for i := range c.rules {
 				if c.rules[i].match.Match(r) {
 					c.serveCacheable(w, r, next, &c.rules[i])
@@ -25,41 +24,31 @@ func (c *Cache) Middleware(next http.Handler) http.Handler {
 				}
 			}
 			next.ServeHTTP(w, r)
-			return
-		}
-		// A gRPC call is a POST to /package.Service/Method answered 200
-		// whatever its outcome: only rules that opted in may fire on it,
-		// and only once it ended OK (serveGRPCWrite). GETs never are gRPC,
-		// so the check costs nothing on the cacheable path.
-		isGRPC := grpcwire.IsGRPC(r)
-		var t targets
-		for _, ir := range c.inv {
-			if (!isGRPC || ir.grpc) && ir.match.Match(r) {
-				t = t.union(ir.t)
-				if ir.requestPath {
-					t.Paths = append(t.Paths, r.URL.Path)
-				}
-			}
-		}
-		switch {
-		case t.empty():
+		case http.MethodOptions, http.MethodTrace:
+			// Safe methods (RFC 9110 9.2.1): nothing to invalidate.
 			next.ServeHTTP(w, r)
-		case isGRPC:
-			c.serveGRPCWrite(w, r, next, t)
 		default:
-			c.serveWrite(w, r, next, t)
+			c.serveWrite(w, r, next)
 		}
 	})
 }
 
 // request is one cacheable request as the cache sees it.
 type request struct {
-	r       *http.Request
-	rule    *rule
-	path    string
-	in      keyInput
-	reqCC   cacheControl
-	started time.Time
+	r    *http.Request
+	rule *rule
+	path string
+	in   keyInput
+	cc   directives
+	// hasSubject: the session feature resolved a subject for the request.
+	hasSubject bool
+	// foreignAuth: the request carries Authorization and its entries are
+	// not keyed by its own subject, so RFC 9111 3.5 applies.
+	foreignAuth bool
+	// hint is the path's Vary spec as this sidecar last saw it, and key the
+	// variant key under it: the key concurrent requests collapse on.
+	hint []string
+	key  string
 }
 
 // variantKey is the Redis key of the request's variant under a Vary spec.
@@ -69,72 +58,235 @@ func (q *request) variantKey(vary []string) string {
 	return in.hash()
 }
 
-func (c *Cache) serveCacheable(w http.ResponseWriter, r *http.Request, next http.Handler, rl *rule) {
-	now := time.Now()
+func (c *Cache) newRequest(r *http.Request, rl *rule) *request {
 	subject, hasSubject := identity.Subject(r.Context())
+	host := c.canonicalHost
+	if host == "" {
+		host = normalizeHost(r.Host)
+	}
 	q := &request{
-		r: r, rule: rl, path: r.URL.Path, reqCC: parseCacheControl(r.Header), started: now,
+		r: r, rule: rl, path: r.URL.Path, cc: requestDirectives(r.Header), hasSubject: hasSubject,
 		in: keyInput{
-			Method: http.MethodGet, Host: r.Host, Path: r.URL.EscapedPath(), Query: r.URL.RawQuery,
+			Method: http.MethodGet, Host: host, Path: r.URL.EscapedPath(), Query: r.URL.RawQuery,
 			Subject: subject, HasSubject: rl.bySubject,
 		},
 	}
+	q.foreignAuth = r.Header.Get("Authorization") != "" && !(rl.bySubject && hasSubject)
+	q.hint = c.hints.get(q.path)
+	q.key = c.ks.variant(q.path, q.variantKey(q.hint))
+	return q
+}
+
+// mayCollapse reports whether the request may join another's fetch, or
+// lead one: not when it must not share what it gets (Authorization, its own
+// no-store) or must not cause a fetch (only-if-cached), nor for HEAD, which
+// fills nothing.
+func (q *request) mayCollapse() bool {
+	return q.r.Method == http.MethodGet && !q.foreignAuth && !q.cc.NoStore && !q.cc.OnlyIfCached
+}
+
+func (c *Cache) serveCacheable(w http.ResponseWriter, r *http.Request, next http.Handler, rl *rule) {
+	now := time.Now()
+	q := c.newRequest(r, rl)
+	if d := c.bypassReason(q, now); d != "" {
+		c.bypass(w, r, next, rl, d)
+		return
+	}
+	if e := c.findLocal(q, now); e != nil {
+		switch q.decide(e, false, now) {
+		case actFresh:
+			c.count(rl, "hit", true)
+			c.writeEntry(w, q, e, now, cacheStatus{hit: true, detail: detailInProcess}.withTTL(e, now), true)
+			return
+		case actStaleClient:
+			c.count(rl, "stale", true)
+			c.writeEntry(w, q, e, now, cacheStatus{hit: true, detail: detailMaxStale}.withTTL(e, now), true)
+			return
+		}
+		// Anything else needs Redis or the origin: the entry is there too.
+	}
+	var fl *flight
+	if q.mayCollapse() && rl.lockTimeout > 0 {
+		f, leader := c.flights.join(q.key)
+		if !leader {
+			if c.follow(w, q, f) {
+				return
+			}
+		} else {
+			fl = f
+		}
+	}
+	c.serve(w, r, next, q, fl)
+}
+
+// bypassReason says why a request skips the cache altogether, or "".
+func (c *Cache) bypassReason(q *request, now time.Time) detail {
+	r := q.r
 	switch {
-	case q.reqCC.NoStore:
-		c.bypass(w, r, next, rl, "request-no-store")
-		return
-	case r.Header.Get("Range") != "":
-		c.bypass(w, r, next, rl, "range")
-		return
 	case r.Header.Get("Upgrade") != "":
 		// WebSocket and other upgrades need the raw connection, which only
 		// the pass-through writer exposes.
-		c.bypass(w, r, next, rl, "upgrade")
-		return
-	case !rl.bySubject && (hasSubject || r.Header.Get("Authorization") != ""):
+		return detailUpgrade
+	case r.Header.Get("If-Match") != "" || r.Header.Get("If-Unmodified-Since") != "":
+		// Preconditions only the origin can evaluate (RFC 9111 4.3.2).
+		return detailPrecondition
+	case q.hasSubject && !q.rule.bySubject:
 		// A shared cache must not mix responses that may depend on who asks.
-		c.bypass(w, r, next, rl, "session")
-		return
-	case c.pending.covers(q.path, rl.tags, now):
+		return detailSession
+	case c.pending.covers(q.path, q.rule.tags, now):
 		// An invalidation of this path is not confirmed yet: neither tier
 		// may serve what it evicts, nor store a fill that may predate it.
-		c.bypass(w, r, next, rl, "invalidation-pending")
-		return
+		return detailInvalidationPending
 	}
-	// The lookup and the leader's second look before it fetches are one
-	// request phase: together they wait for Redis at most one deadline.
-	ctx, cancel := c.st.rdb.Phase(r.Context())
-	defer cancel()
-	f, err := c.find(ctx, q, true, now)
-	if err != nil {
-		c.redisFailed("lookup", err)
-		c.bypass(w, r, next, rl, "redis-unavailable")
-		return
-	}
-	if f.e != nil && !q.reqCC.NoCache {
-		age := f.e.age(now)
-		switch {
-		case age < f.e.Lifetime:
-			c.count(rl, "hit", true)
-			c.writeEntry(w, r, f.e, now, "HIT", fmt.Sprintf("gatehouse; hit; ttl=%d; detail=%s", ttlSeconds(f.e, now), f.tier), true)
-			return
-		case age < f.e.Lifetime+f.e.SWR:
-			c.count(rl, "stale", true)
-			c.refresh(r, next, q, f.key)
-			c.writeEntry(w, r, f.e, now, "STALE", fmt.Sprintf("gatehouse; hit; ttl=%d; detail=stale-while-revalidate", ttlSeconds(f.e, now)), true)
-			return
+	return ""
+}
+
+// action is what a stored entry allows for a request.
+type action int
+
+const (
+	actFetch          action = iota // ask the origin (conditionally when possible)
+	actFresh                        // serve it: fresh, as the request accepts
+	actStaleSWR                     // serve it stale and revalidate in the background (RFC 5861 3)
+	actStaleClient                  // serve it stale: the request's max-stale allows (RFC 9111 5.2.1.2)
+	actGatewayTimeout               // 504: only-if-cached and nothing usable (RFC 9111 5.2.1.7)
+)
+
+// decide applies RFC 9111 4 and 5.2.1 to a stored entry e (nil: none) for q.
+// invalid marks an entry an invalidation made unusable until revalidated.
+func (q *request) decide(e *entry, invalid bool, now time.Time) action {
+	if e == nil || (q.foreignAuth && !e.SharedAuth) {
+		if q.cc.OnlyIfCached {
+			return actGatewayTimeout
 		}
+		return actFetch
+	}
+	age := e.age(now)
+	usable := !invalid && !e.NoCache && !q.cc.NoCache
+	ageOK := q.cc.MaxAge < 0 || age <= q.cc.MaxAge
+	if usable && ageOK && e.fresh(now) && (q.cc.MinFresh < 0 || e.Lifetime-age >= q.cc.MinFresh) {
+		return actFresh
+	}
+	if usable && ageOK && !e.NoStale && !e.fresh(now) {
+		stale := e.staleness(now)
+		switch {
+		case q.cc.MaxStaleAny || (q.cc.MaxStale >= 0 && stale <= q.cc.MaxStale):
+			return actStaleClient
+		case stale < e.SWR && q.cc.MaxAge < 0 && q.cc.MinFresh < 0:
+			return actStaleSWR
+		}
+	}
+	if q.cc.OnlyIfCached {
+		return actGatewayTimeout
+	}
+	return actFetch
+}
+
+// acceptsFetched reports whether a response fetched for another request
+// just now satisfies q's own freshness demands.
+func (q *request) acceptsFetched(e *entry, now time.Time) bool {
+	age := e.age(now)
+	return (q.cc.MaxAge < 0 || age <= q.cc.MaxAge) && (q.cc.MinFresh < 0 || e.Lifetime-age >= q.cc.MinFresh)
+}
+
+// follow waits for the leader of q's flight, at most the rule's lock
+// timeout, and answers q from its outcome when that is usable. It reports
+// false when q must be served on its own.
+func (c *Cache) follow(w http.ResponseWriter, q *request, fl *flight) bool {
+	timer := time.NewTimer(q.rule.lockTimeout)
+	defer timer.Stop()
+	select {
+	case <-fl.done:
+	case <-timer.C:
+		return false
+	case <-q.r.Context().Done():
+		return true // the client left; nothing to answer
+	}
+	e := fl.e
+	if e == nil {
+		return false
+	}
+	// The shared response is usable only if its own Vary selects this
+	// request's variant too.
+	names, _ := parseVary(e.Header)
+	if c.ks.variant(q.path, q.variantKey(names)) != fl.key {
+		return false
+	}
+	now := time.Now()
+	rl := q.rule
+	act := q.decide(e, false, now)
+	switch {
+	case fl.fetched && (act == actFresh || q.acceptsFetched(e, now)):
+		c.count(rl, "miss", true)
+		c.writeEntry(w, q, e, now, cacheStatus{fwd: fwdURIMiss, collapsed: true}, true)
+	case act == actFresh:
+		c.count(rl, "hit", true)
+		c.writeEntry(w, q, e, now, cacheStatus{hit: true, detail: fl.tier}.withTTL(e, now), true)
+	case act == actStaleSWR:
+		c.count(rl, "stale", true)
+		c.writeEntry(w, q, e, now, cacheStatus{hit: true, detail: detailStaleWhileRevalidate}.withTTL(e, now), true)
+	case act == actStaleClient:
+		c.count(rl, "stale", true)
+		c.writeEntry(w, q, e, now, cacheStatus{hit: true, detail: detailMaxStale}.withTTL(e, now), true)
+	default:
+		return false
+	}
+	return true
+}
+
+// publisher hands a flight's outcome to its followers (a no-op alone).
+type publisher func(e *entry, key string, fetched bool, tier detail)
+
+// serve answers q from Redis or the origin; fl is the flight q leads, or nil.
+func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler, q *request, fl *flight) {
+	pub := func(e *entry, key string, fetched bool, tier detail) {
+		if fl != nil {
+			c.flights.publish(q.key, fl, e, key, fetched, tier)
+		}
+	}
+	defer pub(nil, "", false, "")
+	rl := q.rule
+	now := time.Now()
+	// The lookup is one request phase: it waits for Redis at most one deadline.
+	ctx, cancel := c.st.rdb.Phase(r.Context())
+	f, err := c.find(ctx, q, now)
+	cancel()
+	if err != nil {
+		pub(nil, "", false, "")
+		c.redisFailed("lookup", err)
+		c.bypass(w, r, next, rl, detailRedisUnavailable)
+		return
+	}
+	switch q.decide(f.e, f.invalid, now) {
+	case actFresh:
+		pub(f.e, f.key, false, detailRedis)
+		c.count(rl, "hit", true)
+		c.writeEntry(w, q, f.e, now, cacheStatus{hit: true, detail: detailRedis}.withTTL(f.e, now), true)
+		return
+	case actStaleSWR:
+		pub(f.e, f.key, false, detailRedis)
+		c.count(rl, "stale", true)
+		c.refresh(r, next, q, f)
+		c.writeEntry(w, q, f.e, now, cacheStatus{hit: true, detail: detailStaleWhileRevalidate}.withTTL(f.e, now), true)
+		return
+	case actStaleClient:
+		c.count(rl, "stale", true)
+		c.writeEntry(w, q, f.e, now, cacheStatus{hit: true, detail: detailMaxStale}.withTTL(f.e, now), true)
+		return
+	case actGatewayTimeout:
+		c.count(rl, "miss", false)
+		cacheStatus{detail: detailOnlyIfCached}.mark(w.Header())
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusGatewayTimeout)
+		_, _ = w.Write([]byte("not in the cache (only-if-cached)\n"))
+		return
 	}
 	if r.Method == http.MethodHead {
 		// HEAD is answered from GET entries but never fills them.
-		c.passthrough(w, r, next, rl, "miss", "MISS", "gatehouse; fwd=uri-miss; detail=head")
+		c.passthrough(w, r, next, rl, "miss", cacheStatus{fwd: fwdURIMiss, detail: detailHead})
 		return
 	}
-	c.fill(ctx, w, r, next, q, f)
-}
-
-func ttlSeconds(e *entry, now time.Time) int64 {
-	return int64((e.Lifetime - e.age(now)) / time.Second)
+	c.fetch(w, r, next, q, f, pub)
 }
 
 func (c *Cache) count(rl *rule, result string, saved bool) {
@@ -146,51 +298,85 @@ func (c *Cache) count(rl *rule, result string, saved bool) {
 
 // found is what a lookup found.
 type found struct {
-	e    *entry
-	key  string // variant key under the known Vary spec
-	vary []string
-	gen  string // only from Redis
-	tier string
+	e *entry
+	// invalid: an invalidation since e's fill; e may only be revalidated.
+	invalid bool
+	key     string // variant key under the known Vary spec
+	gen     int64
+	seq     int64
+	// localOn and epoch are the in-process tier's state before the
+	// lookup: a fill may enter the tier only if no eviction came between.
+	localOn bool
+	epoch   uint64
 }
 
-// find looks the request up in the in-process tier (when useLocal) and then
-// in Redis, filling the in-process tier from Redis hits.
-func (c *Cache) find(ctx context.Context, q *request, useLocal bool, now time.Time) (found, error) {
-	var on bool
-	var epoch uint64
+// findLocal looks q up in the in-process tier.
+func (c *Cache) findLocal(q *request, now time.Time) *entry {
+	if c.local == nil || !c.localUsable(now) {
+		return nil
+	}
+	spec := c.local.get(c.ks.localVary(q.path), now)
+	if spec == nil {
+		return nil
+	}
+	if it := c.local.get(c.ks.variant(q.path, q.variantKey(spec.vary)), now); it != nil {
+		return it.e
+	}
+	return nil
+}
+
+// find looks q up in Redis and checks the entry against the invalidations
+// since its fill; a valid entry also fills the in-process tier.
+func (c *Cache) find(ctx context.Context, q *request, now time.Time) (found, error) {
+	var f found
 	if c.local != nil {
-		on, epoch = c.local.snapshot()
+		f.localOn, f.epoch = c.local.snapshot()
 	}
-	on = on && c.localUsable(now)
-	if on && useLocal {
-		if spec := c.local.get(c.ks.vary(q.path), now); spec != nil {
-			key := c.ks.variant(q.path, q.variantKey(spec.vary))
-			if it := c.local.get(key, now); it != nil {
-				return found{e: it.e, key: key, vary: spec.vary, tier: "inprocess"}, nil
-			}
-		}
-	}
-	l, key, err := c.st.lookup(ctx, q.path, func(vary []string) string {
+	l, key, err := c.st.lookup(ctx, q.path, q.hint, func(vary []string) string {
 		return c.ks.variant(q.path, q.variantKey(vary))
 	})
 	if err != nil {
 		return found{}, err
 	}
-	f := found{key: key, vary: l.vary, gen: l.gen}
+	c.hints.set(q.path, l.vary)
+	f.key, f.gen, f.seq = key, l.gen, l.seq
 	if l.raw == nil {
 		return f, nil
 	}
 	e, err := unmarshalEntry(l.raw)
 	if err != nil {
-		// A corrupt entry is a miss; the fill overwrites it.
-		c.log.Warn("cache entry unreadable", "key", key, "err", err)
+		// A corrupt or older-format entry is a miss; the fill overwrites it.
+		c.log.Debug("cache entry unreadable", "key", key, "err", err)
 		return f, nil
 	}
-	f.e, f.tier = e, "redis"
-	if on && !c.pending.covers(q.path, q.rule.tags, now) {
-		c.putLocal(q, key, l.vary, e, epoch, now)
+	f.e = e
+	f.invalid = e.Gen != l.gen
+	if !f.invalid && e.Seq != l.seq {
+		rs, err := c.bucketRecords(ctx, q.path, l.seq)
+		if err != nil {
+			return found{}, err
+		}
+		f.invalid = rs.invalidates(e, q.path)
+	}
+	if !f.invalid && f.localOn && c.localUsable(now) && !c.pending.covers(q.path, q.rule.tags, now) {
+		c.putLocal(q, key, l.vary, e, f.epoch, now)
 	}
 	return f, nil
+}
+
+// bucketRecords returns the invalidations of path's bucket as of seq, from
+// this sidecar's copy when it is that recent, else from Redis.
+func (c *Cache) bucketRecords(ctx context.Context, path string, seq int64) (*records, error) {
+	b, _ := pathHash(path)
+	if rs := c.recs[b].Load(); rs != nil && rs.seq >= seq {
+		return rs, nil
+	}
+	rs, err := c.st.records(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	c.recs[b].Store(rs)
+	return rs, nil
 }
 
 // putLocal adds an entry and its path's Vary spec to the in-process tier.
@@ -199,233 +385,301 @@ func (c *Cache) putLocal(q *request, key string, vary []string, e *entry, epoch 
 	if !exp.After(now) {
 		return
 	}
-	if c.local.put(&item{key: c.ks.vary(q.path), path: q.path, tags: q.rule.tags, vary: vary, size: 64, expires: exp}, epoch) &&
+	if c.local.put(&item{key: c.ks.localVary(q.path), path: q.path, tags: q.rule.tags, vary: vary, size: 64, expires: exp}, epoch) &&
 		c.local.put(&item{key: key, path: q.path, tags: q.rule.tags, e: e, size: e.size(), expires: exp}, epoch) {
 		c.m.storedBytes.WithLabelValues("inprocess").Add(float64(e.size()))
 	}
 }
 
-// fill fetches a missing or expired entry, collapsing concurrent misses.
-// ctx is the lookup's phase.
-func (c *Cache) fill(ctx context.Context, w http.ResponseWriter, r *http.Request, next http.Handler, q *request, f found) {
+// fetch asks the origin for q — conditionally when the stored entry has
+// validators — answers the client and stores the response if it may be.
+func (c *Cache) fetch(w http.ResponseWriter, r *http.Request, next http.Handler, q *request, f found, pub publisher) {
 	rl := q.rule
-	fl, leader := c.flights.join(f.key)
-	if !leader {
-		select {
-		case <-fl.done:
-		case <-r.Context().Done():
-			return
-		}
-		// The shared response is usable only if its own Vary selects this
-		// request's variant too.
-		if fl.e != nil {
-			names, _ := parseVary(fl.e.Header)
-			if c.ks.variant(q.path, q.variantKey(names)) == fl.key {
-				c.count(rl, "miss", true)
-				c.writeEntry(w, r, fl.e, time.Now(), "MISS", "gatehouse; fwd=uri-miss; collapsed", true)
-				return
-			}
-		}
-		c.passthrough(w, r, next, rl, "miss", "MISS", "gatehouse; fwd=uri-miss")
-		return
+	base := f.e
+	if base != nil && q.foreignAuth && !base.SharedAuth {
+		// Not this request's to see, so not its to revalidate either.
+		base = nil
 	}
-	var shared *entry
-	var sharedKey string
-	defer func() { c.flights.finish(f.key, fl, shared, sharedKey) }()
-	// Another flight may have stored the entry between our lookup and our
-	// join; checking again is what makes "one upstream call" exact. The
-	// Redis read also yields the generation the store is conditioned on.
-	now := time.Now()
-	f2, err := c.find(ctx, q, false, now)
-	if err != nil {
-		c.redisFailed("lookup", err)
-		c.bypass(w, r, next, rl, "redis-unavailable")
-		return
-	}
-	if f2.e != nil && f2.e.age(now) < f2.e.Lifetime && !q.reqCC.NoCache {
-		shared, sharedKey = f2.e, f2.key
-		c.count(rl, "hit", true)
-		c.writeEntry(w, r, f2.e, now, "HIT", fmt.Sprintf("gatehouse; hit; ttl=%d; detail=%s", ttlSeconds(f2.e, now), f2.tier), true)
-		return
-	}
-	stale := f.e
-	if f2.e != nil {
-		stale = f2.e
-	}
-	fwd := "uri-miss"
+	via := fwdURIMiss
 	switch {
-	case q.reqCC.NoCache:
-		fwd = "request"
-	case stale != nil:
-		fwd = "stale"
+	case q.cc.NoCache || (base != nil && !f.invalid && base.fresh(time.Now())):
+		via = fwdRequest
+	case base != nil:
+		via = fwdStale
 	}
-	shared, sharedKey = c.fetch(w, r, next, q, f2.gen, stale, fwd)
-}
-
-// fetch asks the upstream, answers the client and stores the response if it
-// may be. It returns the stored entry and its key, for collapsed followers.
-func (c *Cache) fetch(w http.ResponseWriter, r *http.Request, next http.Handler, q *request, gen string, stale *entry, fwd string) (*entry, string) {
-	rl := q.rule
-	start := time.Now()
 	out := upstreamRequest(r.Context(), r)
-	cw := newCapture(w, rl.maxBody, func(h http.Header, reason string) {
-		h.Set("X-Cache", "MISS")
-		h.Add("Cache-Status", "gatehouse; fwd="+fwd+"; detail="+reason)
+	cond := base != nil && base.hasValidators()
+	if cond {
+		// RFC 9111 4.3.1: the entity tag, and Last-Modified as well.
+		if et := base.Header.Get("ETag"); et != "" {
+			out.Header.Set("If-None-Match", et)
+		}
+		if lm := base.Header.Get("Last-Modified"); lm != "" {
+			out.Header.Set("If-Modified-Since", lm)
+		}
+	}
+	requested := time.Now()
+	var v verdict
+	staleOnError := false
+	var cw *capture
+	judge := func(status int, h http.Header) detail {
+		received := time.Now()
+		switch {
+		case cond && status == http.StatusNotModified:
+			return ""
+		case base != nil && isError(status) && q.staleIfError(base, f.invalid, received):
+			staleOnError = true
+			return ""
+		}
+		v = rl.judge(q, status, h, initialAge(h, requested, received), responseDate(h, received))
+		if v.reason == "" && q.cc.NoStore {
+			v.reason = detailRequestNoStore
+		}
+		return v.reason
+	}
+	cw = newCapture(w, rl.maxBody, judge, func(h http.Header, reason detail) {
+		// Nobody may have this response: release the waiting requests now.
+		pub(nil, "", false, "")
+		cacheStatus{fwd: via, fwdStatus: cw.status, detail: reason}.mark(h)
 	})
 	next.ServeHTTP(cw, out)
+	if cw.status == 0 {
+		cw.WriteHeader(http.StatusOK) // a handler that wrote nothing answered 200
+	}
 	if cw.passed {
 		c.count(rl, "miss", false)
-		return nil, ""
+		return
 	}
-	now := time.Now()
-	e := c.responseEntry(cw, start)
-	if e.Status >= 500 && stale != nil && stale.age(now) < stale.Lifetime+stale.SIE {
+	received := time.Now()
+	switch {
+	case cond && cw.status == http.StatusNotModified:
+		c.revalidated(w, r, next, q, f, base, cw, requested, received, via, pub)
+		return
+	case staleOnError:
 		c.count(rl, "stale", true)
-		c.writeEntry(w, r, stale, now, "STALE", fmt.Sprintf("gatehouse; fwd=%s; fwd-status=%d; ttl=%d; detail=stale-if-error", fwd, e.Status, ttlSeconds(stale, now)), true)
-		return nil, ""
+		c.writeEntry(w, q, base, received, cacheStatus{fwd: via, fwdStatus: cw.status, detail: detailStaleIfError}.withTTL(base, received), true)
+		return
 	}
 	c.count(rl, "miss", false)
-	names, reason := c.storable(q, e)
-	if reason != "" {
-		c.writeEntry(w, r, e, now, "MISS", "gatehouse; fwd="+fwd+"; fwd-status="+strconv.Itoa(e.Status)+"; detail="+reason, false)
-		return nil, ""
-	}
-	key, stored := c.store(r.Context(), q, names, gen, e, now)
-	status := "gatehouse; fwd=" + fwd + "; fwd-status=" + strconv.Itoa(e.Status)
-	if !stored {
-		c.writeEntry(w, r, e, now, "MISS", status, false)
-		return nil, ""
-	}
-	c.writeEntry(w, r, e, now, "MISS", status+"; stored", false)
-	return e, key
+	e := c.newEntry(q, cw.status, cw.header, cw.buf.Bytes(), requested, received, v)
+	c.storeAndAnswer(w, q, f, e, cacheStatus{fwd: via, fwdStatus: e.Status}, cw.header.Get("Age"), pub)
 }
 
-// store writes e to Redis and, when that succeeded, to the in-process tier.
-func (c *Cache) store(ctx context.Context, q *request, vary []string, gen string, e *entry, now time.Time) (string, bool) {
-	var on bool
-	var epoch uint64
-	if c.local != nil {
-		on, epoch = c.local.snapshot()
+// revalidated handles a 304 to the cache's conditional request: the stored
+// response is freshened with the 304's headers (RFC 9111 4.3.4, 3.2) and
+// answers the request — unless the 304's validators do not select it, when
+// the origin is asked again without conditions.
+func (c *Cache) revalidated(w http.ResponseWriter, r *http.Request, next http.Handler, q *request, f found, base *entry, cw *capture, requested, received time.Time, via fwd, pub publisher) {
+	if !validatorsSelect(base.Header, cw.header) {
+		f.e = nil
+		c.fetch(w, r, next, q, f, pub)
+		return
 	}
-	key := c.ks.variant(q.path, q.variantKey(vary))
+	c.count(q.rule, "miss", false)
+	h := freshenHeader(base.Header, cw.header)
+	v := q.rule.judge(q, base.Status, h, initialAge(cw.header, requested, received), responseDate(h, received))
+	e := c.newEntry(q, base.Status, h, base.Body, requested, received, v)
+	st := cacheStatus{fwd: via, fwdStatus: http.StatusNotModified}
+	if v.reason != "" {
+		// The origin no longer lets it be stored (no-store, say): answer
+		// with it this once.
+		st.detail = v.reason
+		c.writeEntry(w, q, e, received, st, true)
+		return
+	}
+	c.storeAndAnswer(w, q, f, e, st, "", pub)
+}
+
+// storeAndAnswer stores e, shares it with q's flight and answers q with it.
+// age is the origin's Age of a response just received ("" after a
+// validation, which the cache answers with the entry's own age).
+func (c *Cache) storeAndAnswer(w http.ResponseWriter, q *request, f found, e *entry, st cacheStatus, age string, pub publisher) {
+	now := time.Now()
+	key, d := c.store(q, f, e, now)
+	st.stored, st.detail = d == "", d
+	switch d {
+	case "", detailRedisUnavailable, detailVariants:
+		// Fresh from the origin and storable: the requests that came in
+		// while it was fetched may have it.
+		pub(e, key, true, "")
+	}
+	if age != "" {
+		w.Header().Set("Age", age)
+	}
+	c.writeEntry(w, q, e, now, st, age == "" && st.fwdStatus == http.StatusNotModified)
+}
+
+// store writes e to Redis and, when that succeeded, to the in-process
+// tier. It returns e's key and why it was not stored ("" when it was).
+func (c *Cache) store(q *request, f found, e *entry, now time.Time) (string, detail) {
+	names, _ := parseVary(e.Header)
+	key := c.ks.variant(q.path, q.variantKey(names))
 	if c.pending.covers(q.path, q.rule.tags, now) {
 		// Fetched while an unconfirmed invalidation of the path is
 		// pending: it may predate the write.
-		return key, false
+		return key, detailInvalidationPending
 	}
-	ok, raw, err := c.st.put(ctx, q.path, key, vary, q.rule.tags, gen, e, now)
-	if err != nil {
+	e.Gen, e.Seq = f.gen, f.seq
+	stored, evicted, raw, err := c.st.put(q.r.Context(), q.path, key, names, e, now, q.rule.maxVariants)
+	switch {
+	case err != nil:
 		c.redisFailed("store", err)
-		return key, false
-	}
-	if !ok {
+		return key, detailRedisUnavailable
+	case evicted:
+		return key, detailVariants
+	case !stored:
 		// The path was invalidated while we fetched: what we hold may be
 		// older than the write, so it is neither stored nor shared.
-		return key, false
+		return key, detailInvalidated
 	}
+	c.hints.set(q.path, names)
 	c.m.storedBytes.WithLabelValues("redis").Add(float64(len(raw)))
-	if on && c.localUsable(time.Now()) && !c.pending.covers(q.path, q.rule.tags, time.Now()) {
-		c.putLocal(q, key, vary, e, epoch, now)
+	if f.localOn && c.localUsable(time.Now()) && !c.pending.covers(q.path, q.rule.tags, time.Now()) {
+		c.putLocal(q, key, names, e, f.epoch, now)
 	}
-	return key, true
+	return key, ""
 }
 
-// upstreamRequest is r for the upstream: conditionals are removed so the
-// cache receives a full response it can store, and evaluates them itself.
+// isError reports whether an origin status is an error a stale response may
+// stand in for (RFC 5861 4).
+func isError(status int) bool {
+	switch status {
+	case http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// staleIfError reports whether e may answer q in place of an origin error
+// at now: the origin's stale-if-error window (capped by the rule) or the
+// request's own, and never against must-revalidate and its kin.
+func (q *request) staleIfError(e *entry, invalid bool, now time.Time) bool {
+	if invalid || e.NoStale || e.fresh(now) {
+		return false
+	}
+	stale := e.staleness(now)
+	return stale < e.SIE || (q.cc.SIE >= 0 && stale <= q.cc.SIE)
+}
+
+// upstreamRequest is r for the upstream: the client's conditionals and
+// range are removed so the cache receives a full response it can store,
+// and evaluates them itself.
 func upstreamRequest(ctx context.Context, r *http.Request) *http.Request {
 	out := r.Clone(ctx)
-	out.Header.Del("If-None-Match")
-	out.Header.Del("If-Modified-Since")
+	for _, h := range []string{"If-None-Match", "If-Modified-Since", "Range", "If-Range"} {
+		out.Header.Del(h)
+	}
 	return out
 }
 
 // hopByHop are connection-level headers a cache must not store (RFC 9110
-// 7.6.1), plus the ones the cache computes itself on every answer.
+// 7.6.1, RFC 9111 3.1), plus the ones the cache computes itself on every
+// answer.
 var hopByHop = []string{
-	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
+	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authentication-Info", "Proxy-Authorization",
 	"Te", "Trailer", "Transfer-Encoding", "Upgrade",
 	"Age", "X-Cache", "Content-Length",
 }
 
-func (c *Cache) responseEntry(cw *capture, start time.Time) *entry {
-	status := cw.status
-	if status == 0 {
-		status = http.StatusOK
-	}
-	h := cw.header.Clone()
+// storedHeader is h as the cache keeps it.
+func storedHeader(h http.Header) http.Header {
+	h = h.Clone()
 	for _, f := range h.Values("Connection") {
 		for name := range strings.SplitSeq(f, ",") {
 			h.Del(strings.TrimSpace(name))
 		}
 	}
-	var initialAge time.Duration
-	if n, err := strconv.ParseInt(h.Get("Age"), 10, 64); err == nil && n > 0 {
-		initialAge = time.Duration(n) * time.Second
-	}
 	for _, name := range hopByHop {
 		h.Del(name)
 	}
-	return &entry{Status: status, Header: h, Body: cw.buf.Bytes(), StoredAt: start, InitialAge: initialAge}
+	return h
 }
 
-// cacheableStatus lists the final statuses a shared cache may store
-// (RFC 9110 15.1 heuristically cacheable ones, minus 206 and 501).
-var cacheableStatus = []int{200, 203, 204, 300, 301, 308, 404, 405, 410, 414}
-
-// storable decides whether e may be stored for q. It sets e's lifetime and
-// stale windows and returns the upstream Vary names, or the reason it may not.
-func (c *Cache) storable(q *request, e *entry) ([]string, string) {
-	rl := q.rule
-	if !slices.Contains(cacheableStatus, e.Status) {
-		return nil, "status"
-	}
-	if len(e.Header.Values("Set-Cookie")) > 0 {
-		return nil, "set-cookie"
-	}
-	names, star := parseVary(e.Header)
-	if star {
-		return nil, "vary-star"
-	}
-	e.Lifetime, e.SWR, e.SIE = rl.ttl, rl.swr, rl.sie
-	if rl.honor {
-		cc := parseCacheControl(e.Header)
-		switch {
-		case cc.NoStore:
-			return nil, "no-store"
-		case cc.Private:
-			return nil, "private"
-		case cc.NoCache:
-			return nil, "no-cache"
+// freshenHeader is stored updated with a 304's header fields (RFC 9111
+// 3.2): each replaces the stored field of its name, except those the cache
+// does not store and Content-Length.
+func freshenHeader(stored, notModified http.Header) http.Header {
+	h := stored.Clone()
+	for k, vs := range storedHeader(notModified) {
+		if k == "Content-Range" {
+			continue
 		}
-		e.Lifetime = cc.lifetime(rl.ttl)
-		if cc.MustRevalidate {
-			e.SWR, e.SIE = 0, 0
-		}
+		h[k] = slices.Clone(vs)
 	}
-	if e.Lifetime <= e.InitialAge {
-		return nil, "expired"
-	}
-	return names, ""
+	return h
 }
 
-// writeEntry answers r from e, evaluating r's conditionals against it.
-func (c *Cache) writeEntry(w http.ResponseWriter, r *http.Request, e *entry, now time.Time, xcache, cacheStatus string, fromCache bool) {
+// validatorsSelect reports whether a 304's validators identify the stored
+// response for update (RFC 9111 4.3.4): its strong entity tag must match
+// strongly, a weak one weakly, or without an entity tag its Last-Modified
+// must match. A 304 with no validator selects nothing here: the cache
+// always has one when it asks conditionally.
+func validatorsSelect(stored, notModified http.Header) bool {
+	if et := notModified.Get("ETag"); et != "" {
+		if strings.HasPrefix(et, "W/") {
+			return weakMatch(et, stored.Get("ETag"))
+		}
+		return et == stored.Get("ETag")
+	}
+	lm := notModified.Get("Last-Modified")
+	return lm != "" && lm == stored.Get("Last-Modified")
+}
+
+func weakMatch(a, b string) bool {
+	return a != "" && b != "" && strings.TrimPrefix(a, "W/") == strings.TrimPrefix(b, "W/")
+}
+
+// newEntry builds the entry for a response received at received, with the
+// rule's verdict.
+func (c *Cache) newEntry(q *request, status int, h http.Header, body []byte, requested, received time.Time, v verdict) *entry {
+	hdr := storedHeader(h)
+	if v.stripCookies {
+		hdr.Del("Set-Cookie")
+	}
+	if hdr.Get("Date") == "" {
+		// RFC 9110 6.6.1: a cached response without Date gets the time it
+		// was received.
+		hdr.Set("Date", received.UTC().Format(http.TimeFormat))
+	}
+	e := &entry{
+		Status: status, Header: hdr, Body: body,
+		RequestTime: requested, ResponseTime: received,
+		InitialAge: initialAge(h, requested, received),
+		Lifetime:   v.lifetime, SWR: v.swr, SIE: v.sie,
+		NoCache: v.noCache, NoStale: v.noStale, SharedAuth: v.sharedAuth,
+		Tags: q.rule.tags,
+	}
+	e.Keep = e.Lifetime + max(e.SWR, e.SIE)
+	if e.hasValidators() {
+		// Worth keeping past its freshness as a base for revalidation.
+		e.Keep = max(e.Keep, q.rule.ttl)
+	}
+	return e
+}
+
+// writeEntry answers q from e, evaluating q's conditionals and range
+// against it. fromCache sets Age to the entry's current age (RFC 9111 4).
+func (c *Cache) writeEntry(w http.ResponseWriter, q *request, e *entry, now time.Time, st cacheStatus, fromCache bool) {
 	h := w.Header()
 	for k, vs := range e.Header {
 		h[k] = slices.Clone(vs)
 	}
-	if age := e.age(now); fromCache || e.InitialAge > 0 {
-		h.Set("Age", strconv.FormatInt(int64(age/time.Second), 10))
+	h.Del(ownField)
+	if fromCache {
+		h.Set("Age", strconv.FormatInt(int64(e.age(now)/time.Second), 10))
 	}
-	h.Set("X-Cache", xcache)
-	h.Add("Cache-Status", cacheStatus)
+	st.mark(h)
+	r := q.r
 	if e.Status/100 == 2 && notModified(r, e.Header) {
 		h.Del("Content-Length")
 		h.Del("Content-Type")
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	if e.Status != http.StatusNoContent {
+	if r.Method == http.MethodGet && e.Status == http.StatusOK && r.Header.Get("Range") != "" && writeRange(w, r, e) {
+		return
+	}
+	if e.Status != http.StatusNoContent && e.Status != http.StatusNotModified {
 		h.Set("Content-Length", strconv.Itoa(len(e.Body)))
 	}
 	w.WriteHeader(e.Status)
@@ -435,7 +689,8 @@ func (c *Cache) writeEntry(w http.ResponseWriter, r *http.Request, e *entry, now
 }
 
 // notModified evaluates If-None-Match (weak comparison), or If-Modified-Since
-// when there is no If-None-Match, as RFC 9110 13.2.2 orders them.
+// when there is no If-None-Match, as RFC 9110 13.2.2 orders them; without a
+// Last-Modified the stored Date stands in (RFC 9111 4.3.2).
 func notModified(r *http.Request, h http.Header) bool {
 	if inm := r.Header.Values("If-None-Match"); len(inm) > 0 {
 		etag := h.Get("ETag")
@@ -445,11 +700,14 @@ func notModified(r *http.Request, h http.Header) bool {
 		for _, line := range inm {
 			for t := range strings.SplitSeq(line, ",") {
 				t = strings.TrimSpace(t)
-				if t == "*" || strings.TrimPrefix(t, "W/") == strings.TrimPrefix(etag, "W/") {
+				if t == "*" || weakMatch(t, etag) {
 					return true
 				}
 			}
 		}
+		return false
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return false
 	}
 	ims, err := http.ParseTime(r.Header.Get("If-Modified-Since"))
@@ -457,39 +715,49 @@ func notModified(r *http.Request, h http.Header) bool {
 		return false
 	}
 	lm, err := http.ParseTime(h.Get("Last-Modified"))
-	return err == nil && !lm.After(ims)
+	if err != nil {
+		if lm, err = http.ParseTime(h.Get("Date")); err != nil {
+			return false
+		}
+	}
+	return !lm.After(ims)
 }
 
 // bypass forwards r untouched by the cache, marking the answer.
-func (c *Cache) bypass(w http.ResponseWriter, r *http.Request, next http.Handler, rl *rule, reason string) {
-	c.passthrough(w, r, next, rl, "bypass", "BYPASS", "gatehouse; fwd=bypass; detail="+reason)
+func (c *Cache) bypass(w http.ResponseWriter, r *http.Request, next http.Handler, rl *rule, reason detail) {
+	c.passthrough(w, r, next, rl, "bypass", cacheStatus{fwd: fwdBypass, detail: reason})
 }
 
-func (c *Cache) passthrough(w http.ResponseWriter, r *http.Request, next http.Handler, rl *rule, result, xcache, cacheStatus string) {
+func (c *Cache) passthrough(w http.ResponseWriter, r *http.Request, next http.Handler, rl *rule, result string, st cacheStatus) {
 	c.count(rl, result, false)
-	next.ServeHTTP(&hookWriter{ResponseWriter: w, onHeader: func(h http.Header, _ int) {
-		h.Set("X-Cache", xcache)
-		h.Add("Cache-Status", cacheStatus)
+	next.ServeHTTP(&hookWriter{ResponseWriter: w, onHeader: func(h http.Header, status int) {
+		st.fwdStatus = status
+		h.Del(ownField)
+		st.mark(h)
 	}}, r)
 }
 
-// refresh re-fetches a stale entry in the background, once per key at a
+// refresh revalidates a stale entry in the background, once per key at a
 // time, detached from the request (which is answered from the stale entry)
 // but bounded by refreshTimeout and stopped by Close.
-func (c *Cache) refresh(r *http.Request, next http.Handler, q *request, variantKey string) {
-	key := "refresh\x00" + variantKey
+func (c *Cache) refresh(r *http.Request, next http.Handler, q *request, f found) {
+	key := "refresh\x00" + f.key
 	fl, leader := c.flights.join(key)
 	if !leader {
 		return
 	}
+	done := func() { c.flights.publish(key, fl, nil, "", false, "") }
 	// Cloned now: the original request is not ours once the handler returns.
-	out := upstreamRequest(context.WithoutCancel(r.Context()), r)
+	out := r.Clone(context.WithoutCancel(r.Context()))
 	// A stale HEAD refreshes the GET entry it was answered from.
 	out.Method, out.Body = http.MethodGet, http.NoBody
+	for _, h := range []string{"Cache-Control", "Pragma"} {
+		out.Header.Del(h) // the refresh is the cache's request, not the client's
+	}
 	bq := *q
-	bq.r = out
+	bq.r, bq.cc = out, newDirectives()
 	ok := c.goBackground(func() {
-		defer c.flights.finish(key, fl, nil, "")
+		defer done()
 		ctx, cancel := context.WithTimeout(out.Context(), refreshTimeout)
 		defer cancel()
 		go func() {
@@ -507,34 +775,18 @@ func (c *Cache) refresh(r *http.Request, next http.Handler, q *request, variantK
 				c.log.Error("cache refresh panicked", "panic", p)
 			}
 		}()
-		c.refreshOnce(ctx, next, &bq)
+		bq.r = out.WithContext(ctx)
+		c.fetch(newDiscard(), bq.r, next, &bq, f, func(*entry, string, bool, detail) {})
 	})
 	if !ok {
-		c.flights.finish(key, fl, nil, "")
+		done()
 	}
 }
 
-func (c *Cache) refreshOnce(ctx context.Context, next http.Handler, q *request) {
-	now := time.Now()
-	f, err := c.find(ctx, q, false, now)
-	if err != nil {
-		c.redisFailed("lookup", err)
-		return
-	}
-	if f.e != nil && f.e.age(now) < f.e.Lifetime {
-		return // someone refreshed it already
-	}
-	start := time.Now()
-	cw := newCapture(nil, q.rule.maxBody, nil)
-	next.ServeHTTP(cw, q.r.WithContext(ctx))
-	if cw.passed {
-		return
-	}
-	e := c.responseEntry(cw, start)
-	names, reason := c.storable(q, e)
-	if reason != "" {
-		c.log.Debug("cache refresh not storable", "path", q.path, "reason", reason)
-		return
-	}
-	c.store(ctx, q, names, f.gen, e, time.Now())
-}
+// discard is the writer of a background refresh: nobody reads the answer.
+type discard struct{ h http.Header }
+
+func newDiscard() *discard                     { return &discard{h: http.Header{}} }
+func (d *discard) Header() http.Header         { return d.h }
+func (d *discard) Write(p []byte) (int, error) { return len(p), nil }
+func (d *discard) WriteHeader(int)             {}

@@ -1,27 +1,37 @@
 -- Stores one response variant of a path, unless the path was invalidated
--- since the caller read its generation (a write that raced this fill).
--- KEYS: 1 variant, 2 vars set, 3 vary spec, 4 generation — one {path} slot.
--- ARGV: 1 encoded entry, 2 px, 3 vary spec, 4 generation seen at lookup.
-local gen = redis.call('GET', KEYS[4]) or '0'
+-- since the caller read its generation (a write that raced this fill), and
+-- keeps at most ARGV[6] variants per path: one more evicts the variant
+-- that expires soonest. Its cost is bounded by that cap, never by how many
+-- variants were ever requested.
+-- KEYS: 1 variant, 2 path meta hash, 3 path variant zset — one bucket slot.
+-- ARGV: 1 encoded entry, 2 px, 3 vary spec, 4 generation seen at lookup,
+--       5 now ms, 6 max variants, 7 px of the meta keys.
+local gen = redis.call('HGET', KEYS[2], 'gen') or '0'
 if gen ~= ARGV[4] then
   return 0
 end
 local px = tonumber(ARGV[2])
+local now = tonumber(ARGV[5])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', px)
-redis.call('SADD', KEYS[2], KEYS[1])
--- Variants expire on their own; keep the set from collecting their names.
-if redis.call('SCARD', KEYS[2]) > 64 then
-  for _, k in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-    if redis.call('EXISTS', k) == 0 then
-      redis.call('SREM', KEYS[2], k)
+redis.call('ZADD', KEYS[3], now + px, KEYS[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+local stored = 1
+local over = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[6])
+if over > 0 then
+  local evicted = redis.call('ZPOPMIN', KEYS[3], over)
+  for i = 1, #evicted, 2 do
+    redis.call('DEL', evicted[i])
+    if evicted[i] == KEYS[1] then
+      stored = 2
     end
   end
 end
-redis.call('SET', KEYS[3], ARGV[3], 'KEEPTTL')
--- The set and the spec must outlive every variant they describe.
+redis.call('HSET', KEYS[2], 'vary', ARGV[3])
+-- The meta keys must outlive every variant they describe.
+local metaPX = tonumber(ARGV[7])
 for i = 2, 3 do
-  if redis.call('PTTL', KEYS[i]) < px then
-    redis.call('PEXPIRE', KEYS[i], px)
+  if redis.call('PTTL', KEYS[i]) < metaPX then
+    redis.call('PEXPIRE', KEYS[i], metaPX)
   end
 end
-return 1
+return stored

@@ -20,6 +20,8 @@ const (
 	DefaultTokenScheme     = "Bearer"
 	DefaultCachePrefix     = "cache:"
 	DefaultMaxBodyBytes    = 1 << 20
+	DefaultMaxVariants     = 256
+	DefaultLockTimeout     = Duration(5 * time.Second)
 	DefaultPathPrefix      = "/"
 	DefaultAlgorithm       = FixedWindow
 	DefaultMode            = Enforce
@@ -105,6 +107,29 @@ func (c *Config) Default() {
 			defaultMatch(&r.Match, defaultCacheMethods)
 			if r.MaxBodyBytes == 0 {
 				r.MaxBodyBytes = DefaultMaxBodyBytes
+			}
+			if r.Mode == "" {
+				r.Mode = CacheStandard
+			}
+			if r.SetCookie == "" {
+				r.SetCookie = SetCookieNotStored
+			}
+			if r.MaxVariants == 0 {
+				r.MaxVariants = DefaultMaxVariants
+			}
+			setDuration(&r.LockTimeout, DefaultLockTimeout)
+			// The stale windows are caps on what the origin asks for; in
+			// Standard mode an unset cap is the freshness cap, in Override
+			// mode (where they are also defaults) unset means none.
+			staleCap := r.TTL
+			if r.Mode == CacheOverride {
+				staleCap = 0
+			}
+			for _, d := range []**Duration{&r.StaleWhileRevalidate, &r.StaleIfError} {
+				if *d == nil {
+					v := staleCap
+					*d = &v
+				}
 			}
 		}
 		for j := range p.Invalidate {

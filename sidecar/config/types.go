@@ -273,6 +273,10 @@ type CachePolicy struct {
 	PolicyMeta `json:",inline"`
 	// keyPrefix prefixes cache keys in Redis (default "cache:").
 	KeyPrefix string `json:"keyPrefix,omitempty"`
+	// canonicalHost, when set, replaces the request's Host in every cache
+	// key, so replicas reached under several host names share entries. Leave
+	// it empty when the app serves different content per host.
+	CanonicalHost string `json:"canonicalHost,omitempty"`
 	// inProcess, when set, adds a bounded in-memory tier in front of Redis.
 	InProcess *InProcessTier `json:"inProcess,omitempty"`
 	// rules say what is cached and for how long.
@@ -289,13 +293,44 @@ type InProcessTier struct {
 	MaxBytes int64 `json:"maxBytes"`
 }
 
+// CacheMode says where a cache rule takes freshness from.
+type CacheMode string
+
+// Cache modes.
+const (
+	// CacheStandard is RFC 9111: the origin's headers decide freshness,
+	// storage and stale serving; the rule's values only cap them.
+	CacheStandard CacheMode = "Standard"
+	// CacheOverride is for origins that send no caching headers: the
+	// rule's ttl and stale windows are the defaults for responses without
+	// explicit freshness (and, without honorCacheControl, for every
+	// response).
+	CacheOverride CacheMode = "Override"
+)
+
+// SetCookiePolicy says what a cache rule does with responses that set cookies.
+type SetCookiePolicy string
+
+// Set-Cookie policies.
+const (
+	// SetCookieNotStored never stores a response carrying Set-Cookie.
+	SetCookieNotStored SetCookiePolicy = "NotStored"
+	// SetCookieStrip stores such a response without its Set-Cookie fields:
+	// the client that caused the fetch gets its cookie, nobody else does.
+	SetCookieStrip SetCookiePolicy = "Strip"
+)
+
 // CacheRule caches matching responses.
 type CacheRule struct {
 	// name is unique within the policy.
 	Name string `json:"name"`
 	// match selects cacheable requests; Methods default to GET and HEAD.
 	Match Match `json:"match,omitempty"`
-	// ttl is how long an entry is fresh; required and positive.
+	// mode is Standard (RFC 9111, the default) or Override.
+	Mode CacheMode `json:"mode,omitempty"`
+	// ttl caps every entry's freshness lifetime (Standard); in Override
+	// mode it is also the lifetime of responses without explicit freshness.
+	// Required and positive: no entry lives without expiry.
 	TTL Duration `json:"ttl"`
 	// varyHeaders are request headers that select different entries.
 	VaryHeaders []string `json:"varyHeaders,omitempty"`
@@ -304,12 +339,24 @@ type CacheRule struct {
 	VaryBySubject bool `json:"varyBySubject,omitempty"`
 	// maxBodyBytes: larger bodies pass through uncached (default 1 MiB).
 	MaxBodyBytes int64 `json:"maxBodyBytes,omitempty"`
-	// honorCacheControl obeys upstream Cache-Control (no-store, private, max-age, s-maxage).
+	// honorCacheControl obeys the origin's caching headers in Override
+	// mode; Standard mode always obeys them.
 	HonorCacheControl bool `json:"honorCacheControl,omitempty"`
-	// staleWhileRevalidate serves an expired entry this long while one request refreshes it.
-	StaleWhileRevalidate Duration `json:"staleWhileRevalidate,omitempty"`
-	// staleIfError serves an expired entry this long when the upstream fails.
-	StaleIfError Duration `json:"staleIfError,omitempty"`
+	// staleWhileRevalidate caps the origin's stale-while-revalidate
+	// (Standard; default: ttl), and is its default in Override mode
+	// (default 0).
+	StaleWhileRevalidate *Duration `json:"staleWhileRevalidate,omitempty"`
+	// staleIfError caps the origin's stale-if-error the same way.
+	StaleIfError *Duration `json:"staleIfError,omitempty"`
+	// setCookie is NotStored (default) or Strip.
+	SetCookie SetCookiePolicy `json:"setCookie,omitempty"`
+	// maxVariants caps the variants (query strings, Vary values, subjects)
+	// kept per path; storing one more evicts the one expiring soonest
+	// (default 256).
+	MaxVariants int `json:"maxVariants,omitempty"`
+	// lockTimeout bounds how long a request waits for a concurrent fetch of
+	// the same response before it asks the app itself (default 5s).
+	LockTimeout Duration `json:"lockTimeout,omitempty"`
 	// tags label entries stored by this rule, for tag invalidation.
 	Tags []string `json:"tags,omitempty"`
 }

@@ -410,6 +410,9 @@ func (v *validator) cache(p string, c CachePolicy) {
 	if c.KeyPrefix == "" {
 		v.add(p+".keyPrefix", "must not be empty")
 	}
+	if c.CanonicalHost != "" && !validHost(c.CanonicalHost) {
+		v.add(p+".canonicalHost", fmt.Sprintf("%q is not a host[:port]", c.CanonicalHost))
+	}
 	if c.InProcess != nil {
 		if c.InProcess.MaxEntries <= 0 {
 			v.add(p+".inProcess.maxEntries", "must be positive")
@@ -437,8 +440,24 @@ func (v *validator) cache(p string, c CachePolicy) {
 		if r.MaxBodyBytes <= 0 {
 			v.add(rp+".maxBodyBytes", "must be positive")
 		}
-		v.nonNegative(rp+".staleWhileRevalidate", r.StaleWhileRevalidate)
-		v.nonNegative(rp+".staleIfError", r.StaleIfError)
+		if r.StaleWhileRevalidate != nil {
+			v.nonNegative(rp+".staleWhileRevalidate", *r.StaleWhileRevalidate)
+		}
+		if r.StaleIfError != nil {
+			v.nonNegative(rp+".staleIfError", *r.StaleIfError)
+		}
+		switch r.Mode {
+		case CacheStandard, CacheOverride:
+		default:
+			v.add(rp+".mode", fmt.Sprintf("must be %s or %s, got %q", CacheStandard, CacheOverride, r.Mode))
+		}
+		if r.SetCookie != SetCookieNotStored && r.SetCookie != SetCookieStrip {
+			v.add(rp+".setCookie", fmt.Sprintf("must be %s or %s, got %q", SetCookieNotStored, SetCookieStrip, r.SetCookie))
+		}
+		if r.MaxVariants < 1 || r.MaxVariants > MaxCacheVariants {
+			v.add(rp+".maxVariants", fmt.Sprintf("must be between 1 and %d", MaxCacheVariants))
+		}
+		v.positive(rp+".lockTimeout", r.LockTimeout)
 		for j, t := range r.Tags {
 			if t == "" {
 				v.add(fmt.Sprintf("%s.tags[%d]", rp, j), "must not be empty")
@@ -461,3 +480,13 @@ func (v *validator) cache(p string, c CachePolicy) {
 		v.pathPrefixes(rp+".pathPrefixes", r.PathPrefixes)
 	}
 }
+
+// MaxCacheVariants bounds a rule's maxVariants: the store script prunes a
+// path's variant index in time that grows with it.
+const MaxCacheVariants = 10000
+
+// hostPattern is a DNS name or IP literal with an optional port, lower case
+// as cache keys compare it.
+var hostPattern = regexp.MustCompile(`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*|\[[0-9a-f:.]+\])(:[0-9]{1,5})?$`)
+
+func validHost(h string) bool { return len(h) <= 253 && hostPattern.MatchString(h) }

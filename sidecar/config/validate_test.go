@@ -256,10 +256,13 @@ func TestValidate(t *testing.T) {
 			mutate: func(c *Config) {
 				p := &c.Caches[0]
 				p.InProcess = &InProcessTier{}
-				p.Rules = append(p.Rules, CacheRule{Name: "r", TTL: 0, Match: Match{Methods: []string{"POST"}}, VaryHeaders: []string{"a b"}, StaleIfError: Duration(-1), Tags: []string{""}})
+				p.Rules = append(p.Rules, CacheRule{Name: "r", TTL: 0, Match: Match{Methods: []string{"POST"}}, VaryHeaders: []string{"a b"}, StaleIfError: new(Duration(-1)), Tags: []string{""},
+					Mode: "Heuristic", SetCookie: "Keep", MaxVariants: MaxCacheVariants + 1, LockTimeout: Duration(-time.Second)})
+				p.CanonicalHost = "Shop.Example:x"
 				p.Invalidate = append(p.Invalidate, InvalidateRule{Name: "j", Match: Match{Methods: []string{"GET"}}, Paths: []string{"x"}}, InvalidateRule{Name: "k"})
 			},
 			want: []string{
+				`caches[0].canonicalHost: "Shop.Example:x" is not a host[:port]`,
 				`caches[0].inProcess.maxEntries: must be positive`,
 				`caches[0].inProcess.maxBytes: must be positive`,
 				`caches[0].rules[1].name: duplicate rule name "r"`,
@@ -267,6 +270,10 @@ func TestValidate(t *testing.T) {
 				`caches[0].rules[1].ttl: must be positive`,
 				`caches[0].rules[1].varyHeaders[0]: "a b" is not a valid header name`,
 				`caches[0].rules[1].staleIfError: must not be negative`,
+				`caches[0].rules[1].mode: must be Standard or Override, got "Heuristic"`,
+				`caches[0].rules[1].setCookie: must be NotStored or Strip, got "Keep"`,
+				`caches[0].rules[1].maxVariants: must be between 1 and 10000`,
+				`caches[0].rules[1].lockTimeout: must be positive`,
 				`caches[0].rules[1].tags[0]: must not be empty`,
 				`caches[0].invalidate[1].match.methods[0]: method GET is not allowed here`,
 				`caches[0].invalidate[1].paths[0]: "x" must start with /`,
@@ -348,6 +355,13 @@ func TestDefault(t *testing.T) {
 	want.Caches[0].KeyPrefix = "cache:"
 	want.Caches[0].Rules[0].Match = Match{PathPrefix: "/", Methods: []string{"GET", "HEAD"}}
 	want.Caches[0].Rules[0].MaxBodyBytes = 1 << 20
+	want.Caches[0].Rules[0].Mode = CacheStandard
+	want.Caches[0].Rules[0].SetCookie = SetCookieNotStored
+	want.Caches[0].Rules[0].MaxVariants = 256
+	want.Caches[0].Rules[0].LockTimeout = Duration(5 * time.Second)
+	// Standard mode: the stale caps default to the freshness cap.
+	want.Caches[0].Rules[0].StaleWhileRevalidate = new(Duration(time.Minute))
+	want.Caches[0].Rules[0].StaleIfError = new(Duration(time.Minute))
 	want.Caches[0].Invalidate[0].Match = Match{PathPrefix: "/", Methods: []string{"POST", "PUT", "PATCH", "DELETE"}}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("Default() (-want +got):\n%s", diff)

@@ -73,7 +73,7 @@ func allConfig(addrs []string) []byte {
     {"name": "open", "match": {"pathPrefix": "/open/"}, "key": {"clientIP": true}, "limit": 1000000, "window": "1m", "algorithm": "FixedWindow", "failureMode": "Open"}
   ]}],
   "caches": [{"namespace": "reliability", "name": "cache", "redis": "main", "rules": [
-    {"name": "cached", "match": {"pathPrefix": "/cached/"}, "ttl": "30s", "varyBySubject": true}
+    {"name": "cached", "match": {"pathPrefix": "/cached/"}, "mode": "Override", "ttl": "30s", "varyBySubject": true}
   ]}]`, limitN, limitWindow.String()))
 }
 
@@ -90,7 +90,7 @@ func rateLimitOnly(addrs []string) []byte {
 
 func cacheOnly(addrs []string) []byte {
 	return doc(addrs, `"caches": [{"namespace": "reliability", "name": "pages", "redis": "main",
-    "rules": [{"name": "pages", "match": {"pathPrefix": "/pages/"}, "ttl": "30s"}],
+    "rules": [{"name": "pages", "match": {"pathPrefix": "/pages/"}, "mode": "Override", "ttl": "30s"}],
     "invalidate": [{"name": "writes", "match": {"pathPrefix": "/pages/"}, "requestPath": true}],
     "inProcess": {"maxEntries": 100, "maxBytes": 1048576}}]`)
 }
@@ -592,11 +592,11 @@ func tenantOn(ctx context.Context, t *testing.T, l *load, r *sidecar, victim *re
 	return ""
 }
 
-// cacheTag is the key a cache policy keeps a path's variant set under
-// (docs/caching.md).
+// cacheTag is the key a cache policy keeps a path's generation under
+// (docs/caching.md): its slot is the slot of every key of the path.
 func cacheTag(ns, policy, path string) string {
 	sum := sha256.Sum256([]byte(path))
-	return "cache:{" + ns + "/" + policy + "/" + hex.EncodeToString(sum[:8]) + "}:vars"
+	return "cache:{" + ns + "/" + policy + "/" + strconv.FormatInt(int64(sum[0]), 16) + "}:p:" + hex.EncodeToString(sum[:8])
 }
 
 func isPrimary(ctx context.Context, s *redistest.Server) error {
