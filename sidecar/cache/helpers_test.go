@@ -171,7 +171,7 @@ func (s *sidecar) do(t *testing.T, method, path string, headers ...string) resp 
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
-	res, err := http.DefaultClient.Do(req)
+	res, err := noRedirects.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -183,6 +183,9 @@ func (s *sidecar) do(t *testing.T, method, path string, headers ...string) resp 
 	return resp{status: res.StatusCode, body: string(b), xcache: res.Header.Get("X-Cache"),
 		cacheStatus: strings.Join(res.Header.Values("Cache-Status"), ", "), header: res.Header}
 }
+
+// noRedirects is a client that shows redirects instead of following them.
+var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
 func (s *sidecar) get(t *testing.T, path string, headers ...string) resp {
 	t.Helper()

@@ -514,6 +514,9 @@ func (c *Cache) storeAndAnswer(w http.ResponseWriter, q *request, f found, e *en
 func (c *Cache) store(q *request, f found, e *entry, now time.Time) (string, detail) {
 	names, _ := parseVary(e.Header)
 	key := c.ks.variant(q.path, q.variantKey(names))
+	if e.expiresIn(now) <= 0 {
+		return key, detailExpired
+	}
 	if c.pending.covers(q.path, q.rule.tags, now) {
 		// Fetched while an unconfirmed invalidation of the path is
 		// pending: it may predate the write.
