@@ -99,7 +99,8 @@ func (rl *rule) judge(q *request, status int, h http.Header, age time.Duration, 
 		// Worth keeping however stale: a conditional request revalidates it.
 	case v.noCache:
 		return verdict{reason: detailNoCache}
-	case v.lifetime <= age:
+	case v.lifetime+max(v.swr, v.sie) <= age:
+		// Stale on arrival and past every stale window.
 		if !explicit {
 			return verdict{reason: detailNoFreshness}
 		}
