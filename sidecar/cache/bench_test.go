@@ -1,11 +1,13 @@
 package cache
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -61,16 +63,25 @@ func BenchmarkHit(b *testing.B) {
 		h      http.Handler
 		xcache string
 		detail string
+		// miss: every iteration asks for a new path.
+		miss bool
 	}{
-		{"upstream-handler", app, "", ""},
-		{"reverseproxy", proxy, "", ""},
-		{"cache-hit-inprocess", localTier.Middleware(proxy), "HIT", "detail=inprocess"},
-		{"cache-hit-redis", redisTier.Middleware(proxy), "HIT", "detail=redis"},
+		{"upstream-handler", app, "", "", false},
+		{"reverseproxy", proxy, "", "", false},
+		{"cache-hit-inprocess", localTier.Middleware(proxy), "HIT", "detail=inprocess", false},
+		{"cache-hit-redis", redisTier.Middleware(proxy), "HIT", "detail=redis", false},
+		{"cache-miss", redisTier.Middleware(proxy), "MISS", "stored", true},
 	}
 	for _, tc := range cases {
 		b.Run(tc.name, func(b *testing.B) {
+			n := 0
 			serve := func() *httptest.ResponseRecorder {
-				req := httptest.NewRequest(http.MethodGet, "http://shop.test/products/42?b=1&a=2", nil)
+				target := "http://shop.test/products/42?b=1&a=2"
+				if tc.miss {
+					n++
+					target = "http://shop.test/products/" + strconv.Itoa(n)
+				}
+				req := httptest.NewRequest(http.MethodGet, target, nil)
 				rec := httptest.NewRecorder()
 				tc.h.ServeHTTP(rec, req)
 				return rec
@@ -84,6 +95,7 @@ func BenchmarkHit(b *testing.B) {
 				b.Fatalf("warm-up: %d %q %q", rec.Code, rec.Header().Get("X-Cache"), rec.Header().Get("Cache-Status"))
 			}
 			lat := make([]time.Duration, 0, b.N)
+			reads0 := redisReads(b, client)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
@@ -95,10 +107,69 @@ func BenchmarkHit(b *testing.B) {
 				}
 			}
 			b.StopTimer()
+			// A pipelined call arrives in one read: reads per op are the
+			// Redis round trips a request costs (the INFO call itself adds 1).
+			b.ReportMetric(float64(redisReads(b, client)-reads0-1)/float64(len(lat)), "redis-trips/op")
 			slices.Sort(lat)
 			if len(lat) > 0 {
 				b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
 				b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+			}
+		})
+	}
+}
+
+// redisReads is the server's total_reads_processed.
+func redisReads(b *testing.B, c *redis.Client) int64 {
+	b.Helper()
+	info, err := c.Info(context.Background(), "stats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_reads_processed:"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	b.Fatal("no total_reads_processed")
+	return 0
+}
+
+// BenchmarkPrefixInvalidation is one prefix invalidation (Redis records in
+// every bucket and both broadcasts) with 0 and with 50k paths cached under
+// the prefix: the figures must match.
+//
+//	go test ./sidecar/cache -run '^$' -bench BenchmarkPrefixInvalidation -benchtime 200x
+func BenchmarkPrefixInvalidation(b *testing.B) {
+	srv := redistest.StartStandalone(b)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	b.Cleanup(func() { _ = client.Close() })
+	sh := NewShared(prometheus.NewRegistry())
+	c, err := New(policy([]config.CacheRule{cacheRule("all", time.Hour)}, nil), map[string]*redisconn.Conn{"main": connTo(b, client)}, sh, discardLog())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = c.Close() })
+	ctx := context.Background()
+	for _, paths := range []int{0, 50_000} {
+		b.Run(strconv.Itoa(paths)+"-paths", func(b *testing.B) {
+			for i := 0; i < paths; i += 5000 {
+				p := client.Pipeline()
+				for j := i; j < i+5000; j++ {
+					path := "/p/item-" + strconv.Itoa(j)
+					p.HSet(ctx, c.ks.meta(path), "gen", "0")
+					p.Set(ctx, c.ks.variant(path, "0"), "x", time.Hour)
+				}
+				if _, err := p.Exec(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := c.invalidate(ctx, targets{PathPrefixes: []string{"/p/"}}); err != nil {
+					b.Fatal(err)
+				}
 			}
 		})
 	}

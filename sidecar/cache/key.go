@@ -24,7 +24,7 @@ const buckets = 256
 //
 //	<prefix>{<ns>/<policy>/<b>}:v:<varianthash>  one stored response
 //	<prefix>{<ns>/<policy>/<b>}:p:<ph>           hash: the path's generation and upstream Vary spec
-//	<prefix>{<ns>/<policy>/<b>}:n:<ph>           zset: the path's variant keys by expiry (the variant cap)
+//	<prefix>{<ns>/<policy>/<b>}:n:<ph>           zset: the path's variant keys by store time (the variant cap)
 //	<prefix>{<ns>/<policy>/<b>}:g                hash: the bucket's copy of prefix and tag invalidations
 //	<prefix>{<ns>/<policy>}:inv                  invalidation broadcast channel
 //

@@ -1,9 +1,9 @@
 -- Stores one response variant of a path, unless the path was invalidated
 -- since the caller read its generation (a write that raced this fill), and
 -- keeps at most ARGV[6] variants per path: one more evicts the variant
--- that expires soonest. Its cost is bounded by that cap, never by how many
+-- stored longest ago. Its cost is bounded by that cap, never by how many
 -- variants were ever requested.
--- KEYS: 1 variant, 2 path meta hash, 3 path variant zset — one bucket slot.
+-- KEYS: 1 variant, 2 path meta hash, 3 path variant zset (by store time) — one bucket slot.
 -- ARGV: 1 encoded entry, 2 px, 3 vary spec, 4 generation seen at lookup,
 --       5 now ms, 6 max variants, 7 px of the meta keys.
 local gen = redis.call('HGET', KEYS[2], 'gen') or '0'
@@ -13,8 +13,10 @@ end
 local px = tonumber(ARGV[2])
 local now = tonumber(ARGV[5])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', px)
-redis.call('ZADD', KEYS[3], now + px, KEYS[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+-- Scored by when they were stored: no variant outlives the meta keys'
+-- lifetime, so older members have expired and are dropped.
+redis.call('ZADD', KEYS[3], now, KEYS[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (now - tonumber(ARGV[7])))
 local stored = 1
 local over = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[6])
 if over > 0 then
