@@ -320,5 +320,31 @@ func TestRenderForwardToken(t *testing.T) {
 				t.Errorf("document spells forwardToken: %v, want %v:\n%s", got, tt.want, doc)
 			}
 		})
+
+// The RFC 9111 fields of a cache rule reach the sidecar config as set, and
+// an omitted stale cap stays omitted, so the sidecar's defaults (which
+// depend on the rule's mode) decide it.
+func TestRenderCacheRuleFields(t *testing.T) {
+	c := cachePolicy("catalog", time.Minute, app("storefront"))
+	c.Spec.CanonicalHost = "shop.example"
+	r := &c.Spec.Rules[0]
+	r.Mode = v1alpha1.CacheModeOverride
+	r.SetCookie = v1alpha1.SetCookieStrip
+	r.MaxVariants = new(int32(64))
+	r.LockTimeout = &metav1.Duration{Duration: 2 * time.Second}
+	r.StaleIfError = &metav1.Duration{Duration: time.Hour}
+	res, err := Render(Input{Namespace: "shop", Caches: []v1alpha1.CachePolicy{c}, RedisClusters: []v1alpha1.RedisCluster{readyCluster("redis")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := res.Config.Caches[0]
+	sie := config.Duration(time.Hour)
+	want := config.CacheRule{
+		Name: "products", Match: config.Match{PathPrefix: "/products"}, Mode: config.CacheOverride,
+		TTL: config.Duration(5 * time.Minute), MaxBodyBytes: 512 << 10, HonorCacheControl: true,
+		StaleIfError: &sie, SetCookie: config.SetCookieStrip, MaxVariants: 64, LockTimeout: config.Duration(2 * time.Second),
+	}
+	if diff := cmp.Diff(want, got.Rules[0]); diff != "" || got.CanonicalHost != "shop.example" {
+		t.Errorf("rendered rule (-want +got):\n%s canonicalHost %q", diff, got.CanonicalHost)
 	}
 }
