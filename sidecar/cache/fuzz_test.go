@@ -1,10 +1,14 @@
 package cache
 
 import (
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 )
 
 // FuzzCacheKey checks the properties the key layout relies on for any input:
@@ -63,4 +67,35 @@ func queryNames(q string) []string {
 func mustBucket(path string) int {
 	b, _ := pathHash(path)
 	return b
+}
+
+// FuzzResponseVerdict judges arbitrary caching headers: a rule's ttl is an
+// upper bound no origin can lengthen, ages and windows stay non-negative,
+// and a response that may be stored is never one with no-store or private.
+//
+//	go test ./sidecar/cache -run '^$' -fuzz FuzzResponseVerdict -fuzztime 30s
+func FuzzResponseVerdict(f *testing.F) {
+	f.Add("max-age=60, s-maxage=30", "", "", 200)
+	f.Add(`no-cache="Set-Cookie", private`, "no-store", "0", 200)
+	f.Add("max-age=99999999999999999999", "MAX-AGE = 5", "Thu, 01 Jan 2099 00:00:00 GMT", 302)
+	f.Add(`s-maxage="10", max-age=-1, stale-while-revalidate=9999999`, "max-age=(", "", 404)
+	f.Add("public, must-understand, no-store", "max-age=1", "", 299)
+	f.Fuzz(func(t *testing.T, cc, cdn, expires string, status int) {
+		h := http.Header{"Cache-Control": {cc}, "Etag": {`"x"`}}
+		if cdn != "" {
+			h.Set("CDN-Cache-Control", cdn)
+		}
+		if expires != "" {
+			h.Set("Expires", expires)
+		}
+		rl := &rule{mode: config.CacheStandard, ttl: 5 * time.Minute, swr: time.Minute, sie: time.Minute, setCookie: config.SetCookieNotStored}
+		v := rl.judge(&request{}, status, h, 0, time.Now())
+		if v.lifetime < 0 || v.lifetime > rl.ttl || v.swr < 0 || v.swr > rl.swr || v.sie < 0 || v.sie > rl.sie {
+			t.Fatalf("verdict %+v outside the rule's caps for %v", v, h)
+		}
+		d := responseDirectives(h)
+		if v.reason == "" && (d.Private || (d.NoStore && !d.MustUnderstand)) {
+			t.Fatalf("stored despite %+v: %v", d, h)
+		}
+	})
 }
