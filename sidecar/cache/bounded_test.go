@@ -17,9 +17,10 @@ import (
 
 // fillVariants stores n variants of path straight through the store script,
 // pipelined: what n distinct query strings of one path would leave behind.
-func fillVariants(t testing.TB, client redis.UniversalClient, ks keyspace, path string, n, maxVariants int) {
+func fillVariants(t testing.TB, c redis.UniversalClient, ks keyspace, path string, n, maxVariants int) {
 	t.Helper()
 	ctx := context.Background()
+	client := bulkClient(t, c)
 	sha, err := client.ScriptLoad(ctx, storeSrc).Result()
 	if err != nil {
 		t.Fatal(err)
@@ -137,8 +138,9 @@ func TestPrefixInvalidationCostDoesNotGrowWithPaths(t *testing.T) {
 	}
 	empty := invalidate("/none/")
 	// 50k cached paths under the prefix, each with its meta hash and a variant.
+	bulk := bulkClient(t, client)
 	for i := 0; i < 50_000; i += 5000 {
-		pp := client.Pipeline()
+		pp := bulk.Pipeline()
 		for j := i; j < i+5000; j++ {
 			path := fmt.Sprintf("/p/item-%d", j)
 			pp.HSet(ctx, s.c.ks.meta(path), "gen", "0")
@@ -226,4 +228,13 @@ func TestPrefixAndTagInvalidationOnCluster(t *testing.T) {
 	s.do(t, http.MethodPost, "/retag")
 	want["/p/b1"] = "MISS"
 	check("tag catalog", want)
+}
+
+// bulkClient talks to c's server with timeouts for filling it in bulk,
+// which the tests' 300 ms would cut short on a loaded machine.
+func bulkClient(t testing.TB, c redis.UniversalClient) *redis.Client {
+	t.Helper()
+	cl := redis.NewClient(&redis.Options{Addr: c.(*redis.Client).Options().Addr, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second})
+	t.Cleanup(func() { _ = cl.Close() })
+	return cl
 }
