@@ -40,10 +40,17 @@ func TestEventStreamUnderCatchAllRuleServesConcurrentClients(t *testing.T) {
 	bothTiers(t, []config.CacheRule{rfcRule()}, nil, h, func(t *testing.T, s tierSidecar) {
 		lat := make([]time.Duration, clients)
 		errs := make(chan error, clients)
-		var wg sync.WaitGroup
+		// Every client keeps its stream open until all have their first
+		// event: a client that left would end its fetch and release the
+		// others whatever the cache does.
+		var wg, read sync.WaitGroup
+		read.Add(clients)
+		allRead := make(chan struct{})
 		start := time.Now()
 		for i := range clients {
 			wg.Go(func() {
+				done := sync.OnceFunc(read.Done)
+				defer done()
 				req, _ := http.NewRequest(http.MethodGet, s.srv.URL+"/events", nil)
 				res, err := http.DefaultClient.Do(req)
 				if err != nil {
@@ -57,8 +64,12 @@ func TestEventStreamUnderCatchAllRuleServesConcurrentClients(t *testing.T) {
 					return
 				}
 				lat[i] = time.Since(start)
+				done()
+				<-allRead
 			})
 		}
+		read.Wait()
+		close(allRead)
 		wg.Wait()
 		close(errs)
 		for err := range errs {
