@@ -88,7 +88,7 @@ type CacheRule struct {
 	// +default="1Mi"
 	MaxBodyBytes *resource.Quantity `json:"maxBodyBytes,omitempty"`
 
-	// honorCacheControl, in Override mode, obeys the origin's caching
+	// honorCacheControl obeys, in Override mode, the origin's caching
 	// headers: no-store, private and no-cache are honoured and explicit
 	// freshness (s-maxage, max-age, Expires) replaces the ttl, capped by it.
 	// false (Override mode only) ignores them: every response is fresh for
@@ -234,7 +234,7 @@ type CachePolicySpec struct {
 	// +required
 	RedisRef RedisReference `json:"redisRef,omitzero"`
 
-	// canonicalHost, when set, replaces the request's Host header in every
+	// canonicalHost replaces, when set, the request's Host header in every
 	// cache key, so that replicas reached under different host names (a
 	// Service name, an Ingress host, a pod IP) share their entries. Leave it
 	// unset when the app serves different content per host.

@@ -37,7 +37,7 @@ func TestEventStreamUnderCatchAllRuleServesConcurrentClients(t *testing.T) {
 		case <-r.Context().Done():
 		}
 	}
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, h, func(t *testing.T, s tierSidecar) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, h, func(t *testing.T, s tierSidecar) {
 		lat := make([]time.Duration, clients)
 		errs := make(chan error, clients)
 		// Every client keeps its stream open until all have their first
@@ -103,7 +103,7 @@ func TestNeverReadingClientDoesNotDelayOthers(t *testing.T) {
 			rl := rfcRule()
 			rl.MaxBodyBytes = tc.maxBody
 			rl.LockTimeout = config.Duration(time.Second)
-			bothTiers(t, []config.CacheRule{rl}, nil, answer(200, big, "Cache-Control", "max-age=60", "Content-Length", strconv.Itoa(size)), func(t *testing.T, s tierSidecar) {
+			bothTiers(t, []config.CacheRule{rl}, answer(200, big, "Cache-Control", "max-age=60", "Content-Length", strconv.Itoa(size)), func(t *testing.T, s tierSidecar) {
 				// The stalled client: sends its request, reads nothing.
 				conn, err := net.Dial("tcp", strings.TrimPrefix(s.srv.URL, "http://"))
 				if err != nil {

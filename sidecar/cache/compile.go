@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
@@ -60,68 +61,9 @@ func compile(p config.CachePolicy) (*compiled, error) {
 	cp := &compiled{ks: newKeyspace(prefix, p.Namespace, p.Name), canonicalHost: strings.ToLower(p.CanonicalHost), inProcess: p.InProcess}
 	var errs []error
 	for i, r := range p.Rules {
-		bad := func(format string, args ...any) {
-			errs = append(errs, fmt.Errorf("rules[%d] %q: %s", i, r.Name, fmt.Sprintf(format, args...)))
-		}
-		if r.TTL.D() <= 0 {
-			bad("ttl must be positive")
-		}
-		mt, err := reqmatch.Compile(r.Match, []string{http.MethodGet, http.MethodHead})
-		if err != nil {
-			bad("match: %v", err)
-		}
-		for _, meth := range r.Match.Methods {
-			if meth = strings.ToUpper(meth); meth != http.MethodGet && meth != http.MethodHead {
-				bad("method %s is not cacheable (GET and HEAD only)", meth)
-			}
-		}
-		rl := rule{
-			name: r.Name, match: mt, mode: r.Mode, honor: r.HonorCacheControl, ttl: r.TTL.D(),
-			vary: headerNames(r.VaryHeaders), bySubject: r.VaryBySubject,
-			maxBody: r.MaxBodyBytes, setCookie: r.SetCookie, maxVariants: r.MaxVariants,
-			lockTimeout: r.LockTimeout.D(), tags: r.Tags,
-		}
-		if rl.mode == "" {
-			rl.mode = config.CacheStandard
-		}
-		if rl.mode != config.CacheStandard && rl.mode != config.CacheOverride {
-			bad("mode must be %s or %s, got %q", config.CacheStandard, config.CacheOverride, rl.mode)
-		}
-		if rl.setCookie == "" {
-			rl.setCookie = config.SetCookieNotStored
-		}
-		if rl.setCookie != config.SetCookieNotStored && rl.setCookie != config.SetCookieStrip {
-			bad("setCookie must be %s or %s, got %q", config.SetCookieNotStored, config.SetCookieStrip, rl.setCookie)
-		}
-		if rl.maxBody == 0 {
-			rl.maxBody = config.DefaultMaxBodyBytes
-		}
-		if rl.maxVariants == 0 {
-			rl.maxVariants = config.DefaultMaxVariants
-		}
-		if rl.maxBody < 0 || rl.maxVariants < 0 || rl.maxVariants > config.MaxCacheVariants {
-			bad("maxBodyBytes must be positive and maxVariants between 1 and %d", config.MaxCacheVariants)
-		}
-		if rl.lockTimeout == 0 {
-			rl.lockTimeout = config.DefaultLockTimeout.D()
-		}
-		if rl.lockTimeout < 0 {
-			bad("lockTimeout must be positive")
-		}
-		// Unset stale caps: the freshness cap in Standard mode, none in
-		// Override mode (where they are also the defaults), as config.Default.
-		rl.swr, rl.sie = rl.ttl, rl.ttl
-		if rl.mode == config.CacheOverride {
-			rl.swr, rl.sie = 0, 0
-		}
-		if r.StaleWhileRevalidate != nil {
-			rl.swr = r.StaleWhileRevalidate.D()
-		}
-		if r.StaleIfError != nil {
-			rl.sie = r.StaleIfError.D()
-		}
-		if rl.swr < 0 || rl.sie < 0 {
-			bad("negative staleWhileRevalidate or staleIfError")
+		rl, rerrs := compileRule(r)
+		for _, err := range rerrs {
+			errs = append(errs, fmt.Errorf("rules[%d] %q: %w", i, r.Name, err))
 		}
 		cp.rules = append(cp.rules, rl)
 		cp.maxLifetime = max(cp.maxLifetime, rl.ttl+max(rl.swr, rl.sie))
@@ -150,4 +92,59 @@ func compile(p config.CachePolicy) (*compiled, error) {
 		return nil, fmt.Errorf("cache policy %s/%s: %w", p.Namespace, p.Name, err)
 	}
 	return cp, nil
+}
+
+// compileRule checks one cache rule and fills in its defaults.
+func compileRule(r config.CacheRule) (rule, []error) {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if r.TTL.D() <= 0 {
+		bad("ttl must be positive")
+	}
+	mt, err := reqmatch.Compile(r.Match, []string{http.MethodGet, http.MethodHead})
+	if err != nil {
+		bad("match: %w", err)
+	}
+	for _, meth := range r.Match.Methods {
+		if meth = strings.ToUpper(meth); meth != http.MethodGet && meth != http.MethodHead {
+			bad("method %s is not cacheable (GET and HEAD only)", meth)
+		}
+	}
+	rl := rule{
+		name: r.Name, match: mt, mode: cmp.Or(r.Mode, config.CacheStandard), honor: r.HonorCacheControl, ttl: r.TTL.D(),
+		vary: headerNames(r.VaryHeaders), bySubject: r.VaryBySubject,
+		maxBody:     cmp.Or(r.MaxBodyBytes, config.DefaultMaxBodyBytes),
+		setCookie:   cmp.Or(r.SetCookie, config.SetCookieNotStored),
+		maxVariants: cmp.Or(r.MaxVariants, config.DefaultMaxVariants),
+		lockTimeout: cmp.Or(r.LockTimeout.D(), config.DefaultLockTimeout.D()),
+		tags:        r.Tags,
+	}
+	if rl.mode != config.CacheStandard && rl.mode != config.CacheOverride {
+		bad("mode must be %s or %s, got %q", config.CacheStandard, config.CacheOverride, rl.mode)
+	}
+	if rl.setCookie != config.SetCookieNotStored && rl.setCookie != config.SetCookieStrip {
+		bad("setCookie must be %s or %s, got %q", config.SetCookieNotStored, config.SetCookieStrip, rl.setCookie)
+	}
+	if rl.maxBody < 0 || rl.maxVariants < 0 || rl.maxVariants > config.MaxCacheVariants {
+		bad("maxBodyBytes must be positive and maxVariants between 1 and %d", config.MaxCacheVariants)
+	}
+	if rl.lockTimeout < 0 {
+		bad("lockTimeout must be positive")
+	}
+	// Unset stale caps: the freshness cap in Standard mode, none in
+	// Override mode (where they are also the defaults), as config.Default.
+	rl.swr, rl.sie = rl.ttl, rl.ttl
+	if rl.mode == config.CacheOverride {
+		rl.swr, rl.sie = 0, 0
+	}
+	if r.StaleWhileRevalidate != nil {
+		rl.swr = r.StaleWhileRevalidate.D()
+	}
+	if r.StaleIfError != nil {
+		rl.sie = r.StaleIfError.D()
+	}
+	if rl.swr < 0 || rl.sie < 0 {
+		bad("negative staleWhileRevalidate or staleIfError")
+	}
+	return rl, errs
 }

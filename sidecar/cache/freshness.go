@@ -3,7 +3,6 @@ package cache
 import (
 	"net/http"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
@@ -62,7 +61,7 @@ func (rl *rule) judge(q *request, status int, h http.Header, age time.Duration, 
 		return verdict{reason: detailStatus}
 	case d.MustUnderstand && !knownStatus(status):
 		return verdict{reason: detailStatus}
-	case d.NoStore && !(d.MustUnderstand && knownStatus(status)):
+	case d.NoStore && (!d.MustUnderstand || !knownStatus(status)):
 		return verdict{reason: detailNoStore}
 	case d.Private:
 		return verdict{reason: detailPrivate}
@@ -213,6 +212,3 @@ func initialAge(h http.Header, requested, received time.Time) time.Duration {
 	corrected := ageValue + max(received.Sub(requested), 0)
 	return max(apparent, corrected)
 }
-
-// itoa is strconv.Itoa for the status line parameters.
-func itoa(n int) string { return strconv.Itoa(n) }

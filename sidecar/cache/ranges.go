@@ -100,8 +100,7 @@ func parseRanges(spec string, size int64) ([]byteRange, bool) {
 			return nil, false
 		}
 		first, last = strings.TrimSpace(first), strings.TrimSpace(last)
-		switch {
-		case first == "":
+		if first == "" {
 			// A suffix range: the last n bytes.
 			n, err := strconv.ParseInt(last, 10, 64)
 			if err != nil || n < 0 || !digits(last) {
@@ -111,23 +110,23 @@ func parseRanges(spec string, size int64) ([]byteRange, bool) {
 				continue
 			}
 			out = append(out, byteRange{max(size-n, 0), size - 1})
-		default:
-			a, err := strconv.ParseInt(first, 10, 64)
-			if err != nil || !digits(first) {
+			continue
+		}
+		a, err := strconv.ParseInt(first, 10, 64)
+		if err != nil || !digits(first) {
+			return nil, false
+		}
+		b := size - 1
+		if last != "" {
+			if b, err = strconv.ParseInt(last, 10, 64); err != nil || !digits(last) || b < a {
 				return nil, false
 			}
-			b := size - 1
-			if last != "" {
-				if b, err = strconv.ParseInt(last, 10, 64); err != nil || !digits(last) || b < a {
-					return nil, false
-				}
-				b = min(b, size-1)
-			}
-			if a >= size {
-				continue
-			}
-			out = append(out, byteRange{a, b})
+			b = min(b, size-1)
 		}
+		if a >= size {
+			continue
+		}
+		out = append(out, byteRange{a, b})
 	}
 	overlaps := 0
 	for i := range out {

@@ -168,7 +168,7 @@ func (s *store) evict(ctx context.Context, t targets, now time.Time) (int, error
 		key := s.ks.meta(p)
 		calls = append(calls, b.Add(s.rdb, "evict", key, func(pp *redisconn.Pipe) { pp.Run(ctx, evictScript, []string{key}, metaPX) }))
 	}
-	var fields []any
+	fields := make([]any, 0, len(t.PathPrefixes)+len(t.Tags))
 	for _, p := range t.PathPrefixes {
 		fields = append(fields, "p:"+p)
 	}

@@ -18,7 +18,7 @@ import (
 // §3: a response with neither explicit freshness nor a validator is not
 // worth storing (RFC 9111 3, "some caches will not store").
 func TestRFC9111_3_NoFreshnessNoValidatorNotStored(t *testing.T) {
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, answer(200, "x"), func(t *testing.T, s tierSidecar) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, answer(200, "x"), func(t *testing.T, s tierSidecar) {
 		s.wantNotStored(t, "/plain", detailNoFreshness)
 	})
 }
@@ -28,7 +28,7 @@ func TestRFC9111_3_ExplicitFreshnessAnyStatus(t *testing.T) {
 	for _, status := range []int{302, 307, 400, 403, 500, 503} {
 		t.Run(strconv.Itoa(status), func(t *testing.T) {
 			h := answer(status, "x", "Cache-Control", "max-age=60", "Location", "/elsewhere")
-			bothTiers(t, []config.CacheRule{rfcRule()}, nil, h, func(t *testing.T, s tierSidecar) {
+			bothTiers(t, []config.CacheRule{rfcRule()}, h, func(t *testing.T, s tierSidecar) {
 				if r := s.wantStored(t, "/s"); r.status != status {
 					t.Errorf("hit status %d, want %d", r.status, status)
 				}
@@ -40,14 +40,14 @@ func TestRFC9111_3_ExplicitFreshnessAnyStatus(t *testing.T) {
 // §3, §4.2.2: a status that is not heuristically cacheable needs explicit
 // freshness; Last-Modified alone does not do.
 func TestRFC9111_3_NonHeuristicStatusNotStoredWithoutFreshness(t *testing.T) {
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, answer(302, "x", "Location", "/a", "Last-Modified", ago(240*time.Hour)), func(t *testing.T, s tierSidecar) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, answer(302, "x", "Location", "/a", "Last-Modified", ago(240*time.Hour)), func(t *testing.T, s tierSidecar) {
 		s.wantNotStored(t, "/redirect", detailStatus)
 	})
 }
 
 // §3, §5.2.2.5: no-store in the response.
 func TestRFC9111_5_2_2_5_NoStore(t *testing.T) {
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, answer(200, "x", "Cache-Control", "no-store, max-age=60"), func(t *testing.T, s tierSidecar) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, answer(200, "x", "Cache-Control", "no-store, max-age=60"), func(t *testing.T, s tierSidecar) {
 		s.wantNotStored(t, "/ns", detailNoStore)
 	})
 }
@@ -55,7 +55,7 @@ func TestRFC9111_5_2_2_5_NoStore(t *testing.T) {
 // §5.2.2.3: must-understand lets a cache that knows the status ignore
 // no-store; an unknown status is never stored.
 func TestRFC9111_5_2_2_3_MustUnderstand(t *testing.T) {
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, func(w http.ResponseWriter, r *http.Request) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, func(w http.ResponseWriter, r *http.Request) {
 		status := 200
 		if r.URL.Path == "/unknown" {
 			status = 299
@@ -71,7 +71,7 @@ func TestRFC9111_5_2_2_3_MustUnderstand(t *testing.T) {
 // in-process tier, which all users of the pod share).
 func TestRFC9111_5_2_2_7_PrivateNotStored(t *testing.T) {
 	for _, cc := range []string{"private, max-age=60", `private="Set-Cookie", max-age=60`} {
-		bothTiers(t, []config.CacheRule{rfcRule()}, nil, answer(200, "x", "Cache-Control", cc), func(t *testing.T, s tierSidecar) {
+		bothTiers(t, []config.CacheRule{rfcRule()}, answer(200, "x", "Cache-Control", cc), func(t *testing.T, s tierSidecar) {
 			s.wantNotStored(t, "/p", detailPrivate)
 		})
 	}
@@ -81,7 +81,7 @@ func TestRFC9111_5_2_2_7_PrivateNotStored(t *testing.T) {
 // must-revalidate, public or s-maxage allows shared reuse; then it is
 // reused for other requests too.
 func TestRFC9111_3_5_AuthorizationNeedsExplicitPermission(t *testing.T) {
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, func(w http.ResponseWriter, r *http.Request) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, func(w http.ResponseWriter, r *http.Request) {
 		cc := map[string]string{"/plain": "max-age=60", "/public": "public, max-age=60", "/smaxage": "s-maxage=60", "/mustreval": "max-age=60, must-revalidate", "/proxyreval": "max-age=60, proxy-revalidate"}[r.URL.Path]
 		answer(200, "for "+r.Header.Get("Authorization"), "Cache-Control", cc)(w, r)
 	}, func(t *testing.T, s tierSidecar) {
@@ -100,7 +100,7 @@ func TestRFC9111_3_5_AuthorizationNeedsExplicitPermission(t *testing.T) {
 // §3.5: an entry stored from an anonymous request, without a directive
 // allowing shared reuse, is not served to a request with Authorization.
 func TestRFC9111_3_5_AuthorizedRequestNotServedAnonymousEntry(t *testing.T) {
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, func(w http.ResponseWriter, r *http.Request) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, func(w http.ResponseWriter, r *http.Request) {
 		answer(200, "for "+r.Header.Get("Authorization"), "Cache-Control", "max-age=60")(w, r)
 	}, func(t *testing.T, s tierSidecar) {
 		s.wantStored(t, "/page")
@@ -116,7 +116,7 @@ func TestRFC9111_3_5_AuthorizedRequestNotServedAnonymousEntry(t *testing.T) {
 func TestRFC9111_3_5_VaryBySubjectBasicAuthDoesNotLeak(t *testing.T) {
 	rl := rfcRule()
 	rl.VaryBySubject = true
-	bothTiers(t, []config.CacheRule{rl}, nil, func(w http.ResponseWriter, r *http.Request) {
+	bothTiers(t, []config.CacheRule{rl}, func(w http.ResponseWriter, r *http.Request) {
 		body := "anonymous"
 		if r.Header.Get("Authorization") != "" {
 			body = "secret of " + r.Header.Get("Authorization")
@@ -153,7 +153,7 @@ func TestRFC9111_3_1_StoredHeaderFields(t *testing.T) {
 // §4: a stored response is reused only for requests whose Vary-nominated
 // fields match; §4.1: Vary: * never matches.
 func TestRFC9111_4_1_VaryNominatedFieldsMustMatch(t *testing.T) {
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, func(w http.ResponseWriter, r *http.Request) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/star" {
 			answer(200, "x", "Cache-Control", "max-age=60", "Vary", "*")(w, r)
 			return
@@ -174,7 +174,7 @@ func TestRFC9111_4_1_VaryNominatedFieldsMustMatch(t *testing.T) {
 
 // §4: an answer from the cache carries Age, the entry's current age.
 func TestRFC9111_4_AgeOnEveryReuse(t *testing.T) {
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, answer(200, "x", "Cache-Control", "max-age=600", "Age", "100"), func(t *testing.T, s tierSidecar) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, answer(200, "x", "Cache-Control", "max-age=600", "Age", "100"), func(t *testing.T, s tierSidecar) {
 		r := s.wantStored(t, "/aged")
 		if age, _ := strconv.Atoi(r.header.Get("Age")); age < 100 || age > 110 {
 			t.Errorf("Age = %q, want ~100 (the origin's plus the time stored)", r.header.Get("Age"))
@@ -184,7 +184,7 @@ func TestRFC9111_4_AgeOnEveryReuse(t *testing.T) {
 
 // §4: unsafe methods are written through to the origin.
 func TestRFC9111_4_UnsafeMethodsWriteThrough(t *testing.T) {
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, answer(200, "x", "Cache-Control", "max-age=60"), func(t *testing.T, s tierSidecar) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, answer(200, "x", "Cache-Control", "max-age=60"), func(t *testing.T, s tierSidecar) {
 		for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete, "PROPPATCH"} {
 			before := s.up.calls.Load()
 			s.do(t, m, "/w")
@@ -199,7 +199,7 @@ func TestRFC9111_4_UnsafeMethodsWriteThrough(t *testing.T) {
 // §4.2.1: s-maxage wins over max-age in a shared cache, max-age over
 // Expires.
 func TestRFC9111_4_2_1_FreshnessPrecedence(t *testing.T) {
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, func(w http.ResponseWriter, r *http.Request) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/smaxage":
 			answer(200, "x", "Cache-Control", "max-age=0, s-maxage=60")(w, r)
@@ -220,7 +220,7 @@ func TestRFC9111_4_2_1_FreshnessPrecedence(t *testing.T) {
 // §4.2.1: without max-age, Expires − Date is the lifetime (origin clock).
 func TestRFC9111_4_2_1_ExpiresMinusDate(t *testing.T) {
 	date := time.Now().Add(-30 * time.Second).UTC()
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, answer(200, "x",
+	bothTiers(t, []config.CacheRule{rfcRule()}, answer(200, "x",
 		"Date", date.Format(http.TimeFormat), "Expires", date.Add(90*time.Second).Format(http.TimeFormat)), func(t *testing.T, s tierSidecar) {
 		r := s.wantStored(t, "/exp")
 		ttl := cacheStatusTTL(t, r.cacheStatus)
@@ -235,7 +235,7 @@ func TestRFC9111_4_2_1_ExpiresMinusDate(t *testing.T) {
 func TestRFC9111_5_3_ExpiresPastZeroAndMalformed(t *testing.T) {
 	for name, exp := range map[string]string{"past": ago(time.Hour), "zero": "0", "malformed": "next tuesday"} {
 		t.Run(name, func(t *testing.T) {
-			bothTiers(t, []config.CacheRule{rfcRule()}, nil, answer(200, "x", "Expires", exp), func(t *testing.T, s tierSidecar) {
+			bothTiers(t, []config.CacheRule{rfcRule()}, answer(200, "x", "Expires", exp), func(t *testing.T, s tierSidecar) {
 				s.wantNotStored(t, "/e", detailExpired)
 			})
 		})
@@ -246,7 +246,7 @@ func TestRFC9111_5_3_ExpiresPastZeroAndMalformed(t *testing.T) {
 func TestRFC9111_4_2_1_RuleTTLCapsLifetime(t *testing.T) {
 	rl := rfcRule()
 	rl.TTL = config.Duration(10 * time.Second)
-	bothTiers(t, []config.CacheRule{rl}, nil, answer(200, "x", "Cache-Control", "max-age=86400"), func(t *testing.T, s tierSidecar) {
+	bothTiers(t, []config.CacheRule{rl}, answer(200, "x", "Cache-Control", "max-age=86400"), func(t *testing.T, s tierSidecar) {
 		if ttl := cacheStatusTTL(t, s.wantStored(t, "/capped").cacheStatus); ttl > 10 {
 			t.Errorf("ttl = %d, want ≤ the rule's 10s", ttl)
 		}
@@ -257,7 +257,7 @@ func TestRFC9111_4_2_1_RuleTTLCapsLifetime(t *testing.T) {
 // capped by the rule), for heuristically cacheable statuses or public.
 func TestRFC9111_4_2_2_HeuristicFreshness(t *testing.T) {
 	rl := rfcRule()
-	bothTiers(t, []config.CacheRule{rl}, nil, func(w http.ResponseWriter, r *http.Request) {
+	bothTiers(t, []config.CacheRule{rl}, func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/lm":
 			answer(200, "x", "Last-Modified", ago(10*time.Hour))(w, r) // 10% = 1h, the cap
@@ -282,7 +282,7 @@ func TestRFC9111_4_2_2_HeuristicFreshness(t *testing.T) {
 // §4.2.3: the origin's Age and the Date-based apparent age count against
 // the lifetime.
 func TestRFC9111_4_2_3_AgeCountsAgainstLifetime(t *testing.T) {
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, func(w http.ResponseWriter, r *http.Request) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/age" {
 			answer(200, "x", "Cache-Control", "max-age=60", "Age", "50")(w, r)
 			return
@@ -329,7 +329,7 @@ func TestRFC9111_4_2_4_NoStaleWithoutPermission(t *testing.T) {
 		}
 		return 0
 	}}
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, app.handler(), func(t *testing.T, s tierSidecar) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, app.handler(), func(t *testing.T, s tierSidecar) {
 		failing = false
 		s.get(t, "/s")
 		failing = true
@@ -352,7 +352,7 @@ func TestRFC9111_5_2_2_2_MustRevalidateNeverServedStale(t *testing.T) {
 				}
 				return 0
 			}}
-			bothTiers(t, []config.CacheRule{rfcRule()}, nil, app.handler(), func(t *testing.T, s tierSidecar) {
+			bothTiers(t, []config.CacheRule{rfcRule()}, app.handler(), func(t *testing.T, s tierSidecar) {
 				failing = false
 				s.get(t, "/mr")
 				failing = true
@@ -368,7 +368,7 @@ func TestRFC9111_5_2_2_2_MustRevalidateNeverServedStale(t *testing.T) {
 func TestRFC9111_4_3_1_ConditionalRequestCarriesValidators(t *testing.T) {
 	lm := ago(24 * time.Hour)
 	app := &seen{}
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, app.wrap(func(w http.ResponseWriter, r *http.Request) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, app.wrap(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("If-None-Match") == `"v1"` {
 			w.Header().Set("ETag", `"v1"`)
 			w.WriteHeader(http.StatusNotModified)
@@ -391,7 +391,7 @@ func TestRFC9111_4_3_1_ConditionalRequestCarriesValidators(t *testing.T) {
 // §4.3.3: a full response to a validation request replaces the entry.
 func TestRFC9111_4_3_3_FullResponseReplacesEntry(t *testing.T) {
 	version := "v1"
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, func(w http.ResponseWriter, r *http.Request) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, func(w http.ResponseWriter, r *http.Request) {
 		answer(200, version, "Date", ago(120*time.Second), "Cache-Control", "max-age=60", "ETag", `"`+version+`"`)(w, r)
 	}, func(t *testing.T, s tierSidecar) {
 		version = "v1"
@@ -406,7 +406,7 @@ func TestRFC9111_4_3_3_FullResponseReplacesEntry(t *testing.T) {
 // §4.3.4, §3.2: a 304 freshens the stored response, updating its header
 // fields (not Content-Length, not the body); the next request is a hit.
 func TestRFC9111_4_3_4_NotModifiedFreshensEntry(t *testing.T) {
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, func(w http.ResponseWriter, r *http.Request) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("If-None-Match") == `"v1"` {
 			w.Header().Set("ETag", `"v1"`)
 			w.Header().Set("Cache-Control", "max-age=300")
@@ -431,7 +431,7 @@ func TestRFC9111_4_3_4_NotModifiedFreshensEntry(t *testing.T) {
 // §4.3.4: a 304 whose strong validator does not match the stored one must
 // not update it; the cache asks again without conditions.
 func TestRFC9111_4_3_4_MismatchedValidatorDoesNotUpdate(t *testing.T) {
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, func(w http.ResponseWriter, r *http.Request) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("If-None-Match") != "" {
 			w.Header().Set("ETag", `"other"`)
 			w.WriteHeader(http.StatusNotModified)
@@ -450,7 +450,7 @@ func TestRFC9111_4_3_4_MismatchedValidatorDoesNotUpdate(t *testing.T) {
 // §4.3.2: the cache answers a client's conditionals from a fresh entry;
 // If-Modified-Since falls back to the stored Date without Last-Modified.
 func TestRFC9111_4_3_2_ClientConditionalsAnsweredFromEntry(t *testing.T) {
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, answer(200, "x", "Cache-Control", "max-age=1200", "ETag", `"v1"`, "Date", ago(10*time.Minute)), func(t *testing.T, s tierSidecar) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, answer(200, "x", "Cache-Control", "max-age=1200", "ETag", `"v1"`, "Date", ago(10*time.Minute)), func(t *testing.T, s tierSidecar) {
 		s.wantStored(t, "/c")
 		before := s.up.calls.Load()
 		if r := s.get(t, "/c", "If-None-Match", `W/"v1"`); r.status != http.StatusNotModified {
@@ -471,7 +471,7 @@ func TestRFC9111_4_3_2_ClientConditionalsAnsweredFromEntry(t *testing.T) {
 // §4.3.2: If-Match and If-Unmodified-Since apply to the origin only.
 func TestRFC9111_4_3_2_OriginOnlyPreconditionsForwarded(t *testing.T) {
 	app := &seen{}
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, app.wrap(answer(200, "x", "Cache-Control", "max-age=60")), func(t *testing.T, s tierSidecar) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, app.wrap(answer(200, "x", "Cache-Control", "max-age=60")), func(t *testing.T, s tierSidecar) {
 		s.wantStored(t, "/pc")
 		if r := s.get(t, "/pc", "If-Match", `"a"`); r.xcache != "BYPASS" || app.last().Get("If-Match") != `"a"` {
 			t.Errorf("If-Match: %s, app saw %q", r.xcache, app.last().Get("If-Match"))
@@ -481,7 +481,7 @@ func TestRFC9111_4_3_2_OriginOnlyPreconditionsForwarded(t *testing.T) {
 
 // §5.2.2.4: no-cache is stored but validated on every use.
 func TestRFC9111_5_2_2_4_NoCacheValidatesEveryUse(t *testing.T) {
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, func(w http.ResponseWriter, r *http.Request) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/nv" {
 			answer(200, "x", "Cache-Control", "no-cache, max-age=60")(w, r)
 			return
@@ -509,7 +509,7 @@ func TestRFC9111_5_2_2_4_NoCacheValidatesEveryUse(t *testing.T) {
 // URI, with or without an invalidate rule; an error response does not.
 func TestRFC9111_4_4_UnsafeRequestInvalidatesTarget(t *testing.T) {
 	status := 200
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, func(w http.ResponseWriter, r *http.Request) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet {
 			w.WriteHeader(status)
 			return
@@ -538,7 +538,7 @@ func TestRFC9111_4_4_UnsafeRequestInvalidatesTarget(t *testing.T) {
 // §4.4: Location and Content-Location of the same origin are invalidated
 // too; another origin's never are.
 func TestRFC9111_4_4_LocationAndContentLocation(t *testing.T) {
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, func(w http.ResponseWriter, r *http.Request) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost {
 			switch r.URL.Path {
 			case "/orders":
@@ -576,7 +576,7 @@ func TestRFC9111_4_4_LocationAndContentLocation(t *testing.T) {
 
 // §5.2.1.1: a request's max-age refuses an older entry.
 func TestRFC9111_5_2_1_1_RequestMaxAge(t *testing.T) {
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, answer(200, "x", "Cache-Control", "max-age=600", "Age", "100"), func(t *testing.T, s tierSidecar) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, answer(200, "x", "Cache-Control", "max-age=600", "Age", "100"), func(t *testing.T, s tierSidecar) {
 		s.wantStored(t, "/ma")
 		if r := s.get(t, "/ma", "Cache-Control", "max-age=50"); r.xcache == "HIT" {
 			t.Errorf("max-age=50 on a 100 s old entry: %s", r.xcache)
@@ -587,7 +587,7 @@ func TestRFC9111_5_2_1_1_RequestMaxAge(t *testing.T) {
 // §5.2.1.2: max-stale lets the client take a stale entry, within its bound.
 func TestRFC9111_5_2_1_2_RequestMaxStale(t *testing.T) {
 	app := &staleApp{}
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, app.handler(), func(t *testing.T, s tierSidecar) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, app.handler(), func(t *testing.T, s tierSidecar) {
 		s.get(t, "/st")
 		before := s.up.calls.Load()
 		for _, cc := range []string{"max-stale", "max-stale=600"} {
@@ -606,7 +606,7 @@ func TestRFC9111_5_2_1_2_RequestMaxStale(t *testing.T) {
 
 // §5.2.1.3: min-fresh refuses an entry that will not stay fresh that long.
 func TestRFC9111_5_2_1_3_RequestMinFresh(t *testing.T) {
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, answer(200, "x", "Cache-Control", "max-age=60"), func(t *testing.T, s tierSidecar) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, answer(200, "x", "Cache-Control", "max-age=60"), func(t *testing.T, s tierSidecar) {
 		s.wantStored(t, "/mf")
 		if r := s.get(t, "/mf", "Cache-Control", "min-fresh=30"); r.xcache != "HIT" {
 			t.Errorf("min-fresh=30 with ~60 s left: %s", r.xcache)
@@ -620,7 +620,7 @@ func TestRFC9111_5_2_1_3_RequestMinFresh(t *testing.T) {
 // §5.2.1.4 and §5.4: a request's no-cache (or Pragma: no-cache without
 // Cache-Control) goes to the origin.
 func TestRFC9111_5_2_1_4_RequestNoCache(t *testing.T) {
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, answer(200, "x", "Cache-Control", "max-age=60"), func(t *testing.T, s tierSidecar) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, answer(200, "x", "Cache-Control", "max-age=60"), func(t *testing.T, s tierSidecar) {
 		s.wantStored(t, "/rn")
 		for _, h := range [][2]string{{"Cache-Control", "no-cache"}, {"Pragma", "no-cache"}} {
 			before := s.up.calls.Load()
@@ -634,7 +634,7 @@ func TestRFC9111_5_2_1_4_RequestNoCache(t *testing.T) {
 // §5.2.1.5: a request's no-store: nothing of its response is stored, but a
 // stored response may answer it.
 func TestRFC9111_5_2_1_5_RequestNoStore(t *testing.T) {
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, answer(200, "x", "Cache-Control", "max-age=60"), func(t *testing.T, s tierSidecar) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, answer(200, "x", "Cache-Control", "max-age=60"), func(t *testing.T, s tierSidecar) {
 		s.wantNotStored(t, "/a", detailRequestNoStore, "Cache-Control", "no-store")
 		s.wantStored(t, "/b")
 		if r := s.get(t, "/b", "Cache-Control", "no-store"); r.xcache != "HIT" {
@@ -646,7 +646,7 @@ func TestRFC9111_5_2_1_5_RequestNoStore(t *testing.T) {
 // §5.2.1.7: only-if-cached is answered from the cache or with 504, never
 // by the origin.
 func TestRFC9111_5_2_1_7_OnlyIfCached(t *testing.T) {
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, answer(200, "x", "Cache-Control", "max-age=60"), func(t *testing.T, s tierSidecar) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, answer(200, "x", "Cache-Control", "max-age=60"), func(t *testing.T, s tierSidecar) {
 		before := s.up.calls.Load()
 		if r := s.get(t, "/o", "Cache-Control", "only-if-cached"); r.status != http.StatusGatewayTimeout || !strings.Contains(r.cacheStatus, "detail=only-if-cached") {
 			t.Errorf("only-if-cached miss: %d %q, want 504", r.status, r.cacheStatus)
@@ -663,7 +663,7 @@ func TestRFC9111_5_2_1_7_OnlyIfCached(t *testing.T) {
 
 // §5.2.3: unknown directives are ignored.
 func TestRFC9111_5_2_3_UnknownDirectivesIgnored(t *testing.T) {
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, answer(200, "x", "Cache-Control", `max-age=60, x-made-up="a, b", immutable`), func(t *testing.T, s tierSidecar) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, answer(200, "x", "Cache-Control", `max-age=60, x-made-up="a, b", immutable`), func(t *testing.T, s tierSidecar) {
 		s.wantStored(t, "/u")
 	})
 }

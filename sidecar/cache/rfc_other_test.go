@@ -20,7 +20,7 @@ import (
 // entry is served at once while it is revalidated in the background.
 func TestRFC5861_3_StaleWhileRevalidate(t *testing.T) {
 	version := "old"
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, func(w http.ResponseWriter, r *http.Request) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, func(w http.ResponseWriter, r *http.Request) {
 		answer(200, version, "Date", ago(120*time.Second), "Cache-Control", "max-age=60, stale-while-revalidate=600")(w, r)
 	}, func(t *testing.T, s tierSidecar) {
 		version = "old"
@@ -41,7 +41,7 @@ func TestRFC5861_3_StaleWhileRevalidate(t *testing.T) {
 func TestRFC5861_3_RuleCapsStaleWhileRevalidate(t *testing.T) {
 	rl := rfcRule()
 	rl.StaleWhileRevalidate = new(config.Duration(30 * time.Second))
-	bothTiers(t, []config.CacheRule{rl}, nil, answer(200, "x", "Date", ago(120*time.Second), "Cache-Control", "max-age=60, stale-while-revalidate=600"), func(t *testing.T, s tierSidecar) {
+	bothTiers(t, []config.CacheRule{rl}, answer(200, "x", "Date", ago(120*time.Second), "Cache-Control", "max-age=60, stale-while-revalidate=600"), func(t *testing.T, s tierSidecar) {
 		s.get(t, "/cap")
 		if r := s.get(t, "/cap"); r.xcache == "STALE" {
 			t.Errorf("60 s stale, origin allows 600, rule caps at 30: %s", r.xcache)
@@ -54,7 +54,7 @@ func TestRFC5861_3_RuleCapsStaleWhileRevalidate(t *testing.T) {
 // stale-if-error counts too.
 func TestRFC5861_4_StaleIfError(t *testing.T) {
 	failWith := 0
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, func(w http.ResponseWriter, r *http.Request) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, func(w http.ResponseWriter, r *http.Request) {
 		if failWith != 0 {
 			w.WriteHeader(failWith)
 			return
@@ -107,7 +107,7 @@ func TestOverrideModeKeepsTheOldBehaviour(t *testing.T) {
 	rl.HonorCacheControl = true
 	rl.TTL = config.Duration(time.Second)
 	rl.StaleIfError = new(config.Duration(time.Hour))
-	bothTiers(t, []config.CacheRule{rl}, nil, h, func(t *testing.T, s tierSidecar) {
+	bothTiers(t, []config.CacheRule{rl}, h, func(t *testing.T, s tierSidecar) {
 		failing = false
 		s.wantStored(t, "/o")
 		failing = true
@@ -117,14 +117,14 @@ func TestOverrideModeKeepsTheOldBehaviour(t *testing.T) {
 		})
 	})
 	std := rfcRule()
-	bothTiers(t, []config.CacheRule{std}, nil, h, func(t *testing.T, s tierSidecar) {
+	bothTiers(t, []config.CacheRule{std}, h, func(t *testing.T, s tierSidecar) {
 		failing = false
 		s.wantNotStored(t, "/o", detailNoFreshness)
 	})
 	// Without honorCacheControl, even no-store is ignored (as before).
 	ignore := rl
 	ignore.HonorCacheControl = false
-	bothTiers(t, []config.CacheRule{ignore}, nil, answer(200, "x", "Cache-Control", "no-store"), func(t *testing.T, s tierSidecar) {
+	bothTiers(t, []config.CacheRule{ignore}, answer(200, "x", "Cache-Control", "no-store"), func(t *testing.T, s tierSidecar) {
 		s.wantStored(t, "/i")
 	})
 }
@@ -132,7 +132,7 @@ func TestOverrideModeKeepsTheOldBehaviour(t *testing.T) {
 // RFC 9213 §2.1: CDN-Cache-Control, when valid and non-empty, replaces
 // Cache-Control and Expires for this cache; it is passed on to clients.
 func TestRFC9213_2_1_CDNCacheControlTakesPrecedence(t *testing.T) {
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, func(w http.ResponseWriter, r *http.Request) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/cdn":
 			answer(200, "x", "Cache-Control", "no-store", "CDN-Cache-Control", "max-age=60")(w, r)
@@ -153,7 +153,7 @@ func TestRFC9213_2_1_CDNCacheControlTakesPrecedence(t *testing.T) {
 // RFC 9213 §2.1: Gatehouse-Cache-Control targets this sidecar alone: it
 // comes first in the target list and is not forwarded to clients.
 func TestRFC9213_2_1_GatehouseCacheControlTargetsOnlyTheSidecar(t *testing.T) {
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, answer(200, "x", "Cache-Control", "no-store", "CDN-Cache-Control", "no-store", "Gatehouse-Cache-Control", "max-age=60"), func(t *testing.T, s tierSidecar) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, answer(200, "x", "Cache-Control", "no-store", "CDN-Cache-Control", "no-store", "Gatehouse-Cache-Control", "max-age=60"), func(t *testing.T, s tierSidecar) {
 		first := s.get(t, "/g")
 		r := s.wantStoredAfter(t, "/g", first)
 		for _, res := range []resp{first, r} {
@@ -167,7 +167,7 @@ func TestRFC9213_2_1_GatehouseCacheControlTargetsOnlyTheSidecar(t *testing.T) {
 // RFC 9213 §2.2: a targeted field that is not a valid Structured Field
 // Dictionary is ignored, and Cache-Control applies.
 func TestRFC9213_2_2_InvalidTargetedFieldIgnored(t *testing.T) {
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, answer(200, "x", "Cache-Control", "no-store", "CDN-Cache-Control", "max-age=60,,=="), func(t *testing.T, s tierSidecar) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, answer(200, "x", "Cache-Control", "no-store", "CDN-Cache-Control", "max-age=60,,=="), func(t *testing.T, s tierSidecar) {
 		s.wantNotStored(t, "/bad", detailNoStore)
 	})
 }
@@ -195,7 +195,7 @@ func rangeApp() http.HandlerFunc {
 // Content-Range from the stored full response — on the miss that fills it
 // as on a hit.
 func TestRFC9110_14_2_SingleRange(t *testing.T) {
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, rangeApp(), func(t *testing.T, s tierSidecar) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, rangeApp(), func(t *testing.T, s tierSidecar) {
 		for i, spec := range []string{"bytes=0-4", "bytes=0-4"} {
 			r := s.get(t, "/r", "Range", spec)
 			if r.status != http.StatusPartialContent || r.body != "01234" || r.header.Get("Content-Range") != "bytes 0-4/20" {
@@ -214,7 +214,7 @@ func TestRFC9110_14_2_SingleRange(t *testing.T) {
 // RFC 9110 §14.1.1: suffix and open-ended ranges; last-pos past the end is
 // clipped.
 func TestRFC9110_14_1_1_RangeForms(t *testing.T) {
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, rangeApp(), func(t *testing.T, s tierSidecar) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, rangeApp(), func(t *testing.T, s tierSidecar) {
 		for spec, want := range map[string]string{"bytes=-3": "hij", "bytes=15-": "fghij", "bytes=18-100": "ij", "BYTES=1-1": "1"} {
 			if r := s.get(t, "/r", "Range", spec); r.status != 206 || r.body != want {
 				t.Errorf("%s: %d %q, want %q", spec, r.status, r.body, want)
@@ -227,7 +227,7 @@ func TestRFC9110_14_1_1_RangeForms(t *testing.T) {
 // multipart/byteranges, each part with its Content-Type and Content-Range,
 // and no Content-Range in the header section.
 func TestRFC9110_14_6_MultipleRanges(t *testing.T) {
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, rangeApp(), func(t *testing.T, s tierSidecar) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, rangeApp(), func(t *testing.T, s tierSidecar) {
 		s.get(t, "/r")
 		r := s.get(t, "/r", "Range", "bytes=0-1, 10-12")
 		mt, params, err := mime.ParseMediaType(r.header.Get("Content-Type"))
@@ -256,7 +256,7 @@ func TestRFC9110_14_6_MultipleRanges(t *testing.T) {
 // "Content-Range: bytes */length"; another unit, a malformed or an abusive
 // set is ignored (the whole representation).
 func TestRFC9110_14_2_UnsatisfiableAndIgnoredRanges(t *testing.T) {
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, rangeApp(), func(t *testing.T, s tierSidecar) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, rangeApp(), func(t *testing.T, s tierSidecar) {
 		s.get(t, "/r")
 		if r := s.get(t, "/r", "Range", "bytes=50-60"); r.status != http.StatusRequestedRangeNotSatisfiable || r.header.Get("Content-Range") != "bytes */20" {
 			t.Errorf("unsatisfiable: %d %q", r.status, r.header.Get("Content-Range"))
@@ -277,7 +277,7 @@ func TestRFC9110_14_2_UnsatisfiableAndIgnoredRanges(t *testing.T) {
 // representation.
 func TestRFC9110_13_1_5_IfRange(t *testing.T) {
 	lm := ago(time.Hour)
-	bothTiers(t, []config.CacheRule{rfcRule()}, nil, answer(200, rangeBody, "Cache-Control", "max-age=600", "ETag", `"r1"`, "Last-Modified", lm), func(t *testing.T, s tierSidecar) {
+	bothTiers(t, []config.CacheRule{rfcRule()}, answer(200, rangeBody, "Cache-Control", "max-age=600", "ETag", `"r1"`, "Last-Modified", lm), func(t *testing.T, s tierSidecar) {
 		s.get(t, "/r")
 		for ir, want := range map[string]int{`"r1"`: 206, `"r0"`: 200, `W/"r1"`: 200, lm: 206, ago(2 * time.Hour): 200} {
 			if r := s.get(t, "/r", "Range", "bytes=0-1", "If-Range", ir); r.status != want {

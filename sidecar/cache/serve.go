@@ -71,7 +71,7 @@ func (c *Cache) newRequest(r *http.Request, rl *rule) *request {
 			Subject: subject, HasSubject: rl.bySubject,
 		},
 	}
-	q.foreignAuth = r.Header.Get("Authorization") != "" && !(rl.bySubject && hasSubject)
+	q.foreignAuth = r.Header.Get("Authorization") != "" && (!rl.bySubject || !hasSubject)
 	q.hint = c.hints.get(q.path)
 	q.key = c.ks.variant(q.path, q.variantKey(q.hint))
 	return q

@@ -19,7 +19,7 @@ type tierSidecar struct {
 // bothTiers runs test against the Redis tier alone and against the
 // in-process tier in front of Redis, each through the real middleware and a
 // real reverse proxy to an app answering h, on a real redis-server.
-func bothTiers(t *testing.T, rules []config.CacheRule, inv []config.InvalidateRule, h http.HandlerFunc, test func(t *testing.T, s tierSidecar)) {
+func bothTiers(t *testing.T, rules []config.CacheRule, h http.HandlerFunc, test func(t *testing.T, s tierSidecar)) {
 	t.Helper()
 	srv := startStandalone(t)
 	for _, tier := range []struct {
@@ -27,7 +27,7 @@ func bothTiers(t *testing.T, rules []config.CacheRule, inv []config.InvalidateRu
 		inProcess bool
 	}{{"redis", false}, {"inprocess+redis", true}} {
 		t.Run(tier.name, func(t *testing.T) {
-			p := policy(rules, inv)
+			p := policy(rules, nil)
 			p.Name = strings.ReplaceAll(strings.ToLower(t.Name()), "/", "-")
 			if tier.inProcess {
 				p.InProcess = &config.InProcessTier{MaxEntries: 1000, MaxBytes: 64 << 20}
