@@ -320,6 +320,8 @@ func TestRenderForwardToken(t *testing.T) {
 				t.Errorf("document spells forwardToken: %v, want %v:\n%s", got, tt.want, doc)
 			}
 		})
+	}
+}
 
 // The RFC 9111 fields of a cache rule reach the sidecar config as set, and
 // an omitted stale cap stays omitted, so the sidecar's defaults (which
