@@ -61,9 +61,7 @@ func (p *Pipe) Run(ctx context.Context, s *Script, keys []string, args ...any) *
 // Call is one group of a batch: commands for one hash slot, sent on behalf
 // of one feature. Its outcome is known once the batch has run.
 type Call struct {
-	client *Client
-	// pipe recorded the commands; a batch of one call sends them with it.
-	pipe    redis.Pipeliner
+	client  *Client
 	op      string
 	key     string
 	durable bool
@@ -96,9 +94,18 @@ func (c *Call) Replicated() bool { return c.replicated }
 // Batch is a set of calls made on behalf of one request. Exec sends all of
 // them at once: one pipeline per node, every node concurrently, each
 // connection within its own deadline. The zero Batch is ready to use.
+//
+// A request-scoped batch collects the calls of several features before it
+// is sent (sidecar/proxy assembles it); a feature whose calls depend on
+// another's replies adds them afterwards and calls Exec again, which sends
+// only the calls added since the last Exec.
 type Batch struct {
 	calls []*Call
+	sent  int
 }
+
+// Pending reports how many calls were added since the last Exec.
+func (b *Batch) Pending() int { return len(b.calls) - b.sent }
 
 // Add queues the commands that queue adds as one call of feature client c,
 // named op in metrics, bound to key's hash slot: every key the commands
@@ -119,7 +126,7 @@ func (b *Batch) AddDurable(c *Client, op, key string, queue func(p *Pipe)) *Call
 func (b *Batch) add(c *Client, op, key string, durable bool, queue func(p *Pipe)) *Call {
 	p := &Pipe{Pipeliner: c.conn.client.Pipeline()}
 	queue(p)
-	call := &Call{client: c, op: op, key: key, durable: durable, pipe: p.Pipeliner, cmds: p.Cmds(), scripts: p.scripts}
+	call := &Call{client: c, op: op, key: key, durable: durable, cmds: p.Cmds(), scripts: p.scripts}
 	b.calls = append(b.calls, call)
 	return call
 }
@@ -128,7 +135,9 @@ func (b *Batch) add(c *Client, op, key string, durable bool, queue func(p *Pipe)
 // connections run concurrently. ctx's cancellation is ignored (see Phase);
 // its deadline, if earlier than the connection's, is kept.
 func (b *Batch) Exec(ctx context.Context) {
-	fanOut(b.calls, func(c *Call) *Conn { return c.client.conn }, func(calls []*Call) {
+	calls := b.calls[b.sent:]
+	b.sent = len(b.calls)
+	fanOut(calls, func(c *Call) *Conn { return c.client.conn }, func(calls []*Call) {
 		calls[0].client.conn.exec(ctx, calls)
 	})
 }
@@ -232,13 +241,6 @@ func (c *Conn) roundTrip(ctx context.Context, items []item) {
 
 // sendNode sends the items of one node.
 func (c *Conn) sendNode(ctx context.Context, items []item) {
-	if len(items) == 1 && !items[0].call.durable && len(items[0].cmds) > 0 &&
-		len(items[0].cmds) == len(items[0].call.cmds) && &items[0].cmds[0] == &items[0].call.cmds[0] {
-		// A call of its own, first round: its recording pipeline holds
-		// exactly its commands.
-		_, _ = items[0].call.pipe.Exec(ctx)
-		return
-	}
 	var plain []redis.Cmder
 	var durable []item
 	for _, it := range items {
@@ -253,9 +255,7 @@ func (c *Conn) sendNode(ctx context.Context, items []item) {
 		wg.Go(func() { c.sendDurable(ctx, it) })
 	}
 	if len(plain) > 0 {
-		pipe := c.client.Pipeline()
-		_ = pipe.BatchProcess(ctx, plain...)
-		_, _ = pipe.Exec(ctx) // errors are per command, read by settle
+		c.coalescer(items[0].call.node).send(ctx, plain)
 	}
 	wg.Wait()
 }

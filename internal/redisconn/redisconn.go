@@ -122,6 +122,9 @@ type Conn struct {
 	// its deadline (see replicaWait).
 	mu           sync.Mutex
 	unreplicated map[string]time.Time
+
+	// flights holds one coalescer per node address (coalesce.go).
+	flights sync.Map
 }
 
 // New builds the connection described by o. go-redis connects lazily, so New
