@@ -7,10 +7,10 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
 	"github.com/gatehouse-dev/gatehouse/sidecar/contract"
 	"github.com/gatehouse-dev/gatehouse/sidecar/identity"
 	"github.com/gatehouse-dev/gatehouse/sidecar/problem"
-	"github.com/gatehouse-dev/gatehouse/sidecar/request"
 )
 
 // Headers the app receives for a valid session (the names are part of the
@@ -35,16 +35,20 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 		for _, c := range m.forward {
 			r.Header.Del(c.header)
 		}
-		if request.AnyMatch(m.public, r) {
-			m.stripToken(r)
+		p, _ := r.Context().Value(planKey{m}).(*plan)
+		if p == nil {
+			// Not planned by the proxy (the middleware used on its own):
+			// plan and send the lookup here.
+			var b redisconn.Batch
+			p = m.plan(r, &b)
+			b.Exec(r.Context())
+		}
+		if p.public {
 			next.ServeHTTP(w, r)
 			return
 		}
-		required := request.AnyMatch(m.requireFor, r)
-		raw, present := m.extract(r)
-		// Read; from here on the token is the sidecar's, not the app's.
-		m.stripToken(r)
-		if !present {
+		required := p.required
+		if !p.present {
 			// Anonymous requests to optional paths are not lookups; counting
 			// them would drown the signal of rejected requests.
 			if required {
@@ -55,8 +59,7 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		t, err := parseToken(raw)
-		if err != nil {
+		if p.malformed {
 			m.m.lookup(resultInvalid)
 			if required {
 				m.deny(w, r, "malformed token", "The session token is malformed.")
@@ -65,7 +68,7 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		sc, err := m.lookup(r.Context(), t)
+		sc, err := m.resolve(r.Context(), p)
 		switch {
 		case err == nil:
 			m.m.lookup(resultValid)
@@ -94,6 +97,13 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 				return
 			}
 		}
+		if sc == nil {
+			if _, ok := identity.Subject(r.Context()); ok {
+				// The plan took the tier's session, which Redis has since
+				// disowned: no feature after this one may see its subject.
+				r = r.WithContext(identity.WithSubject(r.Context(), ""))
+			}
+		}
 		if sc != nil {
 			r.Header.Set(SubjectHeader, sc.Subject)
 			for _, c := range m.forward {
@@ -101,7 +111,9 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 					r.Header.Set(c.header, v)
 				}
 			}
-			r = r.WithContext(identity.WithSubject(r.Context(), sc.Subject))
+			if s, ok := identity.Subject(r.Context()); !ok || s != sc.Subject {
+				r = r.WithContext(identity.WithSubject(r.Context(), sc.Subject))
+			}
 		}
 		next.ServeHTTP(w, r)
 	})

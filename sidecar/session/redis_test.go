@@ -20,9 +20,12 @@ import (
 )
 
 // A frozen Redis (SIGSTOP: connections accepted, nothing answered) is the
-// worst case for a lookup. A protected path answers 503 within the
-// connection's read timeout (the request deadline), and while the node's
-// breaker is open the next lookups do not wait for Redis at all.
+// worst case for a lookup. The in-process tier serves the session it
+// resolved until its revocation subscription has been silent for its lease
+// (no sidecar can revoke through a frozen Redis meanwhile); then a
+// protected path answers 503 within the connection's read timeout (the
+// request deadline), and while the node's breaker is open the next lookups
+// do not wait for Redis at all.
 func TestLookupIsBoundedWhenRedisFreezes(t *testing.T) {
 	srv := redistest.StartStandalone(t)
 	b := &backend{name: "standalone", conn: conn(t, redisconn.Standalone, srv.Addr())}
@@ -35,21 +38,40 @@ func TestLookupIsBoundedWhenRedisFreezes(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Thaw() })
+	frozen := time.Now()
+	var code int
+	for {
+		start := time.Now()
+		code = h.get("/api", tok).Code
+		// The deadline plus a second of slack for a loaded machine.
+		if took := time.Since(start); took > shortTimeout+time.Second {
+			t.Fatalf("lookup with Redis frozen took %v, deadline %v", took, shortTimeout)
+		}
+		if code != http.StatusOK {
+			break
+		}
+		// The lease (750ms) and the subscription's ping and read, with slack.
+		if time.Since(frozen) > 5*time.Second {
+			t.Fatal("the tier still serves 5s after Redis froze")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if code != http.StatusServiceUnavailable {
+		t.Fatalf("lookup with Redis frozen: %d, want 503", code)
+	}
+	errorsBefore := h.lookups(resultError)
 	start := time.Now()
-	if w := h.get("/api", tok); w.Code != http.StatusServiceUnavailable {
-		t.Fatalf("lookup with Redis frozen: %d, want 503", w.Code)
-	}
-	// The deadline plus a second of slack for a loaded machine.
-	if took := time.Since(start); took > shortTimeout+time.Second {
-		t.Errorf("lookup with Redis frozen took %v, deadline %v", took, shortTimeout)
-	}
 	for range 10 {
 		if w := h.get("/api", tok); w.Code != http.StatusServiceUnavailable {
 			t.Fatalf("lookup during the breaker's cooldown: %d, want 503", w.Code)
 		}
 	}
-	if got := h.lookups(resultError); got != 11 {
-		t.Errorf("error lookups = %v, want 11", got)
+	if got := h.lookups(resultError) - errorsBefore; got != 10 {
+		t.Errorf("error lookups = %v, want 10", got)
+	}
+	// Ten lookups in the cooldown wait at most one probe's deadline.
+	if took := time.Since(start); took > 2*shortTimeout+time.Second {
+		t.Errorf("10 lookups during the cooldown took %v", took)
 	}
 	if err := srv.Thaw(); err != nil {
 		t.Fatal(err)

@@ -86,6 +86,14 @@ type Manager struct {
 	forward    []forwardedClaim
 	// forwardToken passes the token on to the app; by default it is removed.
 	forwardToken bool
+
+	// tier holds resolved sessions (tier.go); watch keeps the revocation
+	// subscription on channel that keeps it coherent.
+	tier    *tier
+	watch   *redisconn.Watch
+	channel string
+	// slide spaces the extensions of a busy sliding session.
+	slide time.Duration
 }
 
 type forwardedClaim struct {
@@ -174,6 +182,13 @@ func New(p config.SessionPolicy, conns map[string]*redisconn.Conn, m *Metrics, l
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("session policy %s/%s: %w", p.Namespace, p.Name, err)
 	}
+	mgr.slide = min(slideEvery, mgr.ttl/100)
+	mgr.tier = newTier()
+	mgr.channel = mgr.base + "revoked"
+	mgr.watch = mgr.rdb.Watch(mgr.channel, mgr.tier.receive, func(err error) {
+		mgr.tier.clear()
+		mgr.log.Warn("session revocation subscription lost; in-process tier off until resubscribed", "err", err)
+	})
 	return mgr, nil
 }
 
@@ -283,58 +298,6 @@ var (
 	errStore    = errors.New("session store unavailable")
 )
 
-// lookup resolves t on the data path, extending a sliding session. Its
-// Redis calls share one request deadline (redisconn.Conn.Deadline).
-func (m *Manager) lookup(ctx context.Context, t token) (*Context, error) {
-	ctx, cancel := m.rdb.Phase(ctx)
-	defer cancel()
-	key := m.keyFor(t)
-	var (
-		get  *redis.StringCmd
-		pttl *redis.DurationCmd
-	)
-	err := m.rdb.Do(ctx, "lookup", key, func(p *redisconn.Pipe) {
-		switch {
-		case m.sliding && m.refresh > 0:
-			// GET and PTTL in one round trip; write only when the session
-			// is about to run out, trading a slightly shorter idle window
-			// for far fewer writes.
-			get, pttl = p.Get(ctx, key), p.PTTL(ctx, key)
-		case m.sliding:
-			get = p.GetEx(ctx, key, m.ttl)
-		default:
-			get = p.Get(ctx, key)
-		}
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errStore, err)
-	}
-	val, err := get.Result()
-	if errors.Is(err, redis.Nil) {
-		return nil, errNotFound
-	}
-	if pttl != nil && pttl.Val() >= 0 && pttl.Val() < m.refresh {
-		// The session is still valid for its remaining time; a failed
-		// extension must not fail this request.
-		if err := m.rdb.Do(ctx, "extend", key, func(p *redisconn.Pipe) { p.PExpire(ctx, key, m.ttl) }); err != nil {
-			m.log.WarnContext(ctx, "extend session", "err", err)
-		}
-	}
-	sc, err := m.decode(t, key, val)
-	if err != nil {
-		return nil, err
-	}
-	if sc.ExpiresMs > 0 && m.now().UnixMilli() >= sc.ExpiresMs {
-		// Sliding kept the key alive past its absolute end; remove it now
-		// rather than let further attempts keep extending it.
-		if err := m.rdb.Do(ctx, "delete_expired", key, func(p *redisconn.Pipe) { p.Del(ctx, key) }); err != nil {
-			m.log.WarnContext(ctx, "delete expired session", "err", err)
-		}
-		return nil, errExpired
-	}
-	return sc, nil
-}
-
 // decode decrypts and parses a stored value. A value that does not decrypt
 // is reported as not found: for the client it is indistinguishable.
 func (m *Manager) decode(t token, key, val string) (*Context, error) {
@@ -429,6 +392,10 @@ func (m *Manager) revoke(ctx context.Context, t token) (bool, error) {
 	if err := call.Err(); err != nil {
 		return false, fmt.Errorf("delete session: %w", err)
 	}
+	m.tier.evictKey(key)
+	if err := m.broadcast(ctx, revocation{Session: key}); err != nil {
+		return false, err
+	}
 	if del.Val() == 1 {
 		m.m.revoked.Inc()
 		return true, nil
@@ -484,6 +451,10 @@ func (m *Manager) revokeAll(ctx context.Context, subject string) (int, error) {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return 0, fmt.Errorf("delete sessions: %w", err)
+	}
+	m.tier.evictSubject(m.subjectSum(subject))
+	if err := m.broadcast(ctx, revocation{Subject: subjectB64(m.subjectSum(subject))}); err != nil {
+		return 0, err
 	}
 	n := 0
 	if curDel != nil {

@@ -37,6 +37,9 @@ type backend struct {
 	primaries []string
 	// stop takes every node down.
 	stop func()
+	// mode and addrs open another sidecar's connection.
+	mode  redisconn.Mode
+	addrs []string
 }
 
 // shortTimeouts make "Redis is down" answer quickly in tests.
@@ -58,7 +61,8 @@ func startStandalone(t *testing.T) *backend {
 	s := redistest.StartStandalone(t)
 	rdb := redis.NewClient(&redis.Options{Addr: s.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
-	return &backend{name: "standalone", conn: conn(t, redisconn.Standalone, s.Addr()), rdb: rdb, primaries: []string{s.Addr()}, stop: func() { _ = s.Kill() }}
+	return &backend{name: "standalone", conn: conn(t, redisconn.Standalone, s.Addr()), rdb: rdb, primaries: []string{s.Addr()}, stop: func() { _ = s.Kill() },
+		mode: redisconn.Standalone, addrs: []string{s.Addr()}}
 }
 
 func startCluster(t *testing.T) *backend {
@@ -69,7 +73,7 @@ func startCluster(t *testing.T) *backend {
 	for _, p := range c.Primaries {
 		prim = append(prim, p.Addr())
 	}
-	return &backend{name: "cluster", conn: conn(t, redisconn.Cluster, c.Addrs()...), rdb: rdb, primaries: prim, stop: func() {
+	return &backend{name: "cluster", conn: conn(t, redisconn.Cluster, c.Addrs()...), rdb: rdb, primaries: prim, mode: redisconn.Cluster, addrs: c.Addrs(), stop: func() {
 		for _, n := range c.Nodes() {
 			_ = n.Kill()
 		}
@@ -104,6 +108,7 @@ func newHarness(t *testing.T, b *backend, p config.SessionPolicy) *harness {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	t.Cleanup(func() { _ = m.Close() })
 	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctxSub, _ := identity.Subject(r.Context())
 		_ = json.NewEncoder(w).Encode(seen{
@@ -287,10 +292,12 @@ func testRefreshBelow(t *testing.T, b *backend) {
 	if left := b.rdb.PTTL(ctx, key).Val(); left > 40*time.Second {
 		t.Errorf("ttl extended to %s although more than refreshBelow remained", left)
 	}
-	// Little left: the request extends to the full ttl.
+	// Little left: the request extends to the full ttl. Another sidecar
+	// (this one's tier believes the 40s it read) reads the 5s from Redis.
 	if err := b.rdb.PExpire(ctx, key, 5*time.Second).Err(); err != nil {
 		t.Fatal(err)
 	}
+	h = newHarness(t, b, config.SessionPolicy{TTL: config.Duration(time.Minute), Sliding: true, RefreshBelow: config.Duration(20 * time.Second)})
 	if w := h.get("/api", tok); w.Code != http.StatusOK {
 		t.Fatalf("lookup: %d %s", w.Code, w.Body)
 	}
@@ -684,7 +691,13 @@ func testRedisDown(t *testing.T, b *backend) {
 		t.Fatalf("before stop: %d", w.Code)
 	}
 	b.stop()
-	w := h.get("/api", tok)
+	// The tier serves what it resolved until its revocation subscription
+	// is lost or silent for its lease (750ms); then the failure mode.
+	var w *httptest.ResponseRecorder
+	eventually(t, 10*time.Second, "protected path answers once the tier lapses", func() bool {
+		w = h.get("/api", tok)
+		return w.Code != http.StatusOK
+	})
 	if w.Code != http.StatusServiceUnavailable {
 		t.Fatalf("protected path with Redis down: %d %s, want 503", w.Code, w.Body)
 	}
