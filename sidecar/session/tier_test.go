@@ -2,11 +2,11 @@ package session
 
 import (
 	"fmt"
+	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 	"net/http"
 	"slices"
 	"testing"
 	"time"
-	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 )
 
 // TestRevocationReachesOtherSidecars: sidecar B serves a session from its
@@ -96,4 +96,3 @@ func TestTierRefusesFillsAcrossAnEviction(t *testing.T) {
 		t.Fatal("the tier served a session to a token with another secret")
 	}
 }
-
