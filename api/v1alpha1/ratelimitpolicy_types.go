@@ -41,6 +41,37 @@ const (
 	FailClosed FailureMode = "Closed"
 )
 
+// RateLimitQuota says how a rule's decisions reach Redis.
+// +kubebuilder:validation:Enum=Strict;Leased
+type RateLimitQuota string
+
+const (
+	// QuotaStrict decides every request in Redis: one script call per
+	// request and rule.
+	QuotaStrict RateLimitQuota = "Strict"
+	// QuotaLeased lets each sidecar take a slice of the quota from Redis in
+	// one call and spend it locally. The fleet never admits more than
+	// Strict would; unspent slices only under-admit (docs/rate-limiting.md
+	// states the bounds). FixedWindow and TokenBucket only.
+	QuotaLeased RateLimitQuota = "Leased"
+)
+
+// RateLimitHeaders is the form of the rate-limit response headers.
+// +kubebuilder:validation:Enum=Draft;Legacy;Both
+type RateLimitHeaders string
+
+const (
+	// HeadersDraft sends the structured RateLimit and RateLimit-Policy
+	// fields of draft-ietf-httpapi-ratelimit-headers.
+	HeadersDraft RateLimitHeaders = "Draft"
+	// HeadersLegacy sends RateLimit-Limit, RateLimit-Remaining,
+	// RateLimit-Reset and RateLimit-Policy in the form of earlier drafts,
+	// for clients written against them.
+	HeadersLegacy RateLimitHeaders = "Legacy"
+	// HeadersBoth sends both forms.
+	HeadersBoth RateLimitHeaders = "Both"
+)
+
 // RateLimitKey says what a counter is kept per. The attributes combine (a
 // counter per client IP and path, say); global means one counter for all.
 // +kubebuilder:validation:XValidation:rule="(has(self.global) && self.global) ? !((has(self.clientIP) && self.clientIP) || (has(self.subject) && self.subject) || (has(self.path) && self.path) || (has(self.header) && size(self.header) > 0)) : ((has(self.clientIP) && self.clientIP) || (has(self.subject) && self.subject) || (has(self.path) && self.path) || (has(self.header) && size(self.header) > 0))",message="key needs at least one of clientIP, header, subject or path, or global: true alone"
@@ -71,6 +102,7 @@ type RateLimitKey struct {
 
 // RateLimitRule is one limit.
 // +kubebuilder:validation:XValidation:rule="!has(self.burst) || self.algorithm == 'TokenBucket'",message="burst applies only to the TokenBucket algorithm"
+// +kubebuilder:validation:XValidation:rule="!has(self.quota) || self.quota != 'Leased' || self.algorithm != 'SlidingWindow'",message="quota Leased applies to FixedWindow and TokenBucket only"
 type RateLimitRule struct {
 	// name identifies the rule within the policy; it is part of the counter key
 	// and of metrics labels.
@@ -125,6 +157,13 @@ type RateLimitRule struct {
 	// +optional
 	// +default="Open"
 	FailureMode FailureMode `json:"failureMode,omitempty"`
+
+	// quota is Strict (every request decided in Redis) or Leased (each
+	// sidecar spends slices of the quota taken from Redis: about no Redis
+	// call per request on a busy key, never more admitted than Strict).
+	// +optional
+	// +default="Strict"
+	Quota RateLimitQuota `json:"quota,omitempty"`
 }
 
 // RateLimitPolicySpec defines limits for the selected pods.
@@ -139,6 +178,14 @@ type RateLimitPolicySpec struct {
 	// redisRef names the RedisCluster holding the counters.
 	// +required
 	RedisRef RedisReference `json:"redisRef,omitzero"`
+
+	// headers is the form of the rate-limit response headers: Draft (the
+	// structured RateLimit and RateLimit-Policy fields of the current IETF
+	// draft), Legacy (RateLimit-Limit, -Remaining, -Reset of earlier
+	// drafts) or Both.
+	// +optional
+	// +default="Draft"
+	Headers RateLimitHeaders `json:"headers,omitempty"`
 
 	// rules are the limits. Names are unique within the policy.
 	// +required

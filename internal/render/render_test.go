@@ -350,3 +350,16 @@ func TestRenderCacheRuleFields(t *testing.T) {
 		t.Errorf("rendered rule (-want +got):\n%s canonicalHost %q", diff, got.CanonicalHost)
 	}
 }
+
+// The rule's quota and the policy's header form reach the sidecar as
+// written: a Leased rule rendered Strict would cost a Redis call per
+// request, and a Legacy client would lose its headers.
+func TestRateLimitSectionCarriesQuotaAndHeaders(t *testing.T) {
+	p := rateLimit("rl", 10, "redis")
+	p.Spec.Headers = v1alpha1.HeadersLegacy
+	p.Spec.Rules[0].Algorithm, p.Spec.Rules[0].Quota = v1alpha1.FixedWindow, v1alpha1.QuotaLeased
+	got := rateLimitSection("shop", p)
+	if got.Headers != config.HeadersLegacy || got.Rules[0].Quota != config.QuotaLeased {
+		t.Errorf("rendered headers %q, quota %q; want Legacy, Leased", got.Headers, got.Rules[0].Quota)
+	}
+}

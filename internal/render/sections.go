@@ -85,7 +85,8 @@ func sessionSection(namespace string, p v1alpha1.SessionPolicy) config.SessionPo
 }
 
 func rateLimitSection(namespace string, p v1alpha1.RateLimitPolicy) config.RateLimitPolicy {
-	out := config.RateLimitPolicy{PolicyMeta: policyMeta(namespace, p.Name, p.Spec.PodSelector, p.Spec.RedisRef.Name)}
+	out := config.RateLimitPolicy{PolicyMeta: policyMeta(namespace, p.Name, p.Spec.PodSelector, p.Spec.RedisRef.Name),
+		Headers: config.HeaderForm(p.Spec.Headers)}
 	for _, r := range p.Spec.Rules {
 		rule := config.RateLimitRule{
 			Name:  r.Name,
@@ -99,6 +100,7 @@ func rateLimitSection(namespace string, p v1alpha1.RateLimitPolicy) config.RateL
 			Algorithm:   config.Algorithm(r.Algorithm),
 			Mode:        config.Mode(r.Mode),
 			FailureMode: config.FailureMode(r.FailureMode),
+			Quota:       config.Quota(r.Quota),
 		}
 		if r.Burst != nil {
 			rule.Burst = *r.Burst

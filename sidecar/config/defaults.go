@@ -26,6 +26,8 @@ const (
 	DefaultAlgorithm       = FixedWindow
 	DefaultMode            = Enforce
 	DefaultFailureMode     = FailOpen
+	DefaultQuota           = QuotaStrict
+	DefaultHeaders         = HeadersDraft
 	defaultRequireForPath  = "/"
 	authorizationHeaderKey = "Authorization"
 )
@@ -80,6 +82,9 @@ func (c *Config) Default() {
 		}
 	}
 	for i := range c.RateLimits {
+		if c.RateLimits[i].Headers == "" {
+			c.RateLimits[i].Headers = DefaultHeaders
+		}
 		for j := range c.RateLimits[i].Rules {
 			r := &c.RateLimits[i].Rules[j]
 			defaultMatch(&r.Match, nil)
@@ -94,6 +99,9 @@ func (c *Config) Default() {
 			}
 			if r.FailureMode == "" {
 				r.FailureMode = DefaultFailureMode
+			}
+			if r.Quota == "" {
+				r.Quota = DefaultQuota
 			}
 		}
 	}

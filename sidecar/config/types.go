@@ -201,9 +201,36 @@ const (
 	FailClosed FailureMode = "Closed"
 )
 
+// Quota says how a rule's decisions reach Redis.
+type Quota string
+
+const (
+	// QuotaStrict decides every request in Redis.
+	QuotaStrict Quota = "Strict"
+	// QuotaLeased lets each sidecar take slices of the quota from Redis and
+	// spend them locally; it never admits more than Strict would.
+	QuotaLeased Quota = "Leased"
+)
+
+// HeaderForm is the form of the rate-limit response headers.
+type HeaderForm string
+
+const (
+	// HeadersDraft sends the structured RateLimit and RateLimit-Policy
+	// fields of the current IETF draft.
+	HeadersDraft HeaderForm = "Draft"
+	// HeadersLegacy sends the separate RateLimit-Limit, RateLimit-Remaining,
+	// RateLimit-Reset (and the old RateLimit-Policy) of earlier drafts.
+	HeadersLegacy HeaderForm = "Legacy"
+	// HeadersBoth sends both forms.
+	HeadersBoth HeaderForm = "Both"
+)
+
 // RateLimitPolicy is a set of limits shared by every replica.
 type RateLimitPolicy struct {
 	PolicyMeta `json:",inline"`
+	// headers is the form of the response headers: Draft (default), Legacy or Both.
+	Headers HeaderForm `json:"headers,omitempty"`
 	// rules are evaluated together; every matching rule must admit a request.
 	Rules []RateLimitRule `json:"rules"`
 }
@@ -228,6 +255,9 @@ type RateLimitRule struct {
 	Mode Mode `json:"mode"`
 	// failureMode is Open or Closed.
 	FailureMode FailureMode `json:"failureMode"`
+	// quota is Strict (default: every request decided in Redis) or Leased
+	// (FixedWindow and TokenBucket only: slices of the quota spent locally).
+	Quota Quota `json:"quota,omitempty"`
 }
 
 // RateLimitKey lists the request attributes a counter is kept per. Attributes

@@ -356,6 +356,11 @@ func (v *validator) rateLimit(p string, rl RateLimitPolicy) {
 	if len(rl.Rules) == 0 {
 		v.add(p+".rules", "at least one rule is required")
 	}
+	switch rl.Headers {
+	case HeadersDraft, HeadersLegacy, HeadersBoth:
+	default:
+		v.add(p+".headers", fmt.Sprintf("unknown header form %q: must be Draft, Legacy or Both", rl.Headers))
+	}
 	seen := map[string]bool{}
 	for i, r := range rl.Rules {
 		rp := fmt.Sprintf("%s.rules[%d]", p, i)
@@ -397,6 +402,15 @@ func (v *validator) rateLimit(p string, rl RateLimitPolicy) {
 		case FailOpen, FailClosed:
 		default:
 			v.add(rp+".failureMode", fmt.Sprintf("unknown failure mode %q: must be Open or Closed", r.FailureMode))
+		}
+		switch r.Quota {
+		case QuotaStrict:
+		case QuotaLeased:
+			if r.Algorithm == SlidingWindow {
+				v.add(rp+".quota", "Leased applies to FixedWindow and TokenBucket only")
+			}
+		default:
+			v.add(rp+".quota", fmt.Sprintf("unknown quota %q: must be Strict or Leased", r.Quota))
 		}
 	}
 }

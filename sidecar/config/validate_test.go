@@ -252,6 +252,19 @@ func TestValidate(t *testing.T) {
 			want:   []string{`rateLimits[0].rules: at least one rule is required`},
 		},
 		{
+			name: "rate limit quota and headers",
+			mutate: func(c *Config) {
+				c.RateLimits[0].Headers = "Fancy"
+				c.RateLimits[0].Rules[0].Algorithm, c.RateLimits[0].Rules[0].Quota = SlidingWindow, QuotaLeased
+				c.RateLimits[0].Rules[1].Quota = "Loose"
+			},
+			want: []string{
+				`rateLimits[0].headers: unknown header form "Fancy": must be Draft, Legacy or Both`,
+				`rateLimits[0].rules[0].quota: Leased applies to FixedWindow and TokenBucket only`,
+				`rateLimits[0].rules[1].quota: unknown quota "Loose": must be Strict or Leased`,
+			},
+		},
+		{
 			name: "cache rules",
 			mutate: func(c *Config) {
 				p := &c.Caches[0]
@@ -304,14 +317,17 @@ func TestValidateWithoutDefaultsReportsMissingEnums(t *testing.T) {
 		`redis[0].dialTimeout: must be positive`,
 		`redis[0].readTimeout: must be positive`,
 		`redis[0].writeTimeout: must be positive`,
+		`rateLimits[0].headers: unknown header form "": must be Draft, Legacy or Both`,
 		`rateLimits[0].rules[0].match.pathPrefix: "" must start with /`,
 		`rateLimits[0].rules[0].algorithm: unknown algorithm "": must be FixedWindow, SlidingWindow or TokenBucket`,
 		`rateLimits[0].rules[0].mode: unknown mode "": must be Enforce or Shadow`,
 		`rateLimits[0].rules[0].failureMode: unknown failure mode "": must be Open or Closed`,
+		`rateLimits[0].rules[0].quota: unknown quota "": must be Strict or Leased`,
 		`rateLimits[0].rules[1].match.pathPrefix: "" must start with /`,
 		`rateLimits[0].rules[1].burst: must be positive`,
 		`rateLimits[0].rules[1].mode: unknown mode "": must be Enforce or Shadow`,
 		`rateLimits[0].rules[1].failureMode: unknown failure mode "": must be Open or Closed`,
+		`rateLimits[0].rules[1].quota: unknown quota "": must be Strict or Leased`,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Validate() without Default (-want +got):\n%s", diff)
@@ -349,9 +365,10 @@ func TestDefault(t *testing.T) {
 		KeyPrefix:  "auth:ctx:",
 		RequireFor: []string{"/"},
 	})
+	want.RateLimits[0].Headers = HeadersDraft
 	rs := want.RateLimits[0].Rules
-	rs[0].Match.PathPrefix, rs[0].Algorithm, rs[0].Mode, rs[0].FailureMode = "/", FixedWindow, Enforce, FailOpen
-	rs[1].Match.PathPrefix, rs[1].Burst, rs[1].Mode, rs[1].FailureMode = "/", 10, Enforce, FailOpen
+	rs[0].Match.PathPrefix, rs[0].Algorithm, rs[0].Mode, rs[0].FailureMode, rs[0].Quota = "/", FixedWindow, Enforce, FailOpen, QuotaStrict
+	rs[1].Match.PathPrefix, rs[1].Burst, rs[1].Mode, rs[1].FailureMode, rs[1].Quota = "/", 10, Enforce, FailOpen, QuotaStrict
 	want.Caches[0].KeyPrefix = "cache:"
 	want.Caches[0].Rules[0].Match = Match{PathPrefix: "/", Methods: []string{"GET", "HEAD"}}
 	want.Caches[0].Rules[0].MaxBodyBytes = 1 << 20
