@@ -46,7 +46,7 @@ func BenchmarkDecision(b *testing.B) {
 				clear(w.h)
 				h.ServeHTTP(w, rq)
 			}
-			if w.h.Get("RateLimit-Remaining") == "" {
+			if w.h.Get("RateLimit") == "" {
 				b.Fatal("no RateLimit headers: the decision did not reach Redis")
 			}
 		})

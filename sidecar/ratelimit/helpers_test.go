@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -148,4 +149,44 @@ func serverTime(t testing.TB, c redis.UniversalClient) time.Time {
 		t.Fatalf("redis TIME: %v", err)
 	}
 	return tm
+}
+
+// sfList parses a Structured Field List of strings with integer
+// parameters (RFC 9651 §3.1), the shape of the draft's RateLimit and
+// RateLimit-Policy fields: member name → parameter → value.
+func sfList(t testing.TB, field string) map[string]map[string]int64 {
+	t.Helper()
+	out := map[string]map[string]int64{}
+	for _, member := range strings.Split(field, ",") {
+		member = strings.Trim(member, " \t")
+		if member == "" {
+			t.Fatalf("field %q: empty list member", field)
+		}
+		parts := strings.Split(member, ";")
+		name, err := strconv.Unquote(parts[0])
+		if err != nil || !strings.HasPrefix(parts[0], `"`) {
+			t.Fatalf("field %q: member %q is not a String", field, parts[0])
+		}
+		params := map[string]int64{}
+		for _, p := range parts[1:] {
+			k, v, ok := strings.Cut(p, "=")
+			n, err := strconv.ParseInt(v, 10, 64)
+			if !ok || err != nil {
+				t.Fatalf("field %q: parameter %q is not key=integer", field, p)
+			}
+			params[k] = n
+		}
+		out[name] = params
+	}
+	return out
+}
+
+// remaining is the r of rule (named "<policy>/<rule>") in the RateLimit field.
+func remaining(t testing.TB, resp *http.Response, rule string) int64 {
+	t.Helper()
+	m, ok := sfList(t, resp.Header.Get("RateLimit"))[rule]
+	if !ok {
+		t.Fatalf("RateLimit %q has no member %q", resp.Header.Get("RateLimit"), rule)
+	}
+	return m["r"]
 }

@@ -26,20 +26,26 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
+	"github.com/gatehouse-dev/gatehouse/sidecar/identity"
 	"github.com/gatehouse-dev/gatehouse/sidecar/problem"
 )
 
 var (
-	//go:embed fixed_window.lua
-	fixedWindowSrc string
+	//go:embed fixed_window_lease.lua
+	fixedLeaseSrc string
+	//go:embed fixed_window_return.lua
+	fixedWindowReturnSrc string
 	//go:embed sliding_window.lua
 	slidingWindowSrc string
 	//go:embed token_bucket.lua
 	tokenBucketSrc string
+	//go:embed token_bucket_lease.lua
+	bucketLeaseSrc string
 
-	fixedWindowScript   = redisconn.NewScript(fixedWindowSrc)
+	fixedLeaseScript    = redisconn.NewScript(fixedLeaseSrc)
 	slidingWindowScript = redisconn.NewScript(slidingWindowSrc)
 	tokenBucketScript   = redisconn.NewScript(tokenBucketSrc)
+	bucketLeaseScript   = redisconn.NewScript(bucketLeaseSrc)
 )
 
 // conn is one Redis connection and the rules that keep their counters there.
@@ -55,8 +61,14 @@ type conn struct {
 type Limiter struct {
 	conns  []*conn
 	denied *denyCache
+	leases *leases
 	m      *Metrics
 	log    *slog.Logger
+	now    func() time.Time
+
+	// quit ends the goroutine that gives back idle leased units.
+	quit chan struct{}
+	done chan struct{}
 }
 
 // New compiles the policies ps. conns maps connection names (config
@@ -71,7 +83,7 @@ func New(ps []config.RateLimitPolicy, conns map[string]*redisconn.Conn, m *Metri
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	l := &Limiter{denied: newDenyCache(denyCacheMaxKeys), m: m, log: log}
+	l := &Limiter{denied: newDenyCache(denyCacheMaxKeys), leases: newLeases(), m: m, log: log, now: time.Now}
 	byName := map[string]*conn{}
 	var errs []error
 	for _, p := range ps {
@@ -104,10 +116,45 @@ func New(ps []config.RateLimitPolicy, conns map[string]*redisconn.Conn, m *Metri
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	leased := false
 	for _, c := range l.conns {
 		c.client = conns[c.name].Client("ratelimit", c.refuses())
+		for _, r := range c.rules {
+			leased = leased || r.leased
+		}
+	}
+	if leased {
+		l.quit, l.done = make(chan struct{}), make(chan struct{})
+		go l.returnIdle()
 	}
 	return l, nil
+}
+
+// returnIdle gives back idle leased units until Close.
+func (l *Limiter) returnIdle() {
+	defer close(l.done)
+	t := time.NewTicker(returnEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.quit:
+			return
+		case now := <-t.C:
+			l.leases.giveBack(context.Background(), now)
+		}
+	}
+}
+
+// Close stops giving back idle leased units and gives back what it holds,
+// so a replaced Limiter strands nothing.
+func (l *Limiter) Close() error {
+	if l.quit == nil {
+		return nil
+	}
+	close(l.quit)
+	<-l.done
+	l.leases.giveBack(context.Background(), time.Now().Add(returnIdle+time.Second))
+	return nil
 }
 
 // refuses reports whether a rule on c answers 503 while Redis is down.
@@ -122,12 +169,23 @@ func (c *conn) refuses() bool {
 
 // outcome is one rule's verdict on one request.
 type outcome struct {
-	rule      *rule
-	conn      *conn
-	key       string
-	cmd       *redis.Cmd
-	call      *redisconn.Call
+	rule *rule
+	conn *conn
+	key  string
+	// deferred: the key depends on the session subject, which was not known
+	// when the request was planned.
+	deferred bool
+	// local: a leased unit admitted the request without Redis.
+	local bool
+	want  int64 // units a lease asks for
+	sent  time.Time
+	end   time.Time // strict FixedWindow: the window's end on the sidecar's clock
+	cmd   *redis.Cmd
+	incr  *redis.IntCmd
+	call  *redisconn.Call
+
 	err       error
+	known     bool // remaining and reset are known, for the headers
 	allowed   bool
 	remaining int64
 	reset     time.Duration // until the quota is restored (see docs)
@@ -137,8 +195,7 @@ type outcome struct {
 
 // verdict is the decision on a request across all its rules.
 type verdict struct {
-	status int      // 0: pass on; 429 or 503
-	header *outcome // the most restrictive enforced rule, for RateLimit-*
+	status int // 0: pass on; 429 or 503
 	retry  time.Duration
 }
 
@@ -146,20 +203,119 @@ type verdict struct {
 // outcome slice spills to the heap.
 const maxInlineRules = 8
 
+// plan is the limiter's view of one request, made before any feature
+// decides: the matching rules, their keys and the Redis calls they need.
+type plan struct {
+	buf    [maxInlineRules]outcome
+	outs   []outcome
+	b      *redisconn.Batch
+	start  time.Time
+	denied *outcome // an enforced rule the deny cache answered
+}
+
+type planKey struct{ l *Limiter }
+
+// Plan matches r against every rule and queues into b the calls of those
+// whose keys are known: every rule not keyed by the session subject, and
+// those too when an earlier feature already put the subject in ctx (a
+// session the in-process tier resolved). A leased rule with a unit left
+// needs no call. It returns ctx carrying the plan for Middleware.
+func (l *Limiter) Plan(ctx context.Context, r *http.Request, b *redisconn.Batch) context.Context {
+	return context.WithValue(ctx, planKey{l}, l.plan(ctx, r, b))
+}
+
+func (l *Limiter) plan(ctx context.Context, r *http.Request, b *redisconn.Batch) *plan {
+	p := &plan{b: b, start: l.now()}
+	_, subject := identity.Subject(ctx)
+	p.outs = p.buf[:0]
+	for _, c := range l.conns {
+		for _, ru := range c.rules {
+			if !ru.match.Match(r) {
+				continue
+			}
+			o := outcome{rule: ru, conn: c}
+			if ru.key.Subject && !subject {
+				o.deferred = true
+			} else {
+				o.key = ru.keyFor(ctx, r)
+			}
+			p.outs = append(p.outs, o)
+		}
+	}
+	for i := range p.outs {
+		if o := &p.outs[i]; !o.deferred && !l.prepare(ctx, p, o) {
+			break
+		}
+	}
+	return p
+}
+
+// prepare queues o's call, unless the deny cache or a leased unit answers
+// it; it returns false once the request is known to be denied, when nothing
+// more is queued (a request denied locally is counted nowhere).
+func (l *Limiter) prepare(ctx context.Context, p *plan, o *outcome) bool {
+	if p.denied != nil {
+		return false
+	}
+	now := p.start
+	if !o.rule.shadow {
+		if left, ok := l.denied.get(o.key, now); ok {
+			o.remaining, o.reset, o.retry = 0, left, left
+			p.denied = o
+			return false
+		}
+	}
+	if o.rule.leased {
+		ok, remaining, reset, want := l.leases.take(o.key, now)
+		if ok {
+			o.local, o.known, o.allowed, o.remaining, o.reset = true, true, true, remaining, reset
+			return true
+		}
+		o.want = want
+	}
+	o.sent = now
+	ru, key := o.rule, o.key
+	o.call = p.b.Add(o.conn.client, "script", key, func(q *redisconn.Pipe) {
+		switch {
+		case ru.algorithm == config.FixedWindow && !ru.leased:
+			// A counter per window and a fixed expiry: two commands, no
+			// script, windows on this sidecar's clock (see docs).
+			ms := ru.window.Milliseconds()
+			idx := now.UnixMilli() / ms
+			end := (idx + 1) * ms
+			o.end = time.UnixMilli(end)
+			wkey := key + ":" + strconv.FormatInt(idx, 10)
+			o.incr = q.Incr(ctx, wkey)
+			q.Do(ctx, "pexpireat", wkey, end+windowGrace.Milliseconds(), "nx")
+		case ru.leased:
+			o.cmd = q.Run(ctx, ru.script, []string{key}, append(ru.args[:len(ru.args):len(ru.args)], o.want)...)
+		default:
+			o.cmd = q.Run(ctx, ru.script, []string{key}, ru.args...)
+		}
+	})
+	return true
+}
+
+// windowGrace is how long a strict FixedWindow counter outlives its window:
+// sidecars whose clocks run behind by less than this still count into it.
+const windowGrace = 5 * time.Second
+
 // Middleware enforces the limits before next. Requests no rule matches pass
 // through untouched and cost no Redis call.
 func (l *Limiter) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var buf [maxInlineRules]outcome
-		outs := l.match(r, buf[:0])
-		if len(outs) == 0 {
+		p, _ := r.Context().Value(planKey{l}).(*plan)
+		if p == nil {
+			// Not planned by the proxy (the middleware used on its own).
+			var b redisconn.Batch
+			p = l.plan(r.Context(), r, &b)
+		}
+		if len(p.outs) == 0 {
 			next.ServeHTTP(w, r)
 			return
 		}
-		v := l.decide(r.Context(), outs)
-		if v.header != nil {
-			setHeaders(w.Header(), v.header)
-		}
+		v := l.decide(r, p)
+		setHeaders(w.Header(), p.outs)
 		switch v.status {
 		case http.StatusTooManyRequests:
 			problem.Write(w, r, &problem.Error{
@@ -183,41 +339,46 @@ func (l *Limiter) Middleware(next http.Handler) http.Handler {
 	})
 }
 
-// match appends the rules r counts against, grouped by connection.
-func (l *Limiter) match(r *http.Request, outs []outcome) []outcome {
-	for _, c := range l.conns {
-		for _, ru := range c.rules {
-			if ru.match.Match(r) {
-				outs = append(outs, outcome{rule: ru, conn: c, key: ru.counterKey(r)})
-			}
+// decide finishes the plan: the rules keyed by a subject that only the
+// session step established are queued now, whatever the request's batch
+// has not sent yet goes out (one pipeline per node, the nodes and
+// connections concurrently), and the outcomes are combined.
+func (l *Limiter) decide(r *http.Request, p *plan) verdict {
+	ctx := r.Context()
+	for i := range p.outs {
+		o := &p.outs[i]
+		if o.deferred && p.denied == nil {
+			o.key = o.rule.keyFor(ctx, r)
+			o.deferred = false
+			l.prepare(ctx, p, o)
 		}
 	}
-	return outs
-}
-
-// decide runs the matching rules' scripts in one batch (one pipeline per
-// Redis node, the nodes and connections concurrently) and combines the
-// outcomes. A request that an enforced rule is already known to deny is
-// answered without Redis.
-func (l *Limiter) decide(ctx context.Context, outs []outcome) verdict {
-	start := time.Now()
-	if v, ok := l.cachedDenial(outs, start); ok {
-		l.m.latency.Observe(time.Since(start).Seconds())
-		return v
+	if p.denied != nil {
+		// Known to be denied without Redis: the other rules are not
+		// evaluated (their calls, if any, were never sent).
+		o := p.denied
+		l.m.decisions.WithLabelValues(o.rule.policy, o.rule.name, resultDenied).Inc()
+		l.m.latency.Observe(time.Since(p.start).Seconds())
+		for i := range p.outs {
+			p.outs[i].known = &p.outs[i] == o
+		}
+		o.result = resultDenied
+		return verdict{status: http.StatusTooManyRequests, retry: o.retry}
 	}
-	var b redisconn.Batch
-	for i := range outs {
-		o := &outs[i]
-		o.call = b.Add(o.conn.client, "script", o.key, func(p *redisconn.Pipe) {
-			o.cmd = p.Run(ctx, o.rule.script, []string{o.key}, o.rule.args...)
-		})
+	if p.b.Pending() > 0 {
+		p.b.Exec(ctx)
 	}
-	b.Exec(ctx)
 	logged := false
-	for i := range outs {
-		o := &outs[i]
+	for i := range p.outs {
+		o := &p.outs[i]
+		if o.local {
+			continue
+		}
 		if err := o.call.Err(); err != nil {
 			o.err = err
+			if o.rule.leased {
+				l.leases.failed(o.key)
+			}
 			// Calls the breaker answered are not logged: during an
 			// outage that would be one line per request.
 			if !logged && !o.call.Skipped() {
@@ -226,46 +387,74 @@ func (l *Limiter) decide(ctx context.Context, outs []outcome) verdict {
 			}
 			continue
 		}
-		o.err = o.parse()
+		o.err = l.parse(o)
+		o.known = o.err == nil
 	}
-	v := l.judge(outs, start)
-	l.m.latency.Observe(time.Since(start).Seconds())
+	v := l.judge(p.outs, l.now())
+	l.m.latency.Observe(time.Since(p.start).Seconds())
 	return v
 }
 
-// cachedDenial answers a request one of whose enforced rules is in the deny
-// cache. The other rules are not evaluated, so a request denied locally is
-// not counted anywhere.
-func (l *Limiter) cachedDenial(outs []outcome, now time.Time) (verdict, bool) {
-	for i := range outs {
-		o := &outs[i]
-		if o.rule.shadow {
-			continue
+// parse reads a rule's reply.
+func (l *Limiter) parse(o *outcome) error {
+	ru := o.rule
+	if o.incr != nil {
+		n, err := o.incr.Result()
+		if err != nil {
+			return fmt.Errorf("rate limit counter for rule %s/%s: %w", ru.policy, ru.name, err)
 		}
-		left, ok := l.denied.get(o.key, now)
-		if !ok {
-			continue
+		o.allowed = n <= ru.limit
+		o.remaining = max(ru.limit-n, 0)
+		o.reset = max(o.end.Sub(o.sent), time.Millisecond)
+		if !o.allowed {
+			o.retry = o.reset
 		}
-		o.remaining, o.reset, o.retry = 0, left, left
-		l.m.decisions.WithLabelValues(o.rule.policy, o.rule.name, resultDenied).Inc()
-		return verdict{status: http.StatusTooManyRequests, header: o, retry: left}, true
+		return nil
 	}
-	return verdict{}, false
-}
-
-// parse reads the script reply {allowed, remaining, reset_ms, retry_ms}.
-func (o *outcome) parse() error {
-	vals, err := o.cmd.Int64Slice()
+	vals, err := o.cmd.Slice()
 	if err != nil {
-		return fmt.Errorf("rate limit script for rule %s/%s: %w", o.rule.policy, o.rule.name, err)
+		return fmt.Errorf("rate limit script for rule %s/%s: %w", ru.policy, ru.name, err)
 	}
 	if len(vals) != 4 {
-		return fmt.Errorf("rate limit script for rule %s/%s: %d values, want 4", o.rule.policy, o.rule.name, len(vals))
+		return fmt.Errorf("rate limit script for rule %s/%s: %d values, want 4", ru.policy, ru.name, len(vals))
 	}
-	o.allowed = vals[0] == 1
-	o.remaining = vals[1]
-	o.reset = time.Duration(vals[2]) * time.Millisecond
-	o.retry = time.Duration(vals[3]) * time.Millisecond
+	var n [3]int64
+	for i := range n {
+		v, ok := vals[i].(int64)
+		if !ok {
+			return fmt.Errorf("rate limit script for rule %s/%s: value %d is %T", ru.policy, ru.name, i, vals[i])
+		}
+		n[i] = v
+	}
+	o.reset = time.Duration(n[2]) * time.Millisecond
+	if !ru.leased {
+		retry, _ := vals[3].(int64)
+		o.allowed, o.remaining, o.retry = n[0] == 1, n[1], time.Duration(retry)*time.Millisecond
+		return nil
+	}
+	granted, left := n[0], n[1]
+	o.allowed = granted > 0
+	var window string
+	expires := o.sent.Add(ru.leaseLife)
+	if ru.algorithm == config.FixedWindow {
+		window, _ = vals[3].(string)
+		// The window ends reset after the script ran, which was after the
+		// call was sent: spending until sent + reset never spends a unit
+		// after its window.
+		expires = o.sent.Add(o.reset)
+	}
+	if o.allowed {
+		l.leases.granted(o, granted, left, o.reset, window, expires)
+		o.remaining = left + granted - 1
+		return nil
+	}
+	l.leases.failed(o.key)
+	o.remaining = 0
+	o.retry = o.reset
+	if ru.algorithm == config.TokenBucket {
+		retry, _ := vals[3].(int64)
+		o.retry = time.Duration(retry) * time.Millisecond
+	}
 	return nil
 }
 
@@ -312,32 +501,8 @@ func (l *Limiter) judge(outs []outcome, now time.Time) verdict {
 			}
 		}
 		l.m.decisions.WithLabelValues(ru.policy, ru.name, o.result).Inc()
-		if o.err == nil && !ru.shadow && restrictive(o, v.header) {
-			v.header = o
-		}
 	}
 	return v
-}
-
-// restrictive reports whether o should supply the RateLimit-* headers
-// instead of cur: the one with fewer requests remaining, then the one that
-// takes longer to reset.
-func restrictive(o, cur *outcome) bool {
-	if cur == nil {
-		return true
-	}
-	if o.remaining != cur.remaining {
-		return o.remaining < cur.remaining
-	}
-	return o.reset > cur.reset
-}
-
-// setHeaders writes the RateLimit-* headers of the IETF draft for o.
-func setHeaders(h http.Header, o *outcome) {
-	h["Ratelimit-Limit"] = []string{o.rule.limitHeader}
-	h["Ratelimit-Remaining"] = []string{strconv.FormatInt(o.remaining, 10)}
-	h["Ratelimit-Reset"] = []string{seconds(o.reset, 0)}
-	h["Ratelimit-Policy"] = []string{o.rule.policyHeader}
 }
 
 // seconds formats d as whole seconds rounded up, at least floor: a client

@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -43,12 +44,24 @@ type rule struct {
 	key       config.RateLimitKey
 	keyHeader string // canonical form of key.Header
 
-	keyPrefix    string // "rl:{<ns>/<policy>/<rule>/"
-	shape        string // algorithm and window, hashed into every key
-	script       *redisconn.Script
-	args         []any
-	limitHeader  string // RateLimit-Limit value
-	policyHeader string // RateLimit-Policy value
+	keyPrefix string // "rl:{<ns>/<policy>/<rule>/"
+	shape     string // algorithm, window and quota, hashed into every key
+	// script and args run a strict SlidingWindow or TokenBucket decision,
+	// or a lease; a strict FixedWindow needs no script.
+	script *redisconn.Script
+	args   []any
+
+	// leased rules take slices of the quota (lease.go). leaseLife bounds
+	// how long a TokenBucket slice may be spent (FixedWindow: until the
+	// window ends).
+	leased    bool
+	leaseLife time.Duration
+
+	headers      config.HeaderForm
+	limitHeader  string // legacy RateLimit-Limit value
+	policyHeader string // legacy RateLimit-Policy value
+	draftPolicy  string // RateLimit-Policy item of the current draft
+	draftName    string // the item's policy identifier, quoted
 
 	fallbackRate  float64 // tokens per second for the in-process fallback
 	fallbackBurst float64
@@ -58,6 +71,8 @@ type rule struct {
 func compile(p config.RateLimitPolicy, r config.RateLimitRule) (*rule, error) {
 	var errs []error
 	c := &rule{
+		headers:   p.Headers,
+		leased:    r.Quota == config.QuotaLeased,
 		policy:    p.Namespace + "/" + p.Name,
 		name:      r.Name,
 		conn:      p.Redis,
@@ -111,20 +126,39 @@ func compile(p config.RateLimitPolicy, r config.RateLimitRule) (*rule, error) {
 	if c.burst < 0 {
 		errs = append(errs, fmt.Errorf("burst must be positive, got %d", c.burst))
 	}
+	switch r.Quota {
+	case "", config.QuotaStrict:
+	case config.QuotaLeased:
+		if c.algorithm == config.SlidingWindow {
+			errs = append(errs, errors.New("quota Leased applies to FixedWindow and TokenBucket only"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("unknown quota %q", r.Quota))
+	}
+	switch p.Headers {
+	case "":
+		c.headers = config.HeadersDraft
+	case config.HeadersDraft, config.HeadersLegacy, config.HeadersBoth:
+	default:
+		errs = append(errs, fmt.Errorf("unknown header form %q", p.Headers))
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 
 	ms := c.window.Milliseconds()
-	wsec := strconv.FormatInt(int64(math.Ceil(c.window.Seconds())), 10)
+	wsec := int64(math.Ceil(c.window.Seconds()))
 	c.limitHeader = strconv.FormatInt(c.limit, 10)
-	c.policyHeader = c.limitHeader + ";w=" + wsec
+	c.policyHeader = c.limitHeader + ";w=" + strconv.FormatInt(wsec, 10)
 	c.fallbackRate = float64(c.limit) / c.window.Seconds()
 	c.fallbackBurst = float64(c.limit)
+	quota, qwin := c.limit, wsec
 	switch c.algorithm {
 	case config.FixedWindow:
-		c.script = fixedWindowScript
-		c.args = []any{ms, c.limit}
+		if c.leased {
+			c.script = fixedLeaseScript
+			c.args = []any{ms, c.limit}
+		}
 	case config.SlidingWindow:
 		slot := (ms + slotsPerWindow - 1) / slotsPerWindow
 		slots := (ms + slot - 1) / slot
@@ -132,17 +166,31 @@ func compile(p config.RateLimitPolicy, r config.RateLimitRule) (*rule, error) {
 		c.args = []any{slot, slots, c.limit}
 	case config.TokenBucket:
 		emission := float64(c.window.Microseconds()) / float64(c.limit)
+		em := strconv.FormatFloat(emission, 'f', -1, 64)
 		c.script = tokenBucketScript
-		c.args = []any{strconv.FormatFloat(emission, 'f', -1, 64), c.burst}
+		c.args = []any{em, c.burst}
+		if c.leased {
+			life, burst := leaseBurst(c.burst, emission)
+			c.script, c.leaseLife = bucketLeaseScript, life
+			c.args = []any{em, burst}
+		}
 		// A bucket's remaining tokens go up to burst, so burst is the quota
-		// clients should see.
+		// clients should see, over the time the bucket takes to refill it.
 		c.limitHeader = strconv.FormatInt(c.burst, 10)
 		c.policyHeader += ";burst=" + c.limitHeader
 		c.fallbackBurst = float64(c.burst)
+		quota, qwin = c.burst, int64(math.Ceil(emission*float64(c.burst)/1e6))
 	default:
 		return nil, fmt.Errorf("unknown algorithm %q: must be FixedWindow, SlidingWindow or TokenBucket", c.algorithm)
 	}
+	c.draftName = sfString(p.Name + "/" + r.Name)
+	c.draftPolicy = c.draftName + ";q=" + strconv.FormatInt(quota, 10) + ";w=" + strconv.FormatInt(max(qwin, 1), 10)
 	c.shape = string(c.algorithm) + "/" + strconv.FormatInt(ms, 10)
+	if c.leased && c.algorithm == config.FixedWindow {
+		// A lease counts granted units in a hash; a strict window counts
+		// requests in a string per window: other keys.
+		c.shape += "/leased"
+	}
 	c.keyPrefix = "rl:{" + escape(p.Namespace) + "/" + escape(p.Name) + "/" + escape(r.Name) + "/"
 	return c, nil
 }
@@ -165,13 +213,16 @@ func compile(p config.RateLimitPolicy, r config.RateLimitRule) (*rule, error) {
 // either starts new counters instead of feeding one algorithm's state to
 // another's script, or slots of one length to a window of another. A reload
 // that changes only the limit keeps the counts.
-func (c *rule) counterKey(r *http.Request) string {
+func (c *rule) counterKey(r *http.Request) string { return c.keyFor(r.Context(), r) }
+
+// keyFor is counterKey with the identity taken from ctx.
+func (c *rule) keyFor(ctx context.Context, r *http.Request) string {
 	buf := make([]byte, 0, 128)
 	buf = appendPart(buf, "shape", c.shape)
 	var ip string
 	clientIP := func() string {
 		if ip == "" {
-			ip = requestIP(r)
+			ip = requestIP(ctx, r)
 		}
 		return ip
 	}
@@ -186,7 +237,7 @@ func (c *rule) counterKey(r *http.Request) string {
 		}
 	}
 	if c.key.Subject {
-		if s, ok := identity.Subject(r.Context()); ok {
+		if s, ok := identity.Subject(ctx); ok {
 			buf = appendPart(buf, "subject", s)
 		} else {
 			buf = appendPart(buf, "anonymous-ip", clientIP())
@@ -218,8 +269,8 @@ func appendPart(buf []byte, name, value string) []byte {
 
 // requestIP is the client address set by the identity middleware, or the
 // connection's peer address when it did not run.
-func requestIP(r *http.Request) string {
-	if ip, ok := identity.ClientIP(r.Context()); ok {
+func requestIP(ctx context.Context, r *http.Request) string {
+	if ip, ok := identity.ClientIP(ctx); ok {
 		return ip.String()
 	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
@@ -249,4 +300,22 @@ func escape(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// sfString quotes s as a Structured Field String (RFC 9651 §3.3.3): printable
+// ASCII with " and \ escaped; anything else becomes "?".
+func sfString(s string) string {
+	b := make([]byte, 0, len(s)+2)
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		switch ch := s[i]; {
+		case ch == '"' || ch == '\\':
+			b = append(b, '\\', ch)
+		case ch < 0x20 || ch > 0x7e:
+			b = append(b, '?')
+		default:
+			b = append(b, ch)
+		}
+	}
+	return string(append(b, '"'))
 }

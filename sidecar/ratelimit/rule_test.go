@@ -165,7 +165,7 @@ func TestCompile(t *testing.T) {
 			want view
 		}{
 			{"zero values", config.RateLimitRule{Name: "r", Limit: 100, Window: config.Duration(time.Minute)},
-				view{config.FixedWindow, 0, false, false, true, []any{int64(60000), int64(100)}, "100", "100;w=60"}},
+				view{config.FixedWindow, 0, false, false, true, nil, "100", "100;w=60"}},
 			{"sliding 1500ms", config.RateLimitRule{Name: "r", Limit: 10, Window: config.Duration(1500 * time.Millisecond), Algorithm: config.SlidingWindow, Mode: config.Shadow, FailureMode: config.FailClosed},
 				view{config.SlidingWindow, 0, true, true, true, []any{int64(75), int64(20), int64(10)}, "10", "10;w=2"}},
 			{"token bucket default burst", config.RateLimitRule{Name: "r", Limit: 7, Window: config.Duration(time.Hour), Algorithm: config.TokenBucket},
