@@ -30,6 +30,10 @@ const (
 	returnIdle = 250 * time.Millisecond
 	// returnEvery spaces the checks for idle slices.
 	returnEvery = 100 * time.Millisecond
+	// leaseDenyFor caps how long a leased rule's denial is cached: a key
+	// exhausted in Redis costs a sidecar at most one call per leaseDenyFor,
+	// and units given back become usable within it.
+	leaseDenyFor = 500 * time.Millisecond
 	// leaseMaxKeys bounds the slices a Limiter holds; evicting one with
 	// units left under-admits them.
 	leaseMaxKeys = 10000
@@ -84,25 +88,33 @@ type leases struct {
 
 func newLeases() *leases { return &leases{keys: map[string]*slice{}} }
 
-// take spends one unit of key's slice at now if it has one, returning the
-// remaining and reset to show. Otherwise it returns how many units to ask
-// for: enough for leaseHorizon at the key's observed rate, or one while
-// another request's lease for the key is on its way.
-func (ls *leases) take(key string, now time.Time) (ok bool, remaining int64, reset time.Duration, want int64) {
+// spend spends one unit of key's slice at now if it has one, returning the
+// remaining and reset to show.
+func (ls *leases) spend(key string, now time.Time) (ok bool, remaining int64, reset time.Duration) {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	s := ls.keys[key]
 	if s == nil {
-		return false, 0, 0, 1
+		return false, 0, 0
 	}
 	s.lastUse = now
 	if s.tokens > 0 && now.Before(s.expires) {
 		s.tokens--
 		s.spent++
-		return true, s.tokens + s.left, max(s.resetAt.Sub(now), 0), 0
+		return true, s.tokens + s.left, max(s.resetAt.Sub(now), 0)
 	}
-	if s.inflight {
-		return false, 0, 0, 1
+	return false, 0, 0
+}
+
+// want is how many units a lease for key sent at now asks for: enough for
+// leaseHorizon at the key's observed rate, or one while another request's
+// lease for the key is on its way. granted or failed must follow.
+func (ls *leases) want(key string, now time.Time) int64 {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	s := ls.keys[key]
+	if s == nil || s.inflight {
+		return 1
 	}
 	s.inflight = true
 	if el := now.Sub(s.taken).Seconds(); !s.taken.IsZero() && el > 0 {
@@ -113,8 +125,8 @@ func (ls *leases) take(key string, now time.Time) (ok bool, remaining int64, res
 			s.rate = (s.rate + r) / 2
 		}
 	}
-	want = int64(math.Ceil(s.rate * leaseHorizon.Seconds()))
-	return false, 0, 0, min(max(want, 1), maxLeaseUnits)
+	want := int64(math.Ceil(s.rate * leaseHorizon.Seconds()))
+	return min(max(want, 1), maxLeaseUnits)
 }
 
 // granted records a lease reply: of granted units, one admits the request

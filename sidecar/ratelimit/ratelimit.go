@@ -258,6 +258,14 @@ func (l *Limiter) prepare(ctx context.Context, p *plan, o *outcome) bool {
 		return false
 	}
 	now := p.start
+	if o.rule.leased {
+		// Units in hand first: a denial cached while they were on their
+		// way must not strand them.
+		if ok, remaining, reset := l.leases.spend(o.key, now); ok {
+			o.local, o.known, o.allowed, o.remaining, o.reset = true, true, true, remaining, reset
+			return true
+		}
+	}
 	if !o.rule.shadow {
 		if left, ok := l.denied.get(o.key, now); ok {
 			o.remaining, o.reset, o.retry = 0, left, left
@@ -266,12 +274,7 @@ func (l *Limiter) prepare(ctx context.Context, p *plan, o *outcome) bool {
 		}
 	}
 	if o.rule.leased {
-		ok, remaining, reset, want := l.leases.take(o.key, now)
-		if ok {
-			o.local, o.known, o.allowed, o.remaining, o.reset = true, true, true, remaining, reset
-			return true
-		}
-		o.want = want
+		o.want = l.leases.want(o.key, now)
 	}
 	o.sent = now
 	ru, key := o.rule, o.key
@@ -497,7 +500,13 @@ func (l *Limiter) judge(outs []outcome, now time.Time) verdict {
 			}
 			v.retry = max(v.retry, o.retry)
 			if o.retry > 0 {
-				l.denied.put(o.key, now.Add(o.retry), now)
+				until := o.retry
+				if ru.leased {
+					// Units another sidecar gives back (lease.go) must be
+					// reachable well before the window ends.
+					until = min(until, leaseDenyFor)
+				}
+				l.denied.put(o.key, now.Add(until), now)
 			}
 		}
 		l.m.decisions.WithLabelValues(ru.policy, ru.name, o.result).Inc()
