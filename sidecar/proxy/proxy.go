@@ -432,12 +432,22 @@ func (p *Proxy) build(c *config.Config, labels map[string]string) (_ *graph, err
 // so every feature and the app see one canonical request with no header
 // named in Connection and no forged X-Gatehouse-* header; then identity, so
 // every feature sees the real client IP; then a gRPC call's deadline, so
-// that it bounds every feature's wait too; then the features in
+// that it bounds every feature's wait too; then the request's Redis batch,
+// planned by every feature that uses Redis; then the features in
 // featureKinds order; then the app.
 func (p *Proxy) chain(trusted []netip.Prefix, features []feature) http.Handler {
 	h := p.upstream
+	var planners []planner
 	for _, feature := range slices.Backward(features) {
 		h = feature.Middleware(h)
+		if pl, ok := feature.(planner); ok {
+			planners = append([]planner{pl}, planners...)
+		}
+	}
+	if len(planners) > 0 {
+		// Before the first feature decides, every feature queues its
+		// Redis calls into the request's batch (batch.go).
+		h = planned(planners, h)
 	}
 	return request.Normalize(identify(trusted, withGRPCDeadline(h)), p.paths, p.m.refuse)
 }

@@ -31,7 +31,9 @@ func TestReadyzFlipsOnlyForFeaturesThatRefuseTraffic(t *testing.T) {
 		{"cache only", `"caches":[{"namespace":"ns","name":"c","redis":"main","rules":[{"name":"all","ttl":"1m"}]}]`, "/x", true, []string{"cache/unavailable"}},
 		{"open rate limit only", `"rateLimits":[{"namespace":"ns","name":"rl","redis":"main","rules":[{"name":"r","limit":100,"window":"1m","key":{},"failureMode":"Open"}]}]`, "/x", true, []string{"ratelimit/unavailable"}},
 		{"closed rate limit", `"rateLimits":[{"namespace":"ns","name":"rl","redis":"main","rules":[{"name":"r","limit":100,"window":"1m","key":{},"failureMode":"Closed"}]}]`, "/x", false, []string{"ratelimit/unavailable"}},
-		{"session", `"sessions":[{"namespace":"ns","name":"s","redis":"main","ttl":"1m"}]`, "/x", false, []string{"session/idle"}},
+		// The request carries no token, so no lookup; the session's
+		// revocation subscription (its in-process tier) sees Redis down.
+		{"session", `"sessions":[{"namespace":"ns","name":"s","redis":"main","ttl":"1m"}]`, "/x", false, []string{"session/unavailable"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -44,6 +46,18 @@ func TestReadyzFlipsOnlyForFeaturesThatRefuseTraffic(t *testing.T) {
 				t.Fatal(err)
 			}
 			get(t, s.data+tt.path, nil)
+			health := func(rd Readiness) []string {
+				var got []string
+				for _, h := range rd.Redis {
+					got = append(got, h.Feature+"/"+h.State)
+				}
+				return got
+			}
+			// A subscription notices the stop on its own goroutine.
+			eventually(t, "feature health settles", func() bool {
+				_, rd := readyz(t, s)
+				return cmp.Equal(tt.wantHealth, health(rd))
+			})
 			code, rd := readyz(t, s)
 			if rd.Ready != tt.wantReady || (code == http.StatusOK) != tt.wantReady {
 				t.Errorf("with Redis down: ready %v (status %d), want %v; checks %+v", rd.Ready, code, tt.wantReady, rd.Checks)
@@ -52,11 +66,7 @@ func TestReadyzFlipsOnlyForFeaturesThatRefuseTraffic(t *testing.T) {
 			if i < 0 || rd.Checks[i].OK || rd.Checks[i].Error == "" || rd.Checks[i].Advisory != tt.wantReady {
 				t.Errorf("redis/main check = %+v", rd.Checks)
 			}
-			var got []string
-			for _, h := range rd.Redis {
-				got = append(got, h.Feature+"/"+h.State)
-			}
-			if diff := cmp.Diff(tt.wantHealth, got); diff != "" {
+			if diff := cmp.Diff(tt.wantHealth, health(rd)); diff != "" {
 				t.Errorf("feature health (-want +got):\n%s", diff)
 			}
 		})

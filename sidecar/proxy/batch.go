@@ -1,0 +1,40 @@
+package proxy
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
+)
+
+// planner is a feature whose Redis calls can share the request's batch.
+// Plan inspects the request before any feature decides, queues the calls
+// its decision will need into b (those it can know of yet), and returns the
+// context its middleware reads its plan from. A planner may put what it
+// already knows into the context for later planners: the session step puts
+// a subject its in-process tier resolved, so that subject-keyed rate limits
+// join the same batch.
+type planner interface {
+	Plan(ctx context.Context, r *http.Request, b *redisconn.Batch) context.Context
+}
+
+// planned runs the planners of the chain, in chain order, and sends what
+// they queued as one batch: one pipeline per Redis node, the nodes
+// concurrently, so a request whose session lookup and rate-limit scripts
+// all need Redis pays one round trip of wall time. A feature whose calls
+// depend on an earlier feature's decision (rate limits keyed by a subject
+// the session step only now resolved) adds them to the same batch later
+// and sends only those.
+func planned(ps []planner, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b := new(redisconn.Batch)
+		ctx := r.Context()
+		for _, p := range ps {
+			ctx = p.Plan(ctx, r, b)
+		}
+		if b.Pending() > 0 {
+			b.Exec(ctx)
+		}
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
