@@ -85,11 +85,15 @@ func clientIP(remoteAddr string, xff []string, trusted []netip.Prefix) netip.Add
 // parseHost accepts "ip", "ip:port" and "[ipv6]:port", and unmaps
 // IPv4-mapped IPv6 so that CIDRs written for IPv4 match.
 func parseHost(s string) netip.Addr {
+	// RemoteAddr is always "ip:port": try that first, since a failed parse
+	// allocates its error.
+	if i := strings.LastIndexByte(s, ':'); i > 0 && i < len(s)-1 && (s[0] == '[' || strings.IndexByte(s, ':') == i) {
+		if ap, err := netip.ParseAddrPort(s); err == nil {
+			return ap.Addr().Unmap()
+		}
+	}
 	if a, err := netip.ParseAddr(s); err == nil {
 		return a.Unmap()
-	}
-	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return ap.Addr().Unmap()
 	}
 	return netip.Addr{}
 }
