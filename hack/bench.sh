@@ -7,7 +7,9 @@
 # (32), BENCH_THREADS (2), BENCH_WARMUP (1s), BENCH_ONLY (regexp of
 # configurations, for development), BENCH_OUT (docs/benchmarks.md),
 # BENCH_SUITE (all; http for the wrk rows only; h2c for the gRPC rows only,
-# about a minute), BENCH_H2_CLIENTS (8) and BENCH_H2_STREAMS (8) for h2load.
+# about a minute), BENCH_H2_CLIENTS (8) and BENCH_H2_STREAMS (8) for h2load,
+# BENCH_ERL (an envoyproxy/ratelimit service binary: adds its rows to the
+# Redis-cost-per-decision comparison; docs/benchmarks.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:${PATH}"
@@ -45,6 +47,7 @@ go build -o "${bindir}/bench" ./hack/bench
 
 "${bindir}/bench" run \
 	--sidecar "${bindir}/gatehouse-sidecar" \
+	--erl "${BENCH_ERL:-}" \
 	--out "${BENCH_OUT:-docs/benchmarks.md}" \
 	--duration "${BENCH_DURATION:-5s}" \
 	--warmup "${BENCH_WARMUP:-1s}" \

@@ -12,8 +12,13 @@ import (
 type features struct {
 	session   bool
 	ratelimit bool
+	leased    bool // the rate-limit rules with quota: Leased
 	cache     bool // a cache rule on the measured path
 	inProcess bool // with the in-process tier
+	// decision is one strict FixedWindow rule and nothing else, for Redis'
+	// cost of a decision next to envoyproxy/ratelimit's: "hot" (one global
+	// key) or "keys" (one key per X-Bench-Key value).
+	decision string
 }
 
 // sidecarConfig renders the sidecar config for f against the Redis
@@ -44,12 +49,27 @@ func sidecarConfig(f features, mode string, addrs []string) ([]byte, error) {
 	}
 	if f.ratelimit {
 		rl := meta("limits")
+		quota := "Strict"
+		if f.leased {
+			quota = "Leased"
+		}
 		// Limits no benchmark reaches: every request is counted in Redis and
 		// admitted, which is the common case worth measuring. One limit does
 		// not depend on the session (client IP), one does (subject).
 		rl["rules"] = []any{
-			map[string]any{"name": "per-ip", "key": map[string]any{"clientIP": true}, "limit": 1_000_000_000, "window": "1m", "algorithm": "FixedWindow"},
-			map[string]any{"name": "per-user", "key": map[string]any{"subject": true}, "limit": 1_000_000_000, "window": "1m", "algorithm": "FixedWindow"},
+			map[string]any{"name": "per-ip", "key": map[string]any{"clientIP": true}, "limit": 1_000_000_000, "window": "1m", "algorithm": "FixedWindow", "quota": quota},
+			map[string]any{"name": "per-user", "key": map[string]any{"subject": true}, "limit": 1_000_000_000, "window": "1m", "algorithm": "FixedWindow", "quota": quota},
+		}
+		doc["rateLimits"] = []any{rl}
+	}
+	if f.decision != "" {
+		rl := meta("decisions")
+		key := map[string]any{}
+		if f.decision == "keys" {
+			key["header"] = benchKeyHeader
+		}
+		rl["rules"] = []any{
+			map[string]any{"name": "decision", "key": key, "limit": 1_000_000_000, "window": "1m", "algorithm": "FixedWindow"},
 		}
 		doc["rateLimits"] = []any{rl}
 	}
@@ -127,18 +147,40 @@ http {
 // wrkScript renders the Lua script of one wrk run: a bearer token per wrk
 // thread (sessions), a unique path per request (cache misses) and a done()
 // that prints the figures wrk's text report lacks (p99.9) as one JSON line.
-func wrkScript(dir, name string, tokens []string, uniquePrefix string) (string, error) {
-	quoted := make([]string, len(tokens))
-	for i, t := range tokens {
+// benchKeyHeader carries the rate-limit key of the "keys" decision runs,
+// one of benchKeys values per request.
+const (
+	benchKeyHeader = "X-Bench-Key"
+	benchKeys      = 10000
+)
+
+// load is what the wrk script sends besides GET of the target URL.
+type load struct {
+	tokens       []string
+	uniquePrefix string
+	// keys sets X-Bench-Key to one of benchKeys values per request (or, with
+	// erl, the descriptor value).
+	keys bool
+	// erl POSTs envoyproxy/ratelimit's JSON API instead: one descriptor per
+	// request, the key "hot" (one counter) or "key" (one per value).
+	erl bool
+}
+
+func wrkScript(dir, name string, l load) (string, error) {
+	quoted := make([]string, len(l.tokens))
+	for i, t := range l.tokens {
 		quoted[i] = fmt.Sprintf("%q", t)
 	}
 	unique := "false"
-	if uniquePrefix != "" {
+	if l.uniquePrefix != "" {
 		unique = "true"
 	}
 	src := fmt.Sprintf(`local tokens = {%s}
 local unique = %s
 local prefix = %q
+local keys = %t
+local erl = %t
+local nkeys = %d
 local threads = {}
 local counter = 0
 
@@ -151,12 +193,27 @@ function init(args)
   if #tokens > 0 then
     wrk.headers["Authorization"] = "Bearer " .. tokens[((id - 1) %% #tokens) + 1]
   end
+  math.randomseed(id)
 end
 
 if unique then
   request = function()
     counter = counter + 1
     return wrk.format("GET", prefix .. id .. "-" .. counter)
+  end
+elseif erl then
+  wrk.headers["Content-Type"] = "application/json"
+  request = function()
+    local entry = '{"key":"hot","value":"all"}'
+    if keys then
+      entry = '{"key":"key","value":"k' .. math.random(nkeys) .. '"}'
+    end
+    return wrk.format("POST", nil, nil, '{"domain":"bench","descriptors":[{"entries":[' .. entry .. ']}]}')
+  end
+elseif keys then
+  request = function()
+    wrk.headers[%q] = "k" .. math.random(nkeys)
+    return wrk.format("GET")
   end
 end
 
@@ -166,10 +223,25 @@ function done(summary, latency, requests)
     summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
     latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))
 end
-`, strings.Join(quoted, ", "), unique, uniquePrefix)
+`, strings.Join(quoted, ", "), unique, l.uniquePrefix, l.keys, l.erl, benchKeys, benchKeyHeader)
 	path := filepath.Join(dir, name+".lua")
 	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
 		return "", fmt.Errorf("write wrk script: %w", err)
 	}
 	return path, nil
 }
+
+// erlConfig is envoyproxy/ratelimit's rule file for the decision runs: the
+// same limit as the gatehouse "decision" rule, on one key ("hot") and per
+// value ("key").
+const erlConfig = `domain: bench
+descriptors:
+  - key: hot
+    rate_limit:
+      unit: minute
+      requests_per_unit: 1000000000
+  - key: key
+    rate_limit:
+      unit: minute
+      requests_per_unit: 1000000000
+`

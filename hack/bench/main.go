@@ -76,6 +76,7 @@ func main() {
 
 type options struct {
 	sidecar     string
+	erl         string
 	wrk         string
 	nginx       string
 	h2load      string
@@ -101,6 +102,7 @@ type target struct {
 	// uniquePrefix makes every request a distinct path (cache misses).
 	uniquePrefix string
 	tokens       []string
+	keys, erl    bool // see load
 	pids         func() []int
 	redisNodes   []string // the primaries whose counters the run moves
 	redisPids    []int    // every redis-server of the backend, replicas included
@@ -131,6 +133,7 @@ func run(args []string) error {
 	var o options
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.StringVar(&o.sidecar, "sidecar", "bin/gatehouse-sidecar", "gatehouse-sidecar binary")
+	fs.StringVar(&o.erl, "erl", "", "an envoyproxy/ratelimit service binary, to compare Redis' cost of a decision (optional)")
 	fs.StringVar(&o.wrk, "wrk", "wrk", "wrk binary")
 	fs.StringVar(&o.nginx, "nginx", "nginx", "nginx binary")
 	fs.StringVar(&o.out, "out", "docs/benchmarks.md", "report to (re)write; text outside the generated block is kept")
@@ -293,6 +296,7 @@ func setUp(r *runner, o options) ([]*target, int64, error) { //nolint:gocyclo //
 	variants := []variant{
 		{"session", features{session: true}, "/item"},
 		{"session+ratelimit", features{session: true, ratelimit: true}, "/item"},
+		{"session+ratelimit (leased)", features{session: true, ratelimit: true, leased: true}, "/item"},
 		{"session+ratelimit+cache-miss", features{session: true, ratelimit: true, cache: true}, ""},
 		{"cache-hit (shared tier)", features{cache: true}, "/hit"},
 		{"cache-hit (in-process tier)", features{cache: true, inProcess: true}, "/hit"},
@@ -357,6 +361,34 @@ func setUp(r *runner, o options) ([]*target, int64, error) { //nolint:gocyclo //
 			targets = append(targets, t)
 		}
 	}
+	// Redis' cost of one strict decision, next to envoyproxy/ratelimit's
+	// on the same standalone Redis (standalone only: ERL has no cluster
+	// pipeline of its own to compare).
+	for _, d := range []struct {
+		name string
+		keys bool
+	}{{"hot", false}, {"keys", true}} {
+		label := "decision, 1 key"
+		if d.keys {
+			label = fmt.Sprintf("decision, %dk keys", benchKeys/1000)
+		}
+		t, _, err := startSidecar("gatehouse "+label, features{decision: d.name}, "Standalone", []string{standalone.Addr()})
+		if err != nil {
+			return nil, 0, err
+		}
+		t.redis, t.redisNodes, t.redisPids, t.keys = "standalone", []string{standalone.Addr()}, standalonePids, d.keys
+		t.url += "/item"
+		targets = append(targets, t)
+		if o.erl != "" {
+			et, err := startERL(ctx, r, o.erl, standalone.Addr(), addr)
+			if err != nil {
+				return nil, 0, err
+			}
+			et.name = "envoy-ratelimit " + label
+			et.redis, et.redisNodes, et.redisPids, et.keys = "standalone", []string{standalone.Addr()}, standalonePids, d.keys
+			targets = append(targets, et)
+		}
+	}
 	// Idle RSS: after start-up and the first (admin) requests, before load.
 	time.Sleep(2 * time.Second)
 	for _, t := range targets {
@@ -417,7 +449,8 @@ func measure(ctx context.Context, r *runner, o options, t *target, runID string)
 	if t.uniquePrefix != "" {
 		prefix = t.uniquePrefix + runID + "/"
 	}
-	script, err := wrkScript(r.dir, runID, t.tokens, prefix)
+	l := load{tokens: t.tokens, uniquePrefix: prefix, keys: t.keys, erl: t.erl}
+	script, err := wrkScript(r.dir, runID, l)
 	if err != nil {
 		return res, err
 	}
@@ -427,7 +460,8 @@ func measure(ctx context.Context, r *runner, o options, t *target, runID string)
 		}
 		if prefix != "" {
 			// The warm-up filled the paths the measured run would request.
-			if script, err = wrkScript(r.dir, runID+"m", t.tokens, prefix+"m"); err != nil {
+			l.uniquePrefix = prefix + "m"
+			if script, err = wrkScript(r.dir, runID+"m", l); err != nil {
 				return res, err
 			}
 		}
@@ -662,4 +696,31 @@ func degradedCount(ctx context.Context, admin string) (int64, error) {
 		}
 	}
 	return int64(n), nil
+}
+
+// startERL runs an envoyproxy/ratelimit service against Redis at redisAddr
+// with erlConfig, answering its JSON API on a free port.
+func startERL(ctx context.Context, r *runner, bin, redisAddr string, addr func() string) (*target, error) {
+	root := r.TempDir()
+	cfgDir := filepath.Join(root, "ratelimit", "config")
+	if err := os.MkdirAll(cfgDir, 0o755); err != nil {
+		return nil, fmt.Errorf("erl config: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(cfgDir, "bench.yaml"), []byte(erlConfig), 0o644); err != nil {
+		return nil, fmt.Errorf("erl config: %w", err)
+	}
+	port := func() string { _, p, _ := strings.Cut(addr(), ":"); return p }
+	httpPort := port()
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(),
+		"HOST=127.0.0.1", "PORT="+httpPort, "GRPC_HOST=127.0.0.1", "GRPC_PORT="+port(),
+		"DEBUG_HOST=127.0.0.1", "DEBUG_PORT="+port(), "USE_STATSD=false", "LOG_LEVEL=warn",
+		"RUNTIME_ROOT="+root, "RUNTIME_SUBDIRECTORY=ratelimit", "RUNTIME_WATCH_ROOT=false",
+		"REDIS_SOCKET_TYPE=tcp", "REDIS_URL="+redisAddr)
+	r.startCmd(cmd)
+	url := "http://127.0.0.1:" + httpPort
+	if err := waitHTTP(ctx, url+"/healthcheck"); err != nil {
+		return nil, fmt.Errorf("envoy-ratelimit: %w", err)
+	}
+	return &target{group: "peer", url: url + "/json", erl: true, pids: func() []int { return []int{cmd.Process.Pid} }}, nil
 }

@@ -127,12 +127,17 @@ func (r *runner) close() {
 // start runs a long-lived child process (killed with us if we die) and stops
 // it at cleanup; its output goes to a log file in the run directory.
 func (r *runner) start(name string, args ...string) *exec.Cmd {
+	return r.startCmd(exec.Command(name, args...))
+}
+
+// startCmd is start for a command with its own environment.
+func (r *runner) startCmd(cmd *exec.Cmd) *exec.Cmd {
+	name := cmd.Path
 	logPath := filepath.Join(r.dir, strings.ReplaceAll(filepath.Base(name), "/", "_")+"-"+strconv.Itoa(len(r.cleanups))+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {
 		r.fail(fmt.Errorf("log file: %w", err))
 	}
-	cmd := exec.Command(name, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := cmd.Start(); err != nil {

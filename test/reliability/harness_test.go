@@ -278,7 +278,7 @@ type record struct {
 	refused  bool // the connection was refused: never accepted
 	start    time.Time
 	end      time.Time
-	// remaining and reset are the RateLimit-* headers; -1 when absent.
+	// remaining and reset are the r and t of the RateLimit field; -1 when absent.
 	remaining, reset int
 	method           string
 	xcache           string
@@ -360,11 +360,8 @@ func (l *load) one(ctx context.Context, w worker) record {
 		rec.status = resp.StatusCode
 		rec.xcache = resp.Header.Get("X-Cache")
 		rec.cacheStatus = resp.Header.Get("Cache-Status")
-		if v, e := strconv.Atoi(resp.Header.Get("RateLimit-Remaining")); e == nil {
-			rec.remaining = v
-		}
-		if v, e := strconv.Atoi(resp.Header.Get("RateLimit-Reset")); e == nil {
-			rec.reset = v
+		if r, t, ok := draftRateLimit(resp.Header.Get("RateLimit")); ok {
+			rec.remaining, rec.reset = r, t
 		}
 		if v, ok := strings.CutPrefix(string(b), "version "); ok {
 			rec.version, _ = strconv.Atoi(v)
@@ -400,4 +397,26 @@ func (r record) outcome() string {
 		return "error"
 	}
 	return strconv.Itoa(r.status)
+}
+
+// draftRateLimit reads r (remaining) and t (seconds to reset) of the first
+// member of a RateLimit field (draft-ietf-httpapi-ratelimit-headers:
+// `"policy/rule";r=5;t=2`). Each route of the suite has one rule.
+func draftRateLimit(v string) (r, t int, ok bool) {
+	member, _, _ := strings.Cut(v, ",")
+	r, t = -1, -1
+	for _, p := range strings.Split(member, ";")[1:] {
+		k, val, _ := strings.Cut(strings.TrimSpace(p), "=")
+		n, err := strconv.Atoi(val)
+		if err != nil {
+			continue
+		}
+		switch k {
+		case "r":
+			r = n
+		case "t":
+			t = n
+		}
+	}
+	return r, t, r >= 0 && t >= 0
 }
