@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,25 +13,13 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/redistest"
 )
 
-// serverReads is the node's total_reads_processed: Redis reads a pipelined
-// batch in one read, so this counts client round trips.
 func serverReads(t *testing.T, addr string) int64 {
 	t.Helper()
-	info, err := redistest.Do(context.Background(), addr, "INFO", "stats")
+	n, err := redistest.Reads(context.Background(), addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for line := range strings.Lines(info) {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_reads_processed:"); ok {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
-	}
-	t.Fatal("no total_reads_processed")
-	return 0
+	return n
 }
 
 // TestConcurrentCallsShareReads: calls of concurrent requests to one node

@@ -388,3 +388,19 @@ func FreePort(t TB) int {
 	p, _ := freePorts(t)
 	return p
 }
+
+// Reads is the node's INFO stats total_reads_processed. Redis reads a
+// pipelined batch in one read, so the difference across a run counts
+// client round trips (the INFO itself is one more).
+func Reads(ctx context.Context, addr string) (int64, error) {
+	info, err := Do(ctx, addr, "INFO", "stats")
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_reads_processed:"); ok {
+			return strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return 0, errors.New("INFO stats has no total_reads_processed")
+}

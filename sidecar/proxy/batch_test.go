@@ -41,16 +41,7 @@ func TestOneRoundTripPerRequest(t *testing.T) {
 					{"name":"per-user","key":{"subject":true},"limit":1000000,"window":"1h","quota":"` + tt.quota + `"}]}]`
 			s := newSidecar(t, a.URL, cfgDoc(tt.quota, policies)).start(t)
 			eventually(t, "config loaded", func() bool { return s.p.watcher.Status().Loaded })
-			resp, err := http.Post(s.admin+"/v1/sessions", "application/json", strings.NewReader(`{"subject":"alice"}`))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var created struct{ Token string }
-			if err := json.NewDecoder(resp.Body).Decode(&created); err != nil || created.Token == "" {
-				t.Fatalf("create session: %d %v", resp.StatusCode, err)
-			}
-			resp.Body.Close()
-			auth := http.Header{"Authorization": {"Bearer " + created.Token}}
+			auth := http.Header{"Authorization": {"Bearer " + createToken(t, s, "alice")}}
 			// Warm up: the revocation subscription confirms, the tier fills,
 			// the scripts are cached, leases taken.
 			for range 20 {
@@ -92,16 +83,7 @@ func TestLookupAndScriptsShareARoundTrip(t *testing.T) {
 	const n = 100
 	tokens := make([]string, n)
 	for i := range tokens {
-		resp, err := http.Post(s.admin+"/v1/sessions", "application/json", strings.NewReader(`{"subject":"u`+strconv.Itoa(i)+`"}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var created struct{ Token string }
-		if err := json.NewDecoder(resp.Body).Decode(&created); err != nil || created.Token == "" {
-			t.Fatalf("create session: %d %v", resp.StatusCode, err)
-		}
-		resp.Body.Close()
-		tokens[i] = created.Token
+		tokens[i] = createToken(t, s, "u"+strconv.Itoa(i))
 	}
 	if resp, _ := get(t, s.data+"/api", nil); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("no token: %d", resp.StatusCode)
@@ -119,22 +101,27 @@ func TestLookupAndScriptsShareARoundTrip(t *testing.T) {
 	}
 }
 
-// reads is the server's total_reads_processed.
+// reads is the server's total_reads_processed (redistest.Reads).
 func reads(t *testing.T, rdb *redis.Client) int64 {
 	t.Helper()
-	info, err := rdb.Info(context.Background(), "stats").Result()
+	n, err := redistest.Reads(context.Background(), rdb.Options().Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for line := range strings.Lines(info) {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_reads_processed:"); ok {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
+	return n
+}
+
+// createToken mints a session for subject through s's admin API.
+func createToken(t *testing.T, s *sidecar, subject string) string {
+	t.Helper()
+	resp, err := http.Post(s.admin+"/v1/sessions", "application/json", strings.NewReader(`{"subject":"`+subject+`"}`))
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no total_reads_processed in INFO stats")
-	return 0
+	defer resp.Body.Close()
+	var created struct{ Token string }
+	if err := json.NewDecoder(resp.Body).Decode(&created); err != nil || created.Token == "" {
+		t.Fatalf("create session: %d %v", resp.StatusCode, err)
+	}
+	return created.Token
 }

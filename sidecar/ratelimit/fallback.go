@@ -61,20 +61,26 @@ func (f *fallback) allow(key string, rate, burst float64, now time.Time) bool {
 	return true
 }
 
-// evictLocked drops the least recently used of a few entries; Go's map
-// iteration order is randomised, which makes them a random sample.
+// evictLocked drops the least recently used of a few entries.
 func (f *fallback) evictLocked() {
+	evictSampled(f.buckets, func(b *localBucket) time.Time { return b.last })
+}
+
+// evictSampled deletes from m the entry whose used time is oldest among
+// evictSample of them: Go's map iteration order is randomised, which makes
+// them a random sample. An approximate LRU in the manner of Redis' own
+// eviction, O(1) per insert and with no list to maintain on the hot path.
+func evictSampled[V any](m map[string]V, used func(V) time.Time) {
 	var victim string
 	var oldest time.Time
 	n := 0
-	for k, b := range f.buckets {
-		if n == 0 || b.last.Before(oldest) {
-			victim, oldest = k, b.last
+	for k, v := range m {
+		if t := used(v); n == 0 || t.Before(oldest) {
+			victim, oldest = k, t
 		}
-		n++
-		if n == evictSample {
+		if n++; n == evictSample {
 			break
 		}
 	}
-	delete(f.buckets, victim)
+	delete(m, victim)
 }

@@ -198,18 +198,7 @@ func (ls *leases) giveBack(ctx context.Context, now time.Time) int {
 }
 
 func (ls *leases) evictLocked() {
-	var victim string
-	var oldest time.Time
-	n := 0
-	for k, s := range ls.keys {
-		if n == 0 || s.lastUse.Before(oldest) {
-			victim, oldest = k, s.lastUse
-		}
-		if n++; n == evictSample {
-			break
-		}
-	}
-	delete(ls.keys, victim)
+	evictSampled(ls.keys, func(s *slice) time.Time { return s.lastUse })
 }
 
 func minTime(a, b time.Time) time.Time {
