@@ -207,7 +207,7 @@ func (d *demo) tour(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	d.show("GET", "/api/cart (Authorization: Bearer …)", r, "RateLimit-Policy", "RateLimit-Remaining")
+	d.show("GET", "/api/cart (Authorization: Bearer …)", r, "RateLimit-Policy", "RateLimit")
 	if err := expectStatus(r, http.StatusOK); err != nil {
 		return err
 	}
@@ -261,10 +261,10 @@ func (d *demo) rateLimitTour(ctx context.Context, auth func() map[string]string)
 			return err
 		}
 		if r.status == http.StatusOK {
-			d.out.say("GET /api/cart #%d → 200  [RateLimit-Remaining: %s]", i, r.header.Get("RateLimit-Remaining"))
+			d.out.say("GET /api/cart #%d → 200  [RateLimit: %s]", i, r.header.Get("RateLimit"))
 			continue
 		}
-		d.show("GET", fmt.Sprintf("/api/cart #%d", i), r, "Retry-After", "RateLimit-Policy", "RateLimit-Remaining", "Content-Type")
+		d.show("GET", fmt.Sprintf("/api/cart #%d", i), r, "Retry-After", "RateLimit-Policy", "RateLimit", "Content-Type")
 		if err := expectStatus(r, http.StatusTooManyRequests); err != nil {
 			return err
 		}
@@ -299,7 +299,7 @@ func (d *demo) rateLimitTour(ctx context.Context, auth func() map[string]string)
 	if err != nil {
 		return err
 	}
-	d.show("GET", "/api/cart", r, "RateLimit-Policy", "RateLimit-Remaining")
+	d.show("GET", "/api/cart", r, "RateLimit-Policy", "RateLimit")
 	if err := expectStatus(r, http.StatusOK); err != nil {
 		return err
 	}

@@ -183,7 +183,7 @@ func TestDocsWorkedExample(t *testing.T) {
 		}
 		// A fixed 1m window is aligned to the minute: start in a fresh one
 		// if this one ends before the 100 calls could be made.
-		if reset, _ := strconv.Atoi(first(hdr, "ratelimit-reset")); reset < 20 {
+		if reset, _ := strconv.Atoi(rateLimit(hdr, "t")); reset < 20 {
 			time.Sleep(time.Duration(reset+1) * time.Second)
 			if got, err = call(authed("acme"), &hdr, &tr); err != nil {
 				t.Fatal(err)
@@ -192,7 +192,7 @@ func TestDocsWorkedExample(t *testing.T) {
 		if got != "order of book for alice@acme" {
 			t.Errorf("the app answered %q: it did not see the subject and tenant claim", got)
 		}
-		if first(hdr, "ratelimit-limit") != "100" || first(hdr, "ratelimit-remaining") != "99" || first(hdr, "ratelimit-policy") == "" {
+		if !strings.Contains(first(hdr, "ratelimit-policy"), ";q=100;w=60") || rateLimit(hdr, "r") != "99" {
 			t.Errorf("header metadata of call 1: %v", hdr)
 		}
 		for i := 2; i <= 100; i++ {
@@ -200,15 +200,15 @@ func TestDocsWorkedExample(t *testing.T) {
 				t.Fatalf("call %d: %v", i, err)
 			}
 		}
-		if first(hdr, "ratelimit-remaining") != "0" {
-			t.Errorf("ratelimit-remaining of call 100 = %q", first(hdr, "ratelimit-remaining"))
+		if rateLimit(hdr, "r") != "0" {
+			t.Errorf("ratelimit r of call 100 = %q", rateLimit(hdr, "r"))
 		}
 		_, err = call(authed("acme"), &hdr, &tr)
 		md := metadata.Join(hdr, tr)
 		ra, _ := strconv.Atoi(first(md, "retry-after"))
 		pb, _ := strconv.Atoi(first(md, "grpc-retry-pushback-ms"))
 		if codeOf(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "Too many requests: ") ||
-			first(md, "ratelimit-remaining") != "0" || ra < 1 || pb != ra*1000 {
+			rateLimit(md, "r") != "0" || ra < 1 || pb != ra*1000 {
 			t.Errorf("call 101: %v with %v", err, md)
 		}
 		if _, err := call(authed("globex"), &hdr, &tr); err != nil {
@@ -242,10 +242,20 @@ func TestDocsWorkedExample(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The session is checked first: a required session answers
-		// Unavailable; on a public path the rate limit would.
-		_, err := call(authed("acme"), &hdr, &tr)
-		if codeOf(err) != codes.Unavailable || !strings.Contains(err.Error(), "Session store unavailable: ") {
-			t.Errorf("got %v", err)
+		// Unavailable; on a public path the rate limit would. The
+		// sidecar's in-process session tier serves the session it holds
+		// until its revocation subscription is lost or silent for 750ms
+		// (docs/sessions.md); meanwhile acme's limit still answers.
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			_, err := call(authed("acme"), &hdr, &tr)
+			if codeOf(err) == codes.Unavailable && strings.Contains(err.Error(), "Session store unavailable: ") {
+				break
+			}
+			if codeOf(err) != codes.ResourceExhausted || time.Now().After(deadline) {
+				t.Fatalf("got %v", err)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	})
 }
