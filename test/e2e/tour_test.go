@@ -137,7 +137,7 @@ func tourScenarios() {
 		retry, err := strconv.Atoi(last.Header("Retry-After"))
 		Expect(err).NotTo(HaveOccurred())
 		Expect(retry).To(BeNumerically(">", 0))
-		Expect(last.Header("RateLimit-Policy")).To(Equal("5;w=60"))
+		Expect(last.Header("RateLimit-Policy")).To(Equal(`"storefront-limits/per-ip";q=5;w=60`))
 
 		// Raise it again, far above what the load scenarios send.
 		before = renderedHash(ctx)
@@ -145,7 +145,7 @@ func tourScenarios() {
 		sidecarsServe(ctx, before)
 		r := request("-H", "Authorization: Bearer "+token, appService+"/api/cart")
 		Expect(r.Status).To(Equal(200))
-		Expect(r.Header("RateLimit-Policy")).To(Equal("100000;w=60"))
+		Expect(r.Header("RateLimit-Policy")).To(Equal(`"storefront-limits/per-ip";q=100000;w=60`))
 	})
 
 	It("cache: MISS, then HIT with the very same render; a PUT invalidates it on every replica", func() {
