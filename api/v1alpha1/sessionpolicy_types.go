@@ -56,7 +56,10 @@ type SessionPolicySpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="ttl must be at least 1s"
 	TTL *metav1.Duration `json:"ttl,omitempty"`
 
-	// sliding extends a session by ttl on every request that uses it.
+	// sliding extends a session by ttl on every request that uses it (a
+	// sidecar serving it from its in-process tier sends at most one
+	// extension per second, so the idle timeout restarts within a second of
+	// the last use).
 	// +optional
 	// +default=true
 	Sliding *bool `json:"sliding,omitempty"`

@@ -136,7 +136,8 @@ type SessionPolicy struct {
 	Token TokenSource `json:"token"`
 	// ttl is the session lifetime (sliding when Sliding is true).
 	TTL Duration `json:"ttl"`
-	// sliding extends the session on every use.
+	// sliding extends the session on every use (from the in-process tier: at
+	// most once per second per sidecar).
 	Sliding bool `json:"sliding"`
 	// maxLifetime caps a sliding session created without its own ttl: however
 	// often it is used, it ends this long after creation (default 168h).

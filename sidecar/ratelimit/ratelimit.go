@@ -1,14 +1,17 @@
 // Package ratelimit enforces rate limits shared by every replica of a
-// service: counters live in Redis and are updated by one atomic Lua script
-// per rule, so a limit of N admits at most N requests per window however many
-// sidecars race for it.
+// service: counters live in Redis and are updated atomically there (two
+// commands for a strict fixed window, a Lua script for the other algorithms
+// and for leases), so a limit of N admits at most N requests per window
+// however many sidecars race for it.
 //
 // A Limiter is built from the rate-limit policies that select the pod and is
 // immutable; a config reload builds a new one. Each request is matched
-// against every rule; the scripts of all matching rules run in one pipeline
-// per Redis connection (one round trip), and the request passes only if every
-// enforced rule admits it. See docs/rate-limiting.md for the algorithms, key
-// layout, headers and failure modes.
+// against every rule; Plan queues the calls of all matching rules into the
+// request's batch (one pipeline per Redis node, shared with the session
+// lookup), leased rules spend slices of their quota taken from Redis
+// beforehand (lease.go), and the request passes only if every enforced rule
+// admits it. See docs/rate-limiting.md for the algorithms, key layout,
+// leases, headers and failure modes.
 package ratelimit
 
 import (

@@ -259,3 +259,48 @@ func FuzzCounterKey(f *testing.F) {
 		}
 	})
 }
+
+// TestCompileDraftAndLease: the draft's RateLimit-Policy member of each
+// algorithm (q and w, TokenBucket's being its burst and refill time), and a
+// leased TokenBucket's lifetime and reduced burst (lease.go): the tokens one
+// lifetime adds come off the burst, and a burst of 1 cannot be leased.
+func TestCompileDraftAndLease(t *testing.T) {
+	p := testPolicy("ns", "api", "c")
+	type view struct {
+		Draft string
+		Life  time.Duration
+		Args  []any
+	}
+	tests := []struct {
+		name string
+		rule config.RateLimitRule
+		want view
+	}{
+		{"fixed", config.RateLimitRule{Name: "fixed", Limit: 100, Window: config.Duration(time.Minute)},
+			view{`"api/fixed";q=100;w=60`, 0, nil}},
+		{"leased fixed", config.RateLimitRule{Name: "lf", Limit: 100, Window: config.Duration(1500 * time.Millisecond), Quota: config.QuotaLeased},
+			view{`"api/lf";q=100;w=2`, 0, []any{int64(1500), int64(100)}}},
+		{"bucket", config.RateLimitRule{Name: "tb", Limit: 50, Window: config.Duration(time.Second), Algorithm: config.TokenBucket, Burst: 20},
+			view{`"api/tb";q=20;w=1`, 0, []any{"20000", int64(20)}}},
+		// 20ms per token, burst 20: life min(100ms, 10 tokens' 200ms) =
+		// 100ms, 5 tokens, so the lease takes from a bucket of 15.
+		{"leased bucket", config.RateLimitRule{Name: "ltb", Limit: 50, Window: config.Duration(time.Second), Algorithm: config.TokenBucket, Burst: 20, Quota: config.QuotaLeased},
+			view{`"api/ltb";q=20;w=1`, 100 * time.Millisecond, []any{"20000", int64(15)}}},
+		{"leased bucket of one", config.RateLimitRule{Name: "one", Limit: 10, Window: config.Duration(time.Second), Algorithm: config.TokenBucket, Burst: 1, Quota: config.QuotaLeased},
+			view{`"api/one";q=1;w=1`, 0, []any{"100000", int64(1)}}},
+		{"quoted name", config.RateLimitRule{Name: `a"b\c`, Limit: 1, Window: config.Duration(time.Hour)},
+			view{`"api/a\"b\\c";q=1;w=3600`, 0, nil}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := mustCompile(t, p, tt.rule)
+			got := view{c.draftPolicy, c.leaseLife, c.args}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("compiled (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if _, err := compile(p, config.RateLimitRule{Name: "sw", Limit: 1, Window: config.Duration(time.Second), Algorithm: config.SlidingWindow, Quota: config.QuotaLeased}); err == nil {
+		t.Error("a leased SlidingWindow compiled")
+	}
+}

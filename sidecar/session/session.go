@@ -15,6 +15,10 @@
 // index and deletes what it lists on that one slot. Creates and revokes
 // wait for a replica (WAIT), so a failover does not undo them.
 //
+// Resolved sessions are kept in a bounded in-process tier (tier.go) that
+// every revocation reaches over Pub/Sub, and a request's lookup is planned
+// into the request's Redis batch (plan.go).
+//
 // All Redis access goes through internal/redisconn, which owns deadlines,
 // retries, breakers and cluster topology.
 package session
