@@ -263,3 +263,62 @@ func TestLeasedTokenBucketKeepsEveryInterval(t *testing.T) {
 	}
 	t.Logf("leased bucket: %d admitted in 2s (strict at most %d)", len(times), burst+int(2*time.Second/emission))
 }
+
+// TestLeasedTokensHeldOverARefill replays the case the reduced lease burst
+// exists for: sidecar A takes a slice from a full bucket and holds it
+// while the bucket refills; then A spends its slice at the moment sidecar
+// B takes the refilled bucket. Without the reduction the two together
+// would exceed the burst by what one lease lifetime refills (here about
+// 100 tokens over a burst of 400).
+func TestLeasedTokensHeldOverARefill(t *testing.T) {
+	_, c := startRedis(t)
+	r := leasedRule("refill", config.TokenBucket, 1000, time.Second) // one token per ms
+	r.Burst = 400
+	p := testPolicy("ns", "tb-refill", "main", r)
+	var mu sync.Mutex
+	var times []time.Time
+	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		times = append(times, time.Now())
+		mu.Unlock()
+	})
+	a, b := newLimiter(t, one(t, c), nil, p), newLimiter(t, one(t, c), nil, p)
+	t.Cleanup(func() { _ = a.Close(); _ = b.Close() })
+	ha, hb := a.Middleware(app), b.Middleware(app)
+	rq := func() *http.Request { return req("GET", "/", "10.61.0.1", "") }
+	key := mustCompile(t, p, r).counterKey(rq())
+
+	// A's second request, a millisecond after its first, leases about
+	// rate × 100ms = 100 tokens.
+	serve(ha, rq())
+	time.Sleep(time.Millisecond)
+	leased := time.Now()
+	serve(ha, rq())
+	a.leases.mu.Lock()
+	held := a.leases.keys[key].tokens
+	a.leases.mu.Unlock()
+	if held < 20 {
+		t.Fatalf("A holds %d tokens after its lease; the scenario needs a slice", held)
+	}
+	// Spend it just before its 100ms lifetime ends, while B drains the
+	// bucket that refilled meanwhile.
+	time.Sleep(time.Until(leased.Add(80 * time.Millisecond)))
+	for range held {
+		serve(ha, rq())
+	}
+	for denied := 0; denied < 5; {
+		if serve(hb, rq()).StatusCode != http.StatusOK {
+			denied++
+		}
+	}
+	const emission, burst, slack = time.Millisecond, 400, 2
+	for i, ti := range times {
+		for j := i; j < len(times); j++ {
+			d := times[j].Sub(ti)
+			if n := j - i + 1; n > burst+int(d/emission)+slack {
+				t.Fatalf("%d admitted within %v (A held %d); strict bound %d", n, d, held, burst+int(d/emission))
+			}
+		}
+	}
+	t.Logf("A held %d tokens over the refill; %d admitted in all", held, len(times))
+}
