@@ -2,11 +2,13 @@ package session
 
 import (
 	"fmt"
-	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 	"net/http"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 )
 
 // TestRevocationReachesOtherSidecars: sidecar B serves a session from its
@@ -54,6 +56,7 @@ func TestRevocationReachesOtherSidecars(t *testing.T) {
 					if bh.get("/api", tok).Code == http.StatusUnauthorized {
 						break
 					}
+					runtime.Gosched()
 					if time.Since(revoked) > 5*time.Second {
 						t.Fatalf("trial %d: B still admits the revoked session 5s after A revoked it", i)
 					}
