@@ -156,7 +156,8 @@ func render(o options, targets []*target, binSize int64, took time.Duration) str
 		}
 		usPer := func(s summary) float64 { return float64(s.redisCPU.Microseconds()) / 10000 }
 		if erl, ok := sums["envoy-ratelimit "+label+" / standalone"]; ok {
-			check("Redis CPU per strict decision ("+label+") ≤ envoyproxy/ratelimit's", fmt.Sprintf("%.1f µs vs %.1f µs (%.2f vs %.2f reads/decision)", usPer(gh), usPer(erl), gh.trips, erl.trips), usPer(gh) <= usPer(erl))
+			measured := fmt.Sprintf("%.1f µs vs %.1f µs (%.2f vs %.2f reads/decision)", usPer(gh), usPer(erl), gh.trips, erl.trips)
+			check("Redis CPU per strict decision ("+label+") ≤ envoyproxy/ratelimit's", measured, usPer(gh) <= usPer(erl))
 		} else {
 			check("Redis CPU per strict decision ("+label+") ≤ envoyproxy/ratelimit's (13–19 µs in the issue's run; not run here)", fmt.Sprintf("%.1f µs", usPer(gh)), usPer(gh) <= 13)
 		}

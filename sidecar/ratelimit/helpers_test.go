@@ -157,7 +157,7 @@ func serverTime(t testing.TB, c redis.UniversalClient) time.Time {
 func sfList(t testing.TB, field string) map[string]map[string]int64 {
 	t.Helper()
 	out := map[string]map[string]int64{}
-	for _, member := range strings.Split(field, ",") {
+	for member := range strings.SplitSeq(field, ",") {
 		member = strings.Trim(member, " \t")
 		if member == "" {
 			t.Fatalf("field %q: empty list member", field)

@@ -181,11 +181,11 @@ func (ls *leases) idle(now time.Time) []slice {
 	return out
 }
 
-// returnIdle gives back the units of idle slices, in one batch.
-func (ls *leases) giveBack(ctx context.Context, now time.Time) int {
+// giveBack gives back the units of idle slices, in one batch.
+func (ls *leases) giveBack(ctx context.Context, now time.Time) {
 	idle := ls.idle(now)
 	if len(idle) == 0 {
-		return 0
+		return
 	}
 	var b redisconn.Batch
 	for _, s := range idle {
@@ -194,7 +194,6 @@ func (ls *leases) giveBack(ctx context.Context, now time.Time) int {
 		})
 	}
 	b.Exec(ctx)
-	return len(idle)
 }
 
 func (ls *leases) evictLocked() {

@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -294,7 +295,7 @@ func (l *Limiter) prepare(ctx context.Context, p *plan, o *outcome) bool {
 			o.incr = q.Incr(ctx, wkey)
 			q.Do(ctx, "pexpireat", wkey, end+windowGrace.Milliseconds(), "nx")
 		case ru.leased:
-			o.cmd = q.Run(ctx, ru.script, []string{key}, append(ru.args[:len(ru.args):len(ru.args)], o.want)...)
+			o.cmd = q.Run(ctx, ru.script, []string{key}, append(slices.Clip(ru.args), o.want)...)
 		default:
 			o.cmd = q.Run(ctx, ru.script, []string{key}, ru.args...)
 		}

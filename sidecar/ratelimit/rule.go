@@ -126,22 +126,7 @@ func compile(p config.RateLimitPolicy, r config.RateLimitRule) (*rule, error) {
 	if c.burst < 0 {
 		errs = append(errs, fmt.Errorf("burst must be positive, got %d", c.burst))
 	}
-	switch r.Quota {
-	case "", config.QuotaStrict:
-	case config.QuotaLeased:
-		if c.algorithm == config.SlidingWindow {
-			errs = append(errs, errors.New("quota Leased applies to FixedWindow and TokenBucket only"))
-		}
-	default:
-		errs = append(errs, fmt.Errorf("unknown quota %q", r.Quota))
-	}
-	switch p.Headers {
-	case "":
-		c.headers = config.HeadersDraft
-	case config.HeadersDraft, config.HeadersLegacy, config.HeadersBoth:
-	default:
-		errs = append(errs, fmt.Errorf("unknown header form %q", p.Headers))
-	}
+	errs = append(errs, c.compileQuotaAndHeaders(p, r)...)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -193,6 +178,29 @@ func compile(p config.RateLimitPolicy, r config.RateLimitRule) (*rule, error) {
 	}
 	c.keyPrefix = "rl:{" + escape(p.Namespace) + "/" + escape(p.Name) + "/" + escape(r.Name) + "/"
 	return c, nil
+}
+
+// compileQuotaAndHeaders checks the rule's quota and its policy's header
+// form.
+func (c *rule) compileQuotaAndHeaders(p config.RateLimitPolicy, r config.RateLimitRule) []error {
+	var errs []error
+	switch r.Quota {
+	case "", config.QuotaStrict:
+	case config.QuotaLeased:
+		if c.algorithm == config.SlidingWindow {
+			errs = append(errs, errors.New("quota Leased applies to FixedWindow and TokenBucket only"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("unknown quota %q", r.Quota))
+	}
+	switch p.Headers {
+	case "":
+		c.headers = config.HeadersDraft
+	case config.HeadersDraft, config.HeadersLegacy, config.HeadersBoth:
+	default:
+		errs = append(errs, fmt.Errorf("unknown header form %q", p.Headers))
+	}
+	return errs
 }
 
 // counterKey returns the Redis key of the counter r is counted in.
