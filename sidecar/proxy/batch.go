@@ -13,9 +13,12 @@ import (
 // context its middleware reads its plan from. A planner may put what it
 // already knows into the context for later planners: the session step puts
 // a subject its in-process tier resolved, so that subject-keyed rate limits
-// join the same batch.
+// join the same batch. final says that the feature will answer the request
+// itself whatever Redis replies (a required session without a token): the
+// features after it are not planned, so such a request is counted nowhere,
+// as if they had never seen it.
 type planner interface {
-	Plan(ctx context.Context, r *http.Request, b *redisconn.Batch) context.Context
+	Plan(ctx context.Context, r *http.Request, b *redisconn.Batch) (_ context.Context, final bool)
 }
 
 // planned runs the planners of the chain, in chain order, and sends what
@@ -30,7 +33,10 @@ func planned(ps []planner, next http.Handler) http.Handler {
 		b := new(redisconn.Batch)
 		ctx := r.Context()
 		for _, p := range ps {
-			ctx = p.Plan(ctx, r, b)
+			var final bool
+			if ctx, final = p.Plan(ctx, r, b); final {
+				break
+			}
 		}
 		if b.Pending() > 0 {
 			b.Exec(ctx)

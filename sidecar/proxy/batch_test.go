@@ -2,10 +2,8 @@ package proxy
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -41,7 +39,7 @@ func TestOneRoundTripPerRequest(t *testing.T) {
 					{"name":"per-user","key":{"subject":true},"limit":1000000,"window":"1h","quota":"` + tt.quota + `"}]}]`
 			s := newSidecar(t, a.URL, cfgDoc(tt.quota, policies)).start(t)
 			eventually(t, "config loaded", func() bool { return s.p.watcher.Status().Loaded })
-			auth := http.Header{"Authorization": {"Bearer " + createToken(t, s, "alice")}}
+			auth := http.Header{"Authorization": {"Bearer " + mint(t, s, "alice", nil)}}
 			// Warm up: the revocation subscription confirms, the tier fills,
 			// the scripts are cached, leases taken.
 			for range 20 {
@@ -83,7 +81,7 @@ func TestLookupAndScriptsShareARoundTrip(t *testing.T) {
 	const n = 100
 	tokens := make([]string, n)
 	for i := range tokens {
-		tokens[i] = createToken(t, s, "u"+strconv.Itoa(i))
+		tokens[i] = mint(t, s, "u"+strconv.Itoa(i), nil)
 	}
 	if resp, _ := get(t, s.data+"/api", nil); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("no token: %d", resp.StatusCode)
@@ -109,19 +107,4 @@ func reads(t *testing.T, rdb *redis.Client) int64 {
 		t.Fatal(err)
 	}
 	return n
-}
-
-// createToken mints a session for subject through s's admin API.
-func createToken(t *testing.T, s *sidecar, subject string) string {
-	t.Helper()
-	resp, err := http.Post(s.admin+"/v1/sessions", "application/json", strings.NewReader(`{"subject":"`+subject+`"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var created struct{ Token string }
-	if err := json.NewDecoder(resp.Body).Decode(&created); err != nil || created.Token == "" {
-		t.Fatalf("create session: %d %v", resp.StatusCode, err)
-	}
-	return created.Token
 }

@@ -224,8 +224,8 @@ type planKey struct{ l *Limiter }
 // those too when an earlier feature already put the subject in ctx (a
 // session the in-process tier resolved). A leased rule with a unit left
 // needs no call. It returns ctx carrying the plan for Middleware.
-func (l *Limiter) Plan(ctx context.Context, r *http.Request, b *redisconn.Batch) context.Context {
-	return context.WithValue(ctx, planKey{l}, l.plan(ctx, r, b))
+func (l *Limiter) Plan(ctx context.Context, r *http.Request, b *redisconn.Batch) (context.Context, bool) {
+	return context.WithValue(ctx, planKey{l}, l.plan(ctx, r, b)), false
 }
 
 func (l *Limiter) plan(ctx context.Context, r *http.Request, b *redisconn.Batch) *plan {

@@ -48,13 +48,17 @@ type planKey struct{ m *Manager }
 // the session and no extension is due) and returns ctx carrying the plan
 // for Middleware. A session the tier resolved is put in the context at
 // once, so that the rate limiter's subject-keyed rules join the same batch.
-func (m *Manager) Plan(ctx context.Context, r *http.Request, b *redisconn.Batch) context.Context {
+//
+// A required path without a token, or with a malformed one, is refused by
+// the session step whatever Redis says: Plan reports it final, so that the
+// features after it do not count the request.
+func (m *Manager) Plan(ctx context.Context, r *http.Request, b *redisconn.Batch) (context.Context, bool) {
 	p := m.plan(r, b)
 	ctx = context.WithValue(ctx, planKey{m}, p)
 	if p.entry != nil {
 		ctx = identity.WithSubject(ctx, p.entry.sc.Subject)
 	}
-	return ctx
+	return ctx, p.required && (!p.present || p.malformed)
 }
 
 func (m *Manager) plan(r *http.Request, b *redisconn.Batch) *plan {
