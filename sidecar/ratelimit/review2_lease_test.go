@@ -81,3 +81,58 @@ func TestLeasedSliceNeverOutlivesItsWindow(t *testing.T) {
 		}
 	}
 }
+
+// TestLeasedUnitsOfACrashedSidecarComeBack: the documented under-admission
+// bound of a leased FixedWindow is "units held by sidecars when the window
+// ends: at most one slice per sidecar that served the key in the window's
+// last 250 ms … so a key that keeps getting requests (through any sidecar)
+// still reaches exactly limit". A sidecar that dies holding a slice (OOM
+// kill, node loss, SIGKILL on a failed liveness probe: no Close, no return)
+// strands its units in Redis until the window ends, however long before the
+// end it last served the key: for an hourly or daily quota the survivors
+// stay short of the limit for the rest of the window.
+//
+// The crash is A's return goroutine stopping without giving anything back,
+// which is what a killed process does.
+func TestLeasedUnitsOfACrashedSidecarComeBack(t *testing.T) {
+	_, c := startRedis(t)
+	const limit = 40
+	r := leasedRule("daily", config.FixedWindow, limit, time.Hour)
+	p := testPolicy("ns", "crash", "main", r)
+	a, b := newLimiter(t, one(t, c), nil, p), newLimiter(t, one(t, c), nil, p)
+	t.Cleanup(func() { _ = b.Close() })
+	ha, hb := a.Middleware(okHandler), b.Middleware(okHandler)
+	const ip = "10.98.1.1"
+	got := 0
+	for range 5 {
+		if serve(ha, req("GET", "/", ip, "")).StatusCode == http.StatusOK {
+			got++
+		}
+	}
+	held := int64(0)
+	a.leases.mu.Lock()
+	for _, s := range a.leases.keys {
+		held += s.tokens
+	}
+	a.leases.mu.Unlock()
+	if held == 0 {
+		t.Fatal("A holds no units after a burst: nothing to strand")
+	}
+	// A is killed.
+	close(a.quit)
+	<-a.done
+
+	// B keeps getting requests for well over the documented 250ms + 500ms.
+	deadline := time.Now().Add(3 * time.Second)
+	for got < limit && time.Now().Before(deadline) {
+		if serve(hb, req("GET", "/", ip, "")).StatusCode == http.StatusOK {
+			got++
+		} else {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	t.Logf("A admitted 5 and died holding %d units; the fleet admitted %d of %d in the next 3s", held, got, limit)
+	if got != limit {
+		t.Errorf("after a sidecar died holding %d units of an hourly window: the key keeps getting requests and reaches %d, not the limit %d, until the window ends in up to an hour", held, got, limit)
+	}
+}
