@@ -132,8 +132,8 @@ func (b *Batch) add(c *Client, op, key string, durable bool, queue func(p *Pipe)
 }
 
 // Exec sends every call and fills in the results. Calls on several
-// connections run concurrently. ctx's cancellation is ignored (see Phase);
-// its deadline, if earlier than the connection's, is kept.
+// connections run concurrently. ctx's cancellation is ignored; its
+// deadline, if earlier than the connection's, bounds the wait (see Phase).
 func (b *Batch) Exec(ctx context.Context) {
 	calls := b.calls[b.sent:]
 	b.sent = len(b.calls)
@@ -217,8 +217,9 @@ func (c *Conn) exec(ctx context.Context, calls []*Call) {
 	}
 	took := time.Since(start)
 	now := time.Now()
+	callers := deadlineOf(ctx).Before(c.phaseOf(ctx).bound)
 	for _, call := range calls {
-		c.settle(call, now, took)
+		c.settle(call, now, took, callers)
 	}
 }
 
@@ -343,6 +344,12 @@ func (c *Conn) waited(node string, w *redis.IntCmd) bool {
 	return err == nil && n >= 1
 }
 
+// timedOut reports whether err is a deadline running out, a context's or a
+// connection's.
+func timedOut(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || IsTimeout(err)
+}
+
 func deadlineOf(ctx context.Context) time.Time {
 	dl, ok := ctx.Deadline()
 	if !ok {
@@ -386,7 +393,9 @@ func (c *Conn) retryNoScript(ctx context.Context, calls []*Call) {
 
 // settle judges a call from its commands' errors: the call's error, its
 // node's breaker, the topology, the metrics and its feature's health.
-func (c *Conn) settle(call *Call, now time.Time, took time.Duration) {
+// callers says whether the call's deadline was its caller's, earlier than
+// the connection's own: a timeout then is the caller's, not the node's.
+func (c *Conn) settle(call *Call, now time.Time, took time.Duration, callers bool) {
 	if !call.skipped {
 		// The call's error is its worst one: no answer over a moving
 		// cluster over an error reply, the first of each kind.
@@ -399,7 +408,12 @@ func (c *Conn) settle(call *Call, now time.Time, took time.Duration) {
 				call.err, call.v = err, v
 			}
 		}
+		if call.v == silent && (errors.Is(call.err, errNotSent) || callers && timedOut(call.err)) {
+			call.v = expired
+		}
 		switch call.v {
+		case expired:
+			call.err = fmt.Errorf("%w: node %s: %w", ErrUnavailable, call.node, call.err)
 		case silent:
 			c.nodes.fail(call.node, now)
 			c.reload.request("node-unreachable")

@@ -134,6 +134,8 @@ func (c *Client) record(call *Call, now time.Time, took time.Duration) {
 	switch {
 	case call.skipped:
 		result = "skipped"
+	case call.v == expired:
+		result = "expired"
 	case call.v != answered:
 		result = "unavailable"
 	case call.err != nil:
@@ -144,8 +146,10 @@ func (c *Client) record(call *Call, now time.Time, took time.Duration) {
 		c.m.unreplicated()
 	}
 	// An error reply (a script error, say) is the feature's problem, not
-	// Redis being unavailable.
-	c.h.record(call.v == answered, call.err, now)
+	// Redis being unavailable; an expired call says nothing either way.
+	if call.v != expired {
+		c.h.record(call.v == answered, call.err, now)
+	}
 	c.m.healthy(c.h.state(now) != StateUnavailable)
 }
 

@@ -25,7 +25,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return &Metrics{
 		calls: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_redis_calls_total",
-			Help: "Redis calls (one group of commands for one hash slot) by connection, feature, operation, node and result: ok, error (Redis answered with an error), unavailable (no answer within the deadline, or the cluster failing over), skipped (the node's breaker was open).",
+			Help: "Redis calls (one group of commands for one hash slot) by connection, feature, operation, node and result: ok, error (Redis answered with an error), unavailable (no answer within the deadline, or the cluster failing over), skipped (the node's breaker was open), expired (the caller's own, earlier deadline ran out, or the deadline passed before the call left the queue: no verdict on the node).",
 		}, []string{labelRedis, labelFeature, "op", "node", "result"}),
 		duration: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "gatehouse_redis_call_duration_seconds",

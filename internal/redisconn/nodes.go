@@ -136,6 +136,12 @@ const (
 	// (MOVED, ASK, CLUSTERDOWN, TRYAGAIN, LOADING, MASTERDOWN, READONLY).
 	// Nothing is wrong with the node; the slot map may be stale.
 	moving
+	// expired: no answer, but not for want of the node: the caller's own
+	// deadline, earlier than the connection's, ran out, or the call's
+	// deadline passed before it left the queue for its node. It opens no
+	// breaker and leaves the feature's health alone: a client sending
+	// grpc-timeout: 1m must not make Redis look down for everyone.
+	expired
 	// silent: no answer in time (connection refused or reset, timeout):
 	// the node may be down.
 	silent

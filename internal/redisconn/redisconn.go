@@ -4,9 +4,10 @@
 // "Redis is misbehaving" means and what to do about it:
 //
 //   - the request deadline: every call made on a request's behalf waits at
-//     most the connection's readTimeout (Conn.Deadline), retries and dials
-//     included, and is detached from the request's own cancellation so a
-//     client hanging up never looks like a Redis failure;
+//     most the connection's readTimeout (Conn.Deadline), or less where the
+//     request's own deadline comes first, retries and dials included, and
+//     is detached from the request's own cancellation so a client hanging
+//     up never looks like a Redis failure;
 //   - retries: go-redis' own (maxRetries, cluster redirects), always inside
 //     that deadline;
 //   - a breaker per Redis node: after a node failed to answer, it is asked
@@ -237,20 +238,46 @@ func (c *Conn) Ping(ctx context.Context) error {
 	return nil
 }
 
-// phaseKey marks a context as a request phase of one connection.
+// phaseKey marks a context as a request phase of one connection; its value
+// is the phase's *phase.
 type phaseKey struct{ c *Conn }
+
+// phase is what a request phase's calls need to know besides their context.
+type phase struct {
+	// bound is the connection's own deadline for the phase: its start plus
+	// readTimeout. A call whose deadline came before bound ran out of the
+	// caller's time (a gRPC call's grpc-timeout), and its timeout says
+	// nothing about the node (see settle).
+	bound time.Time
+}
 
 // Phase returns the context for one request phase on c: detached from ctx's
 // cancellation (a client that hangs up is not a Redis failure and must not
-// open a breaker for everyone) and bounded by Deadline. Calls made with the
-// returned context share that one deadline; calls made with any other
-// context get a phase of their own. Always call cancel.
+// open a breaker for everyone) and bounded by Deadline, or by ctx's own
+// deadline where that comes first: a call never waits on Redis past the
+// time its caller was given. Calls made with the returned context share
+// that one deadline; calls made with any other context get a phase of
+// their own. Always call cancel.
 func (c *Conn) Phase(ctx context.Context) (context.Context, context.CancelFunc) {
 	if ctx.Value(phaseKey{c}) != nil {
 		return ctx, func() {}
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.deadline)
-	return context.WithValue(ctx, phaseKey{c}, true), cancel
+	bound := time.Now().Add(c.deadline)
+	dl := bound
+	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
+		dl = d
+	}
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), dl)
+	return context.WithValue(ctx, phaseKey{c}, &phase{bound: bound}), cancel
+}
+
+// phaseOf returns the phase of a context made by Phase.
+func (c *Conn) phaseOf(ctx context.Context) *phase {
+	p, _ := ctx.Value(phaseKey{c}).(*phase)
+	if p == nil {
+		return &phase{bound: deadlineOf(ctx)}
+	}
+	return p
 }
 
 // password reads the password from the environment variable o names. A named

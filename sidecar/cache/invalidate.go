@@ -98,7 +98,11 @@ func (c *Cache) serveGRPCWrite(w http.ResponseWriter, r *http.Request, next http
 	if hw.status != http.StatusOK || grpcStatus(w.Header()) != "0" {
 		return
 	}
-	if _, err := c.invalidate(r.Context(), t); err != nil {
+	// The call's own deadline (grpc-timeout) bounds the call, not the
+	// eviction its success owes the other clients: detached, the eviction
+	// gets the connection's whole deadline (redisconn.Conn.Phase keeps an
+	// earlier caller deadline).
+	if _, err := c.invalidate(context.WithoutCancel(r.Context()), t); err != nil {
 		c.log.Warn("cache invalidation after gRPC call not confirmed by Redis; retrying in the background",
 			"path", r.URL.Path, "err", err)
 	}
