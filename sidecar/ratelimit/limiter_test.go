@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -371,6 +372,82 @@ func TestFixedWindowBoundary(t *testing.T) {
 		return
 	}
 	t.Fatal("could not finish a burst before a window boundary in 5 attempts")
+}
+
+// TestStrictFixedWindowUnderClockSkew replays the caller-clock attack on
+// the strict FixedWindow, whose windows come from the sidecar's clock: a
+// sidecar far behind Redis used to send PEXPIREAT with a time already past
+// on the server, which deleted the counter right after INCR created it, so
+// every INCR returned 1 and the limit was switched off for that replica.
+// Whatever the skew, in either direction, a burst within one of the
+// sidecar's windows is admitted exactly limit times, and the counter lives
+// on Redis until that window's end plus the grace, never less.
+func TestStrictFixedWindowUnderClockSkew(t *testing.T) {
+	_, c := startRedis(t)
+	const limit, window = 5, time.Minute
+	for i, skew := range []time.Duration{-time.Hour, -10 * time.Second, -6 * time.Second, -2 * time.Second, 0,
+		2 * time.Second, 10 * time.Second, time.Hour} {
+		t.Run(skew.String(), func(t *testing.T) {
+			r := newRule("login", config.FixedWindow, limit, window)
+			r.Key.ClientIP = true
+			p := testPolicy("ns", "skew", "main", r)
+			l := newLimiter(t, one(t, c), nil, p)
+			l.now = func() time.Time { return time.Now().Add(skew) }
+			h := l.Middleware(okHandler)
+			ip := fmt.Sprintf("10.99.0.%d", i+1)
+			first := l.now().UnixMilli() / window.Milliseconds()
+			admitted := 0
+			for range 4 * limit {
+				if serve(h, req("GET", "/", ip, "")).StatusCode == http.StatusOK {
+					admitted++
+				}
+			}
+			last := l.now().UnixMilli() / window.Milliseconds()
+			// A burst that straddled one of the sidecar's boundaries gets
+			// each window's limit.
+			if want := limit * int(last-first+1); admitted != want {
+				t.Errorf("sidecar clock %v off Redis: admitted %d of %d to a limit of %d per window, want %d", skew, admitted, 4*limit, limit, want)
+			}
+			key := mustCompile(t, p, r).counterKey(req("GET", "/", ip, "")) + ":" + strconv.FormatInt(last, 10)
+			pttl, err := c.PTTL(context.Background(), key).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			left := time.UnixMilli((last+1)*window.Milliseconds()).Sub(l.now())
+			if pttl <= left || pttl > left+windowGrace+time.Second {
+				t.Errorf("counter expires in %v; want the window's %v left on the sidecar's clock plus the %v grace", pttl, left.Round(time.Millisecond), windowGrace)
+			}
+		})
+	}
+}
+
+// TestStrictFixedWindowSharedWithinGrace: two sidecars whose clocks are 3s
+// apart (less than the grace) count one window into one counter: together
+// they admit the limit, not twice it.
+func TestStrictFixedWindowSharedWithinGrace(t *testing.T) {
+	_, c := startRedis(t)
+	const limit, window = 10, time.Minute
+	r := newRule("global", config.FixedWindow, limit, window)
+	p := testPolicy("ns", "skew-shared", "main", r)
+	// Mid-window on the ahead sidecar's clock, so both are in one window.
+	ahead := time.Now().Truncate(window).Add(window / 2)
+	a, b := newLimiter(t, one(t, c), nil, p), newLimiter(t, one(t, c), nil, p)
+	a.now = func() time.Time { return ahead }
+	b.now = func() time.Time { return ahead.Add(-3 * time.Second) }
+	ha, hb := a.Middleware(okHandler), b.Middleware(okHandler)
+	admitted := 0
+	for i := range 4 * limit {
+		h := ha
+		if i%2 == 1 {
+			h = hb
+		}
+		if serve(h, req("GET", "/", "10.99.1.1", "")).StatusCode == http.StatusOK {
+			admitted++
+		}
+	}
+	if admitted != limit {
+		t.Errorf("two sidecars 3s apart admitted %d of %d, want the limit %d", admitted, 4*limit, limit)
+	}
 }
 
 // admission is one admitted request, bracketed by when it was sent and

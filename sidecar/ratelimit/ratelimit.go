@@ -285,15 +285,22 @@ func (l *Limiter) prepare(ctx context.Context, p *plan, o *outcome) bool {
 	o.call = p.b.Add(o.conn.client, "script", key, func(q *redisconn.Pipe) {
 		switch {
 		case ru.algorithm == config.FixedWindow && !ru.leased:
-			// A counter per window and a fixed expiry: two commands, no
-			// script, windows on this sidecar's clock (see docs).
+			// A counter per window and an expiry set on its creation: two
+			// commands, no script, windows on this sidecar's clock (see
+			// docs). The expiry is relative, the time left in the window
+			// plus windowGrace, so it is in the future on Redis' clock
+			// whatever this clock's skew against it: an absolute
+			// PEXPIREAT from a clock more than windowGrace behind would
+			// delete the counter right after INCR made it, and every
+			// request would be admitted.
 			ms := ru.window.Milliseconds()
-			idx := now.UnixMilli() / ms
+			at := now.UnixMilli()
+			idx := at / ms
 			end := (idx + 1) * ms
 			o.end = time.UnixMilli(end)
 			wkey := key + ":" + strconv.FormatInt(idx, 10)
 			o.incr = q.Incr(ctx, wkey)
-			q.Do(ctx, "pexpireat", wkey, end+windowGrace.Milliseconds(), "nx")
+			q.Do(ctx, "pexpire", wkey, end-at+windowGrace.Milliseconds(), "nx")
 		case ru.leased:
 			o.cmd = q.Run(ctx, ru.script, []string{key}, append(slices.Clip(ru.args), o.want)...)
 		default:
@@ -303,8 +310,9 @@ func (l *Limiter) prepare(ctx context.Context, p *plan, o *outcome) bool {
 	return true
 }
 
-// windowGrace is how long a strict FixedWindow counter outlives its window:
-// sidecars whose clocks run behind by less than this still count into it.
+// windowGrace is how long a strict FixedWindow counter outlives its window
+// on the clock of the sidecar that created it: sidecars whose clocks run
+// behind that one by less than this still count into it.
 const windowGrace = 5 * time.Second
 
 // Middleware enforces the limits before next. Requests no rule matches pass
