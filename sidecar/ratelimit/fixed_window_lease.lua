@@ -15,17 +15,21 @@
 -- Windows are aligned to multiples of the window length on the Redis
 -- server's clock (TIME), so sidecars with skewed clocks agree on where a
 -- window starts; the sidecar spends its units only until the window end it
--- is told here, measured from when it sent the call. The window index is
--- stored next to the count, so a key that has not expired yet at a boundary
+-- is told here, measured from when it sent the call. The time left is
+-- computed in microseconds and rounded down to whole milliseconds: from
+-- TIME truncated to milliseconds it would be up to 1 ms more than what is
+-- really left, and the sidecar would spend the slice after its window
+-- ended, on top of the next window's limit. The window index is stored
+-- next to the count, so a key that has not expired yet at a boundary
 -- cannot carry its count into the next window.
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local win = tonumber(ARGV[1])
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local win = tonumber(ARGV[1]) * 1000
 local limit = tonumber(ARGV[2])
 local want = tonumber(ARGV[3])
 
 local idx = math.floor(now / win)
-local reset = (idx + 1) * win - now
+local reset = math.floor(((idx + 1) * win - now) / 1000)
 
 local v = redis.call('HMGET', KEYS[1], 'w', 'c')
 local c = 0

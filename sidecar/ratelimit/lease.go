@@ -24,6 +24,12 @@ const (
 	leaseHorizon = 100 * time.Millisecond
 	// maxLeaseUnits caps one slice whatever the rate.
 	maxLeaseUnits = 100_000
+	// rateSample is the shortest time a key's rate is measured over before
+	// a slice is sized from it; until then the sidecar leases one unit per
+	// request. A few requests microseconds apart are not a rate of a
+	// million per second: a slice sized from them would take half of what
+	// is left, and a sidecar that dies holding it strands it all.
+	rateSample = leaseHorizon / 10
 	// returnIdle is how long a sidecar holds a FixedWindow slice it does
 	// not use before it gives the units back, so the last units of a
 	// window are not stranded in an idle replica.
@@ -68,14 +74,18 @@ type slice struct {
 	// (FixedWindow) or the lease lifetime (TokenBucket) from when the lease
 	// was sent, on the local monotonic clock.
 	expires time.Time
-	window  string // FixedWindow index the units belong to, for returns
+	window  int64 // FixedWindow index the units belong to, for returns
 	// left and resetAt are what Redis said at the last lease, for headers.
 	left    int64
 	resetAt time.Time
-	// rate is the key's observed rate (units/s), from spent since taken.
-	rate     float64
+	// rate is the key's measured rate (units/s): the units this sidecar
+	// admitted (spent) over each interval since, of at least rateSample,
+	// smoothed.
+	rate  float64
+	since time.Time
+	spent int64
+	// taken is when the slice's lease was sent.
 	taken    time.Time
-	spent    int64
 	inflight bool
 	lastUse  time.Time
 }
@@ -107,8 +117,9 @@ func (ls *leases) spend(key string, now time.Time) (ok bool, remaining int64, re
 }
 
 // want is how many units a lease for key sent at now asks for: enough for
-// leaseHorizon at the key's observed rate, or one while another request's
-// lease for the key is on its way. granted or failed must follow.
+// leaseHorizon at the key's measured rate (one before a rate is known), or
+// one while another request's lease for the key is on its way. granted or
+// failed must follow.
 func (ls *leases) want(key string, now time.Time) int64 {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
@@ -117,13 +128,14 @@ func (ls *leases) want(key string, now time.Time) int64 {
 		return 1
 	}
 	s.inflight = true
-	if el := now.Sub(s.taken).Seconds(); !s.taken.IsZero() && el > 0 {
-		r := float64(s.spent) / el
+	if el := now.Sub(s.since); el >= rateSample {
+		r := float64(s.spent) / el.Seconds()
 		if s.rate == 0 {
 			s.rate = r
 		} else {
 			s.rate = (s.rate + r) / 2
 		}
+		s.since, s.spent = now, 0
 	}
 	want := int64(math.Ceil(s.rate * leaseHorizon.Seconds()))
 	return min(max(want, 1), maxLeaseUnits)
@@ -131,7 +143,7 @@ func (ls *leases) want(key string, now time.Time) int64 {
 
 // granted records a lease reply: of granted units, one admits the request
 // that asked; the rest join the slice until expires.
-func (ls *leases) granted(o *outcome, granted, left int64, reset time.Duration, window string, expires time.Time) {
+func (ls *leases) granted(o *outcome, granted, left int64, reset time.Duration, window int64, expires time.Time) {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	s := ls.keys[o.key]
@@ -139,11 +151,20 @@ func (ls *leases) granted(o *outcome, granted, left int64, reset time.Duration, 
 		if len(ls.keys) >= leaseMaxKeys {
 			ls.evictLocked()
 		}
-		s = &slice{rule: o.rule, client: o.conn.client, key: o.key}
+		s = &slice{rule: o.rule, client: o.conn.client, key: o.key, since: o.sent}
 		ls.keys[o.key] = s
 	}
 	s.inflight = false
-	s.taken, s.spent, s.lastUse = o.sent, 1, o.sent
+	s.spent++ // the unit that admitted the request that asked
+	s.lastUse = o.sent
+	if window < s.window {
+		// The replies of one sidecar's concurrent leases crossed a window
+		// boundary out of order: this one is of a window that is over on
+		// Redis, so its extra units are worth nothing, while the slice
+		// holds the newer window's, which must not be thrown away.
+		return
+	}
+	s.taken = o.sent
 	s.left, s.resetAt = left, o.sent.Add(reset)
 	extra := max(granted-1, 0)
 	if s.tokens > 0 && o.sent.Before(s.expires) && s.window == window {

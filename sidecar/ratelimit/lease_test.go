@@ -1,13 +1,17 @@
 package ratelimit
 
 import (
+	"context"
 	"fmt"
+	"math"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gatehouse-dev/gatehouse/internal/redistest"
@@ -106,7 +110,8 @@ func TestLeasedLowTrafficGetsExactlyN(t *testing.T) {
 		t.Errorf("slow traffic through two sidecars: admitted %d, want exactly 20", admitted)
 	}
 
-	// A burst on A takes slices; A then goes idle while B keeps asking.
+	// A few requests on A, 4ms apart, take a slice once A has measured the
+	// key's rate (10ms); A then goes idle while B keeps asking.
 	r2 := leasedRule("given-back", config.FixedWindow, 40, time.Hour)
 	p2 := testPolicy("ns", "back", "main", r2)
 	a2, b2 := newLimiter(t, one(t, c), nil, p2), newLimiter(t, one(t, c), nil, p2)
@@ -117,10 +122,11 @@ func TestLeasedLowTrafficGetsExactlyN(t *testing.T) {
 		if serve(ha2, req("GET", "/", "10.40.0.2", "")).StatusCode == http.StatusOK {
 			got++
 		}
+		time.Sleep(4 * time.Millisecond)
 	}
 	held := a2.leases.keys[mustCompile(t, p2, r2).counterKey(req("GET", "/", "10.40.0.2", ""))].tokens
 	if held == 0 {
-		t.Fatalf("A holds no units after a burst of 5: the test does not exercise a return")
+		t.Fatalf("A holds no units after 5 requests over 20ms: the test does not exercise a return")
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for got < 40 && time.Now().Before(deadline) {
@@ -288,17 +294,23 @@ func TestLeasedTokensHeldOverARefill(t *testing.T) {
 	rq := func() *http.Request { return req("GET", "/", "10.61.0.1", "") }
 	key := mustCompile(t, p, r).counterKey(rq())
 
-	// A's second request, a millisecond after its first, leases about
-	// rate × 100ms = 100 tokens.
-	serve(ha, rq())
-	time.Sleep(time.Millisecond)
-	leased := time.Now()
-	serve(ha, rq())
-	a.leases.mu.Lock()
-	held := a.leases.keys[key].tokens
-	a.leases.mu.Unlock()
-	if held < 20 {
-		t.Fatalf("A holds %d tokens after its lease; the scenario needs a slice", held)
+	// A sends a request a millisecond until, its rate measured, it takes a
+	// slice of about rate × 100ms = 100 tokens.
+	var held int64
+	var leased time.Time
+	for began := time.Now(); held < 50; {
+		if time.Since(began) > time.Second {
+			t.Fatalf("A holds %d tokens after a second of requests; the scenario needs a slice", held)
+		}
+		serve(ha, rq())
+		a.leases.mu.Lock()
+		if s := a.leases.keys[key]; s != nil {
+			held, leased = s.tokens, s.taken
+		}
+		a.leases.mu.Unlock()
+		if held < 50 {
+			time.Sleep(time.Millisecond)
+		}
 	}
 	// Spend it just before its 100ms lifetime ends, while B drains the
 	// bucket that refilled meanwhile.
@@ -321,4 +333,158 @@ func TestLeasedTokensHeldOverARefill(t *testing.T) {
 		}
 	}
 	t.Logf("A held %d tokens over the refill; %d admitted in all", held, len(times))
+}
+
+// TestLeasedSliceNeverOutlivesItsWindow replays the attack on the claim
+// that a leased FixedWindow slice is spent only until its window ends. The
+// script used to read TIME truncated to milliseconds and answer the time
+// left as window end − now_ms, up to 1 ms more than what really remained;
+// sent + reset was then after the window's end whenever the call was sent
+// within the millisecond the script ran in (most of the time on a LAN),
+// and the sidecar spent the old window's units after it ended, on top of
+// the next window's full limit: over-admission in the next window.
+//
+// Sidecar and Redis share this host's clock, so the window end computed
+// from the script's own window index is the true end on the sidecar's
+// clock too.
+func TestLeasedSliceNeverOutlivesItsWindow(t *testing.T) {
+	_, c := startRedis(t)
+	const window = time.Second
+	r := leasedRule("hot", config.FixedWindow, 100000, window)
+	p := testPolicy("ns", "lease-end", "main", r)
+	checked := 0
+	for trial := range 50 {
+		l := newLimiter(t, one(t, c), nil, p)
+		h := l.Middleware(okHandler)
+		ip := "10.98.0." + strconv.Itoa(trial+1)
+		// Requests 4ms apart: once the rate is measured (10ms), a lease
+		// leaves units in the slice.
+		for range 4 {
+			if serve(h, req("GET", "/", ip, "")).StatusCode != http.StatusOK {
+				t.Fatal("request refused")
+			}
+			time.Sleep(4 * time.Millisecond)
+		}
+		key := mustCompile(t, p, r).counterKey(req("GET", "/", ip, ""))
+		l.leases.mu.Lock()
+		s := *l.leases.keys[key]
+		l.leases.mu.Unlock()
+		_ = l.Close()
+		if s.tokens == 0 {
+			continue
+		}
+		w, err := c.HGet(context.Background(), key, "w").Result()
+		if err != nil || w != strconv.FormatInt(s.window, 10) {
+			continue // the window turned meanwhile; try again
+		}
+		checked++
+		end := time.UnixMilli((s.window + 1) * window.Milliseconds())
+		if over := s.expires.Sub(end); over > 0 {
+			t.Fatalf("trial %d: a slice of window %d is spendable until %s after that window ended (%s)",
+				trial, s.window, over, end.Format(time.StampMicro))
+		}
+	}
+	if checked < 10 {
+		t.Fatalf("only %d of 50 trials held a slice within one window", checked)
+	}
+}
+
+// TestLeasedCrashStrandsAtMostItsSlice replays a sidecar killed (OOM kill,
+// node loss, SIGKILL on a failed liveness probe: no Close, no return) right
+// after a burst, while it holds a leased slice of an hourly limit. Redis
+// cannot tell the units it never spent from units it spent just before it
+// died, so they stay counted until the window ends (giving them back could
+// over-admit by as many); the bound is on how many a sidecar holds. Before,
+// a burst of five requests microseconds apart was read as a rate of
+// hundreds of thousands per second and its second request took half of
+// what was left, 15 of 40 here: 37% of the hour's limit gone with one
+// crash. A slice is now sized only from a rate measured over at least
+// 10 ms: the burst, within 10 ms on A's clock, leases one unit per
+// request, holds nothing, and the fleet still reaches exactly limit.
+// Then A, having measured its rate, takes a slice and dies again holding
+// it: the fleet reaches exactly limit minus what it held, and that slice
+// is within the documented ⌈rate × 100 ms⌉.
+func TestLeasedCrashStrandsAtMostItsSlice(t *testing.T) {
+	_, c := startRedis(t)
+	const limit = 200
+	r := leasedRule("hourly", config.FixedWindow, limit, time.Hour)
+	for _, tc := range []struct {
+		name string
+		// gap is the time between A's requests on A's clock.
+		gap time.Duration
+	}{
+		{"burst within 10ms", 10 * time.Microsecond},
+		{"steady 200/s", 5 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := testPolicy("ns", "crash-"+strconv.FormatInt(int64(tc.gap), 10), "main", r)
+			a, b := newLimiter(t, one(t, c), nil, p), newLimiter(t, one(t, c), nil, p)
+			t.Cleanup(func() { _ = b.Close() })
+			clock := time.Now()
+			a.now = func() time.Time { return clock }
+			ha, hb := a.Middleware(okHandler), b.Middleware(okHandler)
+			const ip = "10.98.1.1"
+			got := 0
+			for range 5 {
+				clock = clock.Add(tc.gap)
+				if serve(ha, req("GET", "/", ip, "")).StatusCode == http.StatusOK {
+					got++
+				}
+			}
+			held, rate := int64(0), 0.0
+			a.leases.mu.Lock()
+			for _, s := range a.leases.keys {
+				held, rate = s.tokens, s.rate
+			}
+			a.leases.mu.Unlock()
+			// A is killed: its return goroutine stops, nothing is given back.
+			close(a.quit)
+			<-a.done
+
+			// B keeps getting requests well past the 250ms idle return.
+			for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
+				if serve(hb, req("GET", "/", ip, "")).StatusCode == http.StatusOK {
+					got++
+				} else {
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+			t.Logf("A admitted 5 (%v apart, measured rate %.0f/s) and died holding %d units; the fleet admitted %d of %d", tc.gap, rate, held, got, limit)
+			if bound := int64(math.Ceil(rate * leaseHorizon.Seconds())); held > bound {
+				t.Errorf("A died holding %d of the hour's %d units; its slice may hold at most ⌈rate × 100ms⌉ = %d", held, limit, bound)
+			}
+			if 5*tc.gap < rateSample && held != 0 {
+				t.Errorf("A held %d units after 5 requests within %v: no rate was measured yet, so it should lease one unit per request", held, 5*tc.gap)
+			}
+			if got != limit-int(held) {
+				t.Errorf("after A died holding %d units the fleet admitted %d, want exactly %d (over-admission 0; nothing stranded but A's slice)", held, got, limit-int(held))
+			}
+		})
+	}
+}
+
+// TestLeasedRepliesAcrossABoundary: the replies of one sidecar's
+// concurrent leases for a key can arrive out of order across a window
+// boundary. The older window's reply, arriving second, must not replace
+// the newer window's units (which would strand them until that window
+// ends); its own extra units are worth nothing, since its window is over.
+func TestLeasedRepliesAcrossABoundary(t *testing.T) {
+	ru := &rule{algorithm: config.FixedWindow, leased: true}
+	ls := newLeases()
+	now := time.Now()
+	o := &outcome{rule: ru, conn: &conn{}, key: "k", sent: now}
+	ls.granted(o, 10, 50, time.Second, 8, now.Add(time.Second)) // window 8, arriving first
+	ls.granted(o, 5, 0, time.Millisecond, 7, now.Add(time.Millisecond))
+	s := ls.keys["k"]
+	type state struct {
+		Tokens int64
+		Window int64
+	}
+	if diff := cmp.Diff(state{9, 8}, state{s.tokens, s.window}); diff != "" {
+		t.Errorf("slice after an older window's late reply (-want +got):\n%s", diff)
+	}
+	// The newer window's units are still spendable.
+	if ok, _, _ := ls.spend("k", now.Add(time.Millisecond)); !ok {
+		t.Error("the newer window's units were thrown away")
+	}
 }

@@ -413,7 +413,7 @@ func TestStrictFixedWindowUnderClockSkew(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			left := time.UnixMilli((last+1)*window.Milliseconds()).Sub(l.now())
+			left := time.UnixMilli((last + 1) * window.Milliseconds()).Sub(l.now())
 			if pttl <= left || pttl > left+windowGrace+time.Second {
 				t.Errorf("counter expires in %v; want the window's %v left on the sidecar's clock plus the %v grace", pttl, left.Round(time.Millisecond), windowGrace)
 			}

@@ -449,13 +449,16 @@ func (l *Limiter) parse(o *outcome) error {
 	}
 	granted, left := n[0], n[1]
 	o.allowed = granted > 0
-	var window string
+	var window int64
 	expires := o.sent.Add(ru.leaseLife)
 	if ru.algorithm == config.FixedWindow {
-		window, _ = vals[3].(string)
-		// The window ends reset after the script ran, which was after the
-		// call was sent: spending until sent + reset never spends a unit
-		// after its window.
+		w, _ := vals[3].(string)
+		if window, err = strconv.ParseInt(w, 10, 64); err != nil {
+			return fmt.Errorf("rate limit script for rule %s/%s: window index %q: %w", ru.policy, ru.name, w, err)
+		}
+		// The window ends no sooner than reset after the script ran (the
+		// script rounds down), which was after the call was sent: spending
+		// until sent + reset never spends a unit after its window.
 		expires = o.sent.Add(o.reset)
 	}
 	if o.allowed {
