@@ -212,8 +212,10 @@ func (m *Manager) broadcast(ctx context.Context, rv revocation) error {
 
 func subjectB64(sum [32]byte) string { return base64.RawURLEncoding.EncodeToString(sum[:]) }
 
-// Close ends the revocation subscription.
+// Close ends the revocation subscription and the republishing of failed
+// broadcasts.
 func (m *Manager) Close() error {
 	m.watch.Close()
+	m.stopRepublishing()
 	return nil
 }

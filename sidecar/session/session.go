@@ -16,8 +16,9 @@
 // wait for a replica (WAIT), so a failover does not undo them.
 //
 // Resolved sessions are kept in a bounded in-process tier (tier.go) that
-// every revocation reaches over Pub/Sub, and a request's lookup is planned
-// into the request's Redis batch (plan.go).
+// every revocation reaches over Pub/Sub (a broadcast that failed is
+// republished: republish.go), and a request's lookup is planned into the
+// request's Redis batch (plan.go).
 //
 // All Redis access goes through internal/redisconn, which owns deadlines,
 // retries, breakers and cluster topology.
@@ -96,6 +97,9 @@ type Manager struct {
 	tier    *tier
 	watch   *redisconn.Watch
 	channel string
+	// pending holds revocations whose broadcast failed, republished in the
+	// background (republish.go).
+	pending *pendingRevocations
 	// slide spaces the extensions of a busy sliding session.
 	slide time.Duration
 }
@@ -193,6 +197,8 @@ func New(p config.SessionPolicy, conns map[string]*redisconn.Conn, m *Metrics, l
 		mgr.tier.clear()
 		mgr.log.Warn("session revocation subscription lost; in-process tier off until resubscribed", "err", err)
 	})
+	mgr.pending = newPendingRevocations()
+	go mgr.republish()
 	return mgr, nil
 }
 
@@ -362,6 +368,11 @@ func (m *Manager) create(ctx context.Context, subject string, claims map[string]
 // revoke deletes the session of t and removes it from its subject's index.
 // It reports whether a session was deleted. Only the holder of the full
 // token can revoke: the payload must decrypt first.
+//
+// The broadcast goes out whether or not the session was still there: a
+// revoke the app retries because the first attempt's broadcast failed
+// (503) finds the session already deleted, and other sidecars' tiers learn
+// of the revocation only from this broadcast.
 func (m *Manager) revoke(ctx context.Context, t token) (bool, error) {
 	ctx, cancel := m.rdb.Phase(ctx)
 	defer cancel()
@@ -372,7 +383,8 @@ func (m *Manager) revoke(ctx context.Context, t token) (bool, error) {
 	}
 	val, err := get.Result()
 	if errors.Is(err, redis.Nil) {
-		return false, nil
+		m.tier.evictKey(key)
+		return false, m.announce(ctx, revocation{Session: key})
 	}
 	sc, err := m.decode(t, key, val)
 	if err != nil {
@@ -397,7 +409,7 @@ func (m *Manager) revoke(ctx context.Context, t token) (bool, error) {
 		return false, fmt.Errorf("delete session: %w", err)
 	}
 	m.tier.evictKey(key)
-	if err := m.broadcast(ctx, revocation{Session: key}); err != nil {
+	if err := m.announce(ctx, revocation{Session: key}); err != nil {
 		return false, err
 	}
 	if del.Val() == 1 {
@@ -457,7 +469,9 @@ func (m *Manager) revokeAll(ctx context.Context, subject string) (int, error) {
 		return 0, fmt.Errorf("delete sessions: %w", err)
 	}
 	m.tier.evictSubject(m.subjectSum(subject))
-	if err := m.broadcast(ctx, revocation{Subject: subjectB64(m.subjectSum(subject))}); err != nil {
+	// Broadcast even when the index was empty: a retry after a failed
+	// broadcast finds the sessions already deleted.
+	if err := m.announce(ctx, revocation{Subject: subjectB64(m.subjectSum(subject))}); err != nil {
 		return 0, err
 	}
 	n := 0
