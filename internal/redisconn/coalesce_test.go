@@ -71,13 +71,7 @@ func TestQueuedCallKeepsItsDeadline(t *testing.T) {
 	c := newConn(t, opts(Standalone, srv.Addr()), nil)
 	cl := c.Client("test", false)
 	ctx := context.Background()
-	if err := cl.Do(ctx, "get", "k", func(p *Pipe) { p.Get(ctx, "k") }); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Freeze(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Thaw() })
+	warmThenFreeze(t, srv, cl)
 	var wg sync.WaitGroup
 	// Fill the flights; their calls are sent and wait for the frozen node.
 	for range maxFlights {
@@ -98,6 +92,20 @@ func TestQueuedCallKeepsItsDeadline(t *testing.T) {
 	if took > 150*time.Millisecond {
 		t.Errorf("queued call returned after %v; its deadline was 60ms", took)
 	}
+}
+
+// warmThenFreeze makes one call through cl, so that a pooled connection
+// to srv exists, then freezes srv until the test ends.
+func warmThenFreeze(t *testing.T, srv *redistest.Server, cl *Client) {
+	t.Helper()
+	ctx := context.Background()
+	if err := cl.Do(ctx, "get", "k", func(p *Pipe) { p.Get(ctx, "k") }); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Thaw() })
 }
 
 // phaseWithLeft is a phase of c with only left of the connection's own
@@ -196,13 +204,7 @@ func TestCallerDeadlineBoundsTheWait(t *testing.T) {
 	c := newConn(t, o, m)
 	cl := c.Client("test", true)
 	bg := context.Background()
-	if err := cl.Do(bg, "get", "k", func(p *Pipe) { p.Get(bg, "k") }); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Freeze(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Thaw() })
+	warmThenFreeze(t, srv, cl)
 
 	ctx, cancel := context.WithTimeout(bg, 50*time.Millisecond)
 	defer cancel()

@@ -29,13 +29,7 @@ func TestRevocationReachesOtherSidecars(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			policy := config.SessionPolicy{TTL: config.Duration(time.Hour), Sliding: true, RefreshBelow: config.Duration(30 * time.Minute)}
 			policy.Namespace, policy.Name = "team-a", "revocation"
-			a := newHarness(t, b, policy)
-			other := *b
-			other.conn = conn(t, b.mode, b.addrs...)
-			bh := newHarness(t, &other, policy)
-			eventually(t, 10*time.Second, "both sidecars subscribed", func() bool {
-				return a.m.watch.Usable(time.Now()) && bh.m.watch.Usable(time.Now())
-			})
+			a, bh := twoSidecars(t, b, policy)
 			const trials = 1000
 			delays := make([]time.Duration, 0, trials)
 			for i := range trials {
@@ -120,11 +114,7 @@ func TestFailedRevocationBroadcastIsRepublished(t *testing.T) {
 	t.Cleanup(func() { _ = rdb.Close() })
 	policy := config.SessionPolicy{TTL: config.Duration(time.Hour)}
 	policy.Namespace, policy.Name = "team-a", "republish"
-	a := newHarness(t, &backend{name: "cluster", conn: conn(t, redisconn.Cluster, cl.Addrs()...)}, policy)
-	b := newHarness(t, &backend{name: "cluster", conn: conn(t, redisconn.Cluster, cl.Addrs()...)}, policy)
-	eventually(t, 10*time.Second, "both sidecars subscribed", func() bool {
-		return a.m.watch.Usable(time.Now()) && b.m.watch.Usable(time.Now())
-	})
+	a, b := twoSidecars(t, &backend{name: "cluster", conn: conn(t, redisconn.Cluster, cl.Addrs()...), mode: redisconn.Cluster, addrs: cl.Addrs()}, policy)
 	ctx := context.Background()
 	chServer := primaryFor(t, cl, rdb, a.m.channel)
 	subject := ""
@@ -191,13 +181,7 @@ func TestRetriedRevocationBroadcasts(t *testing.T) {
 		t.Run(bk.name, func(t *testing.T) {
 			policy := config.SessionPolicy{TTL: config.Duration(time.Hour)}
 			policy.Namespace, policy.Name = "team-a", "retried"
-			a := newHarness(t, bk, policy)
-			other := *bk
-			other.conn = conn(t, bk.mode, bk.addrs...)
-			b := newHarness(t, &other, policy)
-			eventually(t, 10*time.Second, "both sidecars subscribed", func() bool {
-				return a.m.watch.Usable(time.Now()) && b.m.watch.Usable(time.Now())
-			})
+			a, b := twoSidecars(t, bk, policy)
 			ctx := context.Background()
 			for _, tc := range []struct {
 				name   string
@@ -233,6 +217,20 @@ func TestRetriedRevocationBroadcasts(t *testing.T) {
 			}
 		})
 	}
+}
+
+// twoSidecars are sidecars A (on bk's connection) and B (on a connection
+// of its own) with policy, both subscribed to its revocations.
+func twoSidecars(t *testing.T, bk *backend, policy config.SessionPolicy) (a, b *harness) {
+	t.Helper()
+	a = newHarness(t, bk, policy)
+	other := *bk
+	other.conn = conn(t, bk.mode, bk.addrs...)
+	b = newHarness(t, &other, policy)
+	eventually(t, 10*time.Second, "both sidecars subscribed", func() bool {
+		return a.m.watch.Usable(time.Now()) && b.m.watch.Usable(time.Now())
+	})
+	return a, b
 }
 
 // primaryFor is the cluster primary serving key.
