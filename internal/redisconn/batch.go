@@ -131,6 +131,23 @@ func (b *Batch) add(c *Client, op, key string, durable bool, queue func(p *Pipe)
 	return call
 }
 
+// errDropped is the error of a call taken out of its batch before it was sent.
+var errDropped = errors.New("call dropped before it was sent")
+
+// Drop takes c out of the batch unless it was sent already, and reports
+// whether it did: a feature that learns while planning that the request
+// will be refused withdraws what it queued for it, so the refused request
+// is counted nowhere. A dropped call is never sent; its error says so.
+func (b *Batch) Drop(c *Call) bool {
+	i := slices.Index(b.calls[b.sent:], c)
+	if i < 0 {
+		return false
+	}
+	b.calls = slices.Delete(b.calls, b.sent+i, b.sent+i+1)
+	c.err = errDropped
+	return true
+}
+
 // Exec sends every call and fills in the results. Calls on several
 // connections run concurrently. ctx's cancellation is ignored; its
 // deadline, if earlier than the connection's, bounds the wait (see Phase).

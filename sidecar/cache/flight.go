@@ -3,6 +3,7 @@ package cache
 import (
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 )
 
 // flights collapses concurrent requests for one variant into one lookup and
@@ -16,6 +17,11 @@ import (
 type flights struct {
 	seed   maphash.Seed
 	shards [32]flightShard
+	// ends counts the flights that ended, per slot of the key's hash: a
+	// lookup made before the request joined its flight (Cache.Plan) is
+	// stale if a flight for its key ended in between. Keys sharing a slot
+	// only cost a needless second lookup.
+	ends [1024]atomic.Uint32
 }
 
 type flightShard struct {
@@ -37,6 +43,22 @@ type flight struct {
 
 func (g *flights) shard(key string) *flightShard {
 	return &g.shards[maphash.String(g.seed, key)%uint64(len(g.shards))]
+}
+
+func (g *flights) endsOf(key string) *atomic.Uint32 {
+	return &g.ends[maphash.String(g.seed, key)%uint64(len(g.ends))]
+}
+
+// ended is a count that changes whenever a flight for key ends.
+func (g *flights) ended(key string) uint32 { return g.endsOf(key).Load() }
+
+// inFlight reports whether a flight for key is under way.
+func (g *flights) inFlight(key string) bool {
+	s := g.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.calls[key]
+	return ok
 }
 
 func newFlights() *flights { return &flights{seed: maphash.MakeSeed()} }
@@ -67,6 +89,7 @@ func (g *flights) publish(key string, f *flight, e *entry, storedKey string, fet
 			delete(s.calls, key)
 		}
 		s.mu.Unlock()
+		g.endsOf(key).Add(1)
 		f.e, f.key, f.fetched, f.tier = e, storedKey, fetched, tier
 		close(f.done)
 	})

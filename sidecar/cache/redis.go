@@ -57,26 +57,49 @@ type lookup struct {
 }
 
 // lookup reads the path's generation and Vary spec, its bucket's
-// invalidation sequence and the variant under hint (the Vary spec this
-// sidecar saw last for the path) in one call on one slot; only when the
-// path's spec is not hint does it need a second read.
-func (s *store) lookup(ctx context.Context, path string, hint []string, variantKey func(vary []string) string) (lookup, string, error) {
+// invalidation sequence and the variant under guessKey (its key under the
+// Vary spec this sidecar saw last for the path) in one call on one slot;
+// only when the path's spec is not the guessed one does it need a second
+// read.
+func (s *store) lookup(ctx context.Context, path, guessKey string, variantKey func(vary []string) string) (lookup, string, error) {
 	ctx, cancel := s.rdb.Phase(ctx)
 	defer cancel()
-	b, _ := pathHash(path)
-	var meta *redis.SliceCmd
-	var seq, guess *redis.StringCmd
-	guessKey := variantKey(hint)
-	err := s.rdb.Do(ctx, "lookup", guessKey, func(p *redisconn.Pipe) {
-		meta = p.HMGet(ctx, s.ks.meta(path), "gen", "vary")
-		seq = p.HGet(ctx, s.ks.gens(b), "seq")
-		guess = p.Get(ctx, guessKey)
+	var b redisconn.Batch
+	pl := s.queueLookup(ctx, &b, path, guessKey)
+	b.Exec(ctx)
+	return pl.result(ctx, variantKey)
+}
+
+// pendingLookup is the first round trip of a lookup, queued into a batch
+// that may carry other features' calls too (Cache.Plan).
+type pendingLookup struct {
+	s          *store
+	guessKey   string
+	call       *redisconn.Call
+	meta       *redis.SliceCmd
+	seq, guess *redis.StringCmd
+}
+
+// queueLookup queues the first round trip of a lookup of path into b.
+func (s *store) queueLookup(ctx context.Context, b *redisconn.Batch, path, guessKey string) *pendingLookup {
+	bucket, _ := pathHash(path)
+	pl := &pendingLookup{s: s, guessKey: guessKey}
+	pl.call = b.Add(s.rdb, "lookup", guessKey, func(p *redisconn.Pipe) {
+		pl.meta = p.HMGet(ctx, s.ks.meta(path), "gen", "vary")
+		pl.seq = p.HGet(ctx, s.ks.gens(bucket), "seq")
+		pl.guess = p.Get(ctx, guessKey)
 	})
-	if err != nil {
+	return pl
+}
+
+// result reads the lookup once its batch ran: the variant under the path's
+// Vary spec, read again (within ctx's phase) when that is not the guess.
+func (pl *pendingLookup) result(ctx context.Context, variantKey func(vary []string) string) (lookup, string, error) {
+	if err := pl.call.Err(); err != nil {
 		return lookup{}, "", fmt.Errorf("read cache entry: %w", err)
 	}
 	var l lookup
-	vals := meta.Val()
+	vals := pl.meta.Val()
 	if len(vals) == 2 {
 		if g, ok := vals[0].(string); ok {
 			l.gen, _ = strconv.ParseInt(g, 10, 64)
@@ -85,18 +108,18 @@ func (s *store) lookup(ctx context.Context, path string, hint []string, variantK
 			l.vary = splitSpec(v)
 		}
 	}
-	if v, err := seq.Result(); err == nil {
+	if v, err := pl.seq.Result(); err == nil {
 		l.seq, _ = strconv.ParseInt(v, 10, 64)
 	}
 	key := variantKey(l.vary)
-	if key == guessKey {
-		if raw, err := guess.Bytes(); err == nil {
+	if key == pl.guessKey {
+		if raw, err := pl.guess.Bytes(); err == nil {
 			l.raw = raw
 		}
 		return l, key, nil
 	}
 	var variant *redis.StringCmd
-	if err := s.rdb.Do(ctx, "lookup", key, func(p *redisconn.Pipe) { variant = p.Get(ctx, key) }); err != nil {
+	if err := pl.s.rdb.Do(ctx, "lookup", key, func(p *redisconn.Pipe) { variant = p.Get(ctx, key) }); err != nil {
 		return lookup{}, "", fmt.Errorf("read cache variant: %w", err)
 	}
 	if raw, err := variant.Bytes(); err == nil {

@@ -17,11 +17,9 @@ func (c *Cache) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {
 		case http.MethodGet, http.MethodHead:
-			for i := range c.rules {
-				if c.rules[i].match.Match(r) {
-					c.serveCacheable(w, r, next, &c.rules[i])
-					return
-				}
+			if rl := c.ruleFor(r); rl != nil {
+				c.serveCacheable(w, r, next, rl)
+				return
 			}
 			next.ServeHTTP(w, r)
 		case http.MethodOptions, http.MethodTrace:
@@ -31,6 +29,16 @@ func (c *Cache) Middleware(next http.Handler) http.Handler {
 			c.serveWrite(w, r, next)
 		}
 	})
+}
+
+// ruleFor is the first rule matching a GET or HEAD request, or nil.
+func (c *Cache) ruleFor(r *http.Request) *rule {
+	for i := range c.rules {
+		if c.rules[i].match.Match(r) {
+			return &c.rules[i]
+		}
+	}
+	return nil
 }
 
 // request is one cacheable request as the cache sees it.
@@ -58,8 +66,10 @@ func (q *request) variantKey(vary []string) string {
 	return in.hash()
 }
 
-func (c *Cache) newRequest(r *http.Request, rl *rule) *request {
-	subject, hasSubject := identity.Subject(r.Context())
+// newRequest is r as the cache sees it, with the subject ctx carries (r's
+// own context, or the one a planner is building).
+func (c *Cache) newRequest(ctx context.Context, r *http.Request, rl *rule) *request {
+	subject, hasSubject := identity.Subject(ctx)
 	host := c.canonicalHost
 	if host == "" {
 		host = normalizeHost(r.Host)
@@ -87,7 +97,7 @@ func (q *request) mayCollapse() bool {
 
 func (c *Cache) serveCacheable(w http.ResponseWriter, r *http.Request, next http.Handler, rl *rule) {
 	now := time.Now()
-	q := c.newRequest(r, rl)
+	q := c.newRequest(r.Context(), r, rl)
 	if d := c.bypassReason(q, now); d != "" {
 		c.bypass(w, r, next, rl, d)
 		return
@@ -105,6 +115,9 @@ func (c *Cache) serveCacheable(w http.ResponseWriter, r *http.Request, next http
 		}
 		// Anything else needs Redis or the origin: the entry is there too.
 	}
+	// The lookup the request's batch carried, if it is the one this
+	// request would make now (plan.go).
+	pl := c.planned(r.Context(), q)
 	var fl *flight
 	if q.mayCollapse() && rl.lockTimeout > 0 {
 		f, leader := c.flights.join(q.key)
@@ -112,11 +125,13 @@ func (c *Cache) serveCacheable(w http.ResponseWriter, r *http.Request, next http
 			if c.follow(w, q, f) {
 				return
 			}
+			// The planned lookup predates the wait: look again.
+			pl = nil
 		} else {
 			fl = f
 		}
 	}
-	c.serve(w, r, next, q, fl)
+	c.serve(w, r, next, q, fl, pl)
 }
 
 // bypassReason says why a request skips the cache altogether, or "".
@@ -237,8 +252,9 @@ func (c *Cache) follow(w http.ResponseWriter, q *request, fl *flight) bool {
 // publisher hands a flight's outcome to its followers (a no-op alone).
 type publisher func(e *entry, key string, fetched bool, tier detail)
 
-// serve answers q from Redis or the origin; fl is the flight q leads, or nil.
-func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler, q *request, fl *flight) {
+// serve answers q from Redis or the origin; fl is the flight q leads, or
+// nil; pl is q's lookup planned into the request's batch, or nil.
+func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler, q *request, fl *flight, pl *plan) {
 	pub := func(e *entry, key string, fetched bool, tier detail) {
 		if fl != nil {
 			c.flights.publish(q.key, fl, e, key, fetched, tier)
@@ -249,7 +265,7 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 	now := time.Now()
 	// The lookup is one request phase: it waits for Redis at most one deadline.
 	ctx, cancel := c.st.rdb.Phase(r.Context())
-	f, err := c.find(ctx, q, now)
+	f, err := c.find(ctx, q, pl, now)
 	cancel()
 	if err != nil {
 		pub(nil, "", false, "")
@@ -325,16 +341,24 @@ func (c *Cache) findLocal(q *request, now time.Time) *entry {
 	return nil
 }
 
-// find looks q up in Redis and checks the entry against the invalidations
-// since its fill; a valid entry also fills the in-process tier.
-func (c *Cache) find(ctx context.Context, q *request, now time.Time) (found, error) {
+// find looks q up in Redis — or reads the lookup pl planned into the
+// request's batch — and checks the entry against the invalidations since
+// its fill; a valid entry also fills the in-process tier.
+func (c *Cache) find(ctx context.Context, q *request, pl *plan, now time.Time) (found, error) {
 	var f found
-	if c.local != nil {
-		f.localOn, f.epoch = c.local.snapshot()
+	variantKey := func(vary []string) string { return c.ks.variant(q.path, q.variantKey(vary)) }
+	var l lookup
+	var key string
+	var err error
+	if pl != nil {
+		f.localOn, f.epoch = pl.localOn, pl.epoch
+		l, key, err = pl.look.result(ctx, variantKey)
+	} else {
+		if c.local != nil {
+			f.localOn, f.epoch = c.local.snapshot()
+		}
+		l, key, err = c.st.lookup(ctx, q.path, q.key, variantKey)
 	}
-	l, key, err := c.st.lookup(ctx, q.path, q.hint, func(vary []string) string {
-		return c.ks.variant(q.path, q.variantKey(vary))
-	})
 	if err != nil {
 		return found{}, err
 	}

@@ -13,6 +13,7 @@ type ctxKey int
 const (
 	clientIPKey ctxKey = iota
 	subjectKey
+	subjectPendingKey
 )
 
 // WithClientIP returns ctx carrying the client address.
@@ -35,4 +36,20 @@ func WithSubject(ctx context.Context, subject string) context.Context {
 func Subject(ctx context.Context) (string, bool) {
 	s, ok := ctx.Value(subjectKey).(string)
 	return s, ok && s != ""
+}
+
+// WithSubjectPending returns ctx marked as belonging to a request whose
+// subject is not known yet: the session step resolves it only once the
+// request's Redis batch has run. Features that plan their Redis calls
+// before any feature decides (sidecar/proxy's planner) read it to leave
+// subject-dependent calls until the subject is known.
+func WithSubjectPending(ctx context.Context) context.Context {
+	return context.WithValue(ctx, subjectPendingKey, true)
+}
+
+// SubjectPending reports whether the request's subject is still to be
+// resolved (WithSubjectPending).
+func SubjectPending(ctx context.Context) bool {
+	v, _ := ctx.Value(subjectPendingKey).(bool)
+	return v
 }

@@ -13,10 +13,20 @@ import (
 // context its middleware reads its plan from. A planner may put what it
 // already knows into the context for later planners: the session step puts
 // a subject its in-process tier resolved, so that subject-keyed rate limits
-// join the same batch. final says that the feature will answer the request
-// itself whatever Redis replies (a required session without a token): the
-// features after it are not planned, so such a request is counted nowhere,
-// as if they had never seen it.
+// join the same batch, or marks the subject pending when only Redis can
+// tell, so that the cache does not plan a lookup whose key the subject may
+// change. The cache plans its lookup only into a batch that already has
+// calls, so the lookup rides on a round trip the request pays anyway. final
+// says that the feature will answer the request itself whatever Redis
+// replies (a required session without a token, a rate limit whose deny
+// cache refuses it): the features after it are not planned, so such a
+// request is counted nowhere and costs no lookup, as if they had never
+// seen it.
+//
+// Planning only reads ahead: every feature still decides in its
+// middleware, in chain order (session, rate limit, cache), on the request
+// as the features before it left it, so a cache hit is still refused by
+// the session step and counted by the rate limits first.
 type planner interface {
 	Plan(ctx context.Context, r *http.Request, b *redisconn.Batch) (_ context.Context, final bool)
 }

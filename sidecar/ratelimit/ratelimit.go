@@ -223,9 +223,14 @@ type planKey struct{ l *Limiter }
 // whose keys are known: every rule not keyed by the session subject, and
 // those too when an earlier feature already put the subject in ctx (a
 // session the in-process tier resolved). A leased rule with a unit left
-// needs no call. It returns ctx carrying the plan for Middleware.
+// needs no call. It returns ctx carrying the plan for Middleware, and
+// reports final when the deny cache already refuses the request: the
+// limiter answers it 429 whatever Redis says, so the features after it
+// (the cache's lookup) are not planned and a client hammering a closed
+// limit costs Redis nothing.
 func (l *Limiter) Plan(ctx context.Context, r *http.Request, b *redisconn.Batch) (context.Context, bool) {
-	return context.WithValue(ctx, planKey{l}, l.plan(ctx, r, b)), false
+	p := l.plan(ctx, r, b)
+	return context.WithValue(ctx, planKey{l}, p), p.denied != nil
 }
 
 func (l *Limiter) plan(ctx context.Context, r *http.Request, b *redisconn.Batch) *plan {
@@ -274,6 +279,14 @@ func (l *Limiter) prepare(ctx context.Context, p *plan, o *outcome) bool {
 		if left, ok := l.denied.get(o.key, now); ok {
 			o.remaining, o.reset, o.retry = 0, left, left
 			p.denied = o
+			// The calls queued for the request's earlier rules are
+			// withdrawn while the batch is unsent: a refused request
+			// counts against no other limit.
+			for i := range p.outs {
+				if e := &p.outs[i]; e.call != nil && p.b.Drop(e.call) {
+					e.call = nil
+				}
+			}
 			return false
 		}
 	}

@@ -47,7 +47,9 @@ type planKey struct{ m *Manager }
 // Plan queues the session lookup of r into b (nothing, when the tier holds
 // the session and no extension is due) and returns ctx carrying the plan
 // for Middleware. A session the tier resolved is put in the context at
-// once, so that the rate limiter's subject-keyed rules join the same batch.
+// once, so that the rate limiter's subject-keyed rules join the same batch;
+// a token only Redis can resolve marks the subject pending, so that the
+// cache does not plan a lookup whose key the subject may change.
 //
 // A required path without a token, or with a malformed one, is refused by
 // the session step whatever Redis says: Plan reports it final, so that the
@@ -55,8 +57,12 @@ type planKey struct{ m *Manager }
 func (m *Manager) Plan(ctx context.Context, r *http.Request, b *redisconn.Batch) (context.Context, bool) {
 	p := m.plan(r, b)
 	ctx = context.WithValue(ctx, planKey{m}, p)
-	if p.entry != nil {
+	switch {
+	case p.entry != nil:
 		ctx = identity.WithSubject(ctx, p.entry.sc.Subject)
+	case p.call != nil:
+		// Only Redis' answer tells whether the request has a subject.
+		ctx = identity.WithSubjectPending(ctx)
 	}
 	return ctx, p.required && (!p.present || p.malformed)
 }
