@@ -61,6 +61,9 @@ type Cache struct {
 	// lastSent and lastReceived are the unix-nano times of the latest
 	// announcement published and applied, for measuring eviction delay.
 	lastSent, lastReceived atomic.Int64
+	// counters are each rule's request counters (metrics.go).
+	countersOnce sync.Once
+	counters     []ruleCounters
 
 	mu     sync.Mutex // guards closed and wg.Add
 	closed bool

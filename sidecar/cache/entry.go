@@ -130,61 +130,106 @@ func unmarshalEntry(b []byte) (*entry, error) {
 	e.NoCache, e.NoStale, e.SharedAuth = flags&1 != 0, flags&2 != 0, flags&4 != 0
 	e.Gen = int64(binary.BigEndian.Uint64(b[60:]))
 	e.Seq = int64(binary.BigEndian.Uint64(b[68:]))
-	r := b[fixed:]
-	n, ok := readUvarint(&r)
-	if !ok || n > uint64(len(r)) {
+	// Every shared-tier hit decodes an entry: the tags and header fields
+	// are checked in a first pass, then taken from one string copy of
+	// them (one allocation, not one per name and value) in a second, with
+	// every value in one slice; the body stays a slice of b.
+	check := fieldReader{b: b[fixed:]}
+	n, ok := check.fields(nil, nil)
+	if !ok {
 		return nil, errCorrupt
 	}
-	for range n {
-		t, ok := readString(&r)
-		if !ok {
-			return nil, errCorrupt
-		}
-		e.Tags = append(e.Tags, t)
-	}
-	n, ok = readUvarint(&r)
-	if !ok || n > uint64(len(r)) {
-		return nil, errCorrupt
-	}
-	e.Header = make(http.Header, n)
-	for range n {
-		k, ok := readString(&r)
-		if !ok {
-			return nil, errCorrupt
-		}
-		m, ok := readUvarint(&r)
-		if !ok || m > uint64(len(r)) {
-			return nil, errCorrupt
-		}
-		vs := make([]string, 0, m)
-		for range m {
-			v, ok := readString(&r)
-			if !ok {
-				return nil, errCorrupt
-			}
-			vs = append(vs, v)
-		}
-		e.Header[k] = vs
-	}
-	e.Body = r
+	end := check.off
+	r := fieldReader{b: b[fixed:], s: string(b[fixed : fixed+end])}
+	r.fields(e, make([]string, n))
+	e.Body = b[fixed+end:]
 	return e, nil
 }
 
-func readUvarint(r *[]byte) (uint64, bool) {
-	v, n := binary.Uvarint(*r)
+// fieldReader reads the length-prefixed tags and header fields of an
+// encoded entry from b; strings are taken from s, a copy of b's start, or
+// not at all while s is empty.
+type fieldReader struct {
+	b   []byte
+	s   string
+	off int
+}
+
+func (r *fieldReader) uvarint() (uint64, bool) {
+	v, n := binary.Uvarint(r.b[r.off:])
 	if n <= 0 {
 		return 0, false
 	}
-	*r = (*r)[n:]
+	r.off += n
 	return v, true
 }
 
-func readString(r *[]byte) (string, bool) {
-	n, ok := readUvarint(r)
-	if !ok || n > uint64(len(*r)) {
+func (r *fieldReader) str() (string, bool) {
+	n, ok := r.uvarint()
+	if !ok || n > uint64(len(r.b)-r.off) {
 		return "", false
 	}
-	s := string((*r)[:n])
-	*r = (*r)[n:]
-	return s, true
+	var v string
+	if r.s != "" {
+		v = r.s[r.off : r.off+int(n)]
+	}
+	r.off += int(n)
+	return v, true
+}
+
+// fields reads the tags and the header fields into e (when not nil),
+// their values into values, and returns how many values there are.
+func (r *fieldReader) fields(e *entry, values []string) (int, bool) {
+	n, ok := r.uvarint()
+	if !ok || n > uint64(len(r.b)-r.off) {
+		return 0, false
+	}
+	if e != nil && n > 0 {
+		e.Tags = make([]string, n)
+	}
+	for i := range n {
+		t, ok := r.str()
+		if !ok {
+			return 0, false
+		}
+		if e != nil {
+			e.Tags[i] = t
+		}
+	}
+	n, ok = r.uvarint()
+	if !ok || n > uint64(len(r.b)-r.off) {
+		return 0, false
+	}
+	if e != nil {
+		e.Header = make(http.Header, n)
+	}
+	total := 0
+	for range n {
+		k, ok := r.str()
+		if !ok {
+			return 0, false
+		}
+		m, ok := r.uvarint()
+		if !ok || m > uint64(len(r.b)-r.off) {
+			return 0, false
+		}
+		vs := values[:0:0]
+		if e != nil {
+			vs = values[total : total : total+int(m)]
+		}
+		for range m {
+			v, ok := r.str()
+			if !ok {
+				return 0, false
+			}
+			if e != nil {
+				vs = append(vs, v)
+			}
+		}
+		total += int(m)
+		if e != nil {
+			e.Header[k] = vs
+		}
+	}
+	return total, true
 }

@@ -41,10 +41,16 @@ func newKeyspace(keyPrefix, namespace, policy string) keyspace {
 	return keyspace{prefix: keyPrefix + p, base: keyPrefix, policy: p}
 }
 
-// pathHash is 64 bits of SHA-256 of the path, hex.
+// pathHash is the path's bucket and 64 bits of SHA-256 of the path, hex.
 func pathHash(path string) (int, string) {
 	sum := sha256.Sum256([]byte(path))
 	return int(sum[0]), hex.EncodeToString(sum[:8])
+}
+
+// bucketOf is the path's bucket (pathHash without the hex).
+func bucketOf(path string) int {
+	sum := sha256.Sum256([]byte(path))
+	return int(sum[0])
 }
 
 // bucketTag is the hash tag of bucket b.
@@ -53,14 +59,14 @@ func (k keyspace) bucketTag(b int) string {
 }
 
 // pathTag is the hash tag shared by all keys of one path: its bucket's.
-func (k keyspace) pathTag(path string) string {
-	b, _ := pathHash(path)
-	return k.bucketTag(b)
-}
+func (k keyspace) pathTag(path string) string { return k.bucketTag(bucketOf(path)) }
 
 func (k keyspace) variant(path, variantHash string) string {
-	return k.base + k.pathTag(path) + ":v:" + variantHash
+	return k.variantBase(path) + variantHash
 }
+
+// variantBase is the start of every variant key of path.
+func (k keyspace) variantBase(path string) string { return k.base + k.pathTag(path) + ":v:" }
 
 func (k keyspace) meta(path string) string {
 	b, h := pathHash(path)
@@ -94,13 +100,14 @@ type keyInput struct {
 
 // hash is the variant hash of the input: 128 bits of SHA-256 over a
 // length-prefixed encoding, so no two different inputs share an encoding.
+// It is computed on every cacheable request: the encoding is built in a
+// buffer on the stack when it fits, and hashed in one call.
 func (in keyInput) hash() string {
-	h := sha256.New()
-	var n [4]byte
+	var buf [512]byte
+	b := buf[:0]
 	write := func(s string) {
-		binary.BigEndian.PutUint32(n[:], uint32(len(s)))
-		h.Write(n[:])
-		h.Write([]byte(s))
+		b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+		b = append(b, s...)
 	}
 	write(in.Method)
 	write(strings.ToLower(in.Host))
@@ -114,7 +121,10 @@ func (in keyInput) hash() string {
 		write("\x00subject")
 		write(in.Subject)
 	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	sum := sha256.Sum256(b)
+	var out [32]byte
+	hex.Encode(out[:], sum[:16])
+	return string(out[:])
 }
 
 // normalizeQuery sorts parameters by name (keeping the order of repeated

@@ -68,3 +68,48 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"result"}),
 	}
 }
+
+// result is the result label of gatehouse_cache_requests_total.
+type result int
+
+const (
+	resultHit result = iota
+	resultMiss
+	resultStale
+	resultBypass
+	results
+)
+
+var resultNames = [results]string{"hit", "miss", "stale", "bypass"}
+
+// ruleCounters are one rule's request counters, resolved once per Cache:
+// looking a counter up by its labels hashes them on every request.
+type ruleCounters struct {
+	requests [results]prometheus.Counter
+	saved    prometheus.Counter
+}
+
+// ruleCounters returns rl's counters; rl is one of c.rules.
+func (c *Cache) ruleCounters(rl *rule) *ruleCounters {
+	c.countersOnce.Do(func() {
+		c.counters = make([]ruleCounters, len(c.rules))
+		for i := range c.rules {
+			rc := &c.counters[i]
+			for res, name := range resultNames {
+				rc.requests[res] = c.m.requests.WithLabelValues(c.rules[i].name, name)
+			}
+			rc.saved = c.m.upstreamSaved.WithLabelValues(c.rules[i].name)
+		}
+	})
+	for i := range c.rules {
+		if &c.rules[i] == rl {
+			return &c.counters[i]
+		}
+	}
+	// Not one of c.rules (never, but a counter by its labels is right).
+	rc := &ruleCounters{saved: c.m.upstreamSaved.WithLabelValues(rl.name)}
+	for res, name := range resultNames {
+		rc.requests[res] = c.m.requests.WithLabelValues(rl.name, name)
+	}
+	return rc
+}

@@ -82,7 +82,7 @@ type pendingLookup struct {
 
 // queueLookup queues the first round trip of a lookup of path into b.
 func (s *store) queueLookup(ctx context.Context, b *redisconn.Batch, path, guessKey string) *pendingLookup {
-	bucket, _ := pathHash(path)
+	bucket := bucketOf(path)
 	pl := &pendingLookup{s: s, guessKey: guessKey}
 	pl.call = b.Add(s.rdb, "lookup", guessKey, func(p *redisconn.Pipe) {
 		pl.meta = p.HMGet(ctx, s.ks.meta(path), "gen", "vary")

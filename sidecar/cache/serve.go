@@ -57,13 +57,15 @@ type request struct {
 	// variant key under it: the key concurrent requests collapse on.
 	hint []string
 	key  string
+	// keyBase is what every variant key of the path starts with.
+	keyBase string
 }
 
 // variantKey is the Redis key of the request's variant under a Vary spec.
 func (q *request) variantKey(vary []string) string {
 	in := q.in
 	in.Headers = varyPairs(q.r.Header, headerNames(q.rule.vary, vary))
-	return in.hash()
+	return q.keyBase + in.hash()
 }
 
 // newRequest is r as the cache sees it, with the subject ctx carries (r's
@@ -83,7 +85,8 @@ func (c *Cache) newRequest(ctx context.Context, r *http.Request, rl *rule) *requ
 	}
 	q.foreignAuth = r.Header.Get("Authorization") != "" && (!rl.bySubject || !hasSubject)
 	q.hint = c.hints.get(q.path)
-	q.key = c.ks.variant(q.path, q.variantKey(q.hint))
+	q.keyBase = c.ks.variantBase(q.path)
+	q.key = q.variantKey(q.hint)
 	return q
 }
 
@@ -105,11 +108,11 @@ func (c *Cache) serveCacheable(w http.ResponseWriter, r *http.Request, next http
 	if e := c.findLocal(q, now); e != nil {
 		switch q.decide(e, false, now) {
 		case actFresh:
-			c.count(rl, "hit", true)
+			c.count(rl, resultHit, true)
 			c.writeEntry(w, q, e, now, cacheStatus{hit: true, detail: detailInProcess}.withTTL(e, now), true)
 			return
 		case actStaleClient:
-			c.count(rl, "stale", true)
+			c.count(rl, resultStale, true)
 			c.writeEntry(w, q, e, now, cacheStatus{hit: true, detail: detailMaxStale}.withTTL(e, now), true)
 			return
 		}
@@ -208,23 +211,25 @@ func (q *request) acceptsFetched(e *entry, now time.Time) bool {
 // timeout, and answers q from its outcome when that is usable. It reports
 // false when q must be served on its own.
 func (c *Cache) follow(w http.ResponseWriter, q *request, fl *flight) bool {
-	timer := time.NewTimer(q.rule.lockTimeout)
-	defer timer.Stop()
 	select {
 	case <-fl.done:
-	case <-timer.C:
-		return false
-	case <-q.r.Context().Done():
-		return true // the client left; nothing to answer
+	default:
+		if !waitFor(q, fl) {
+			return q.r.Context().Err() != nil // the client left; nothing to answer
+		}
 	}
 	e := fl.e
 	if e == nil {
 		return false
 	}
 	// The shared response is usable only if its own Vary selects this
-	// request's variant too.
-	names, _ := parseVary(e.Header)
-	if c.ks.variant(q.path, q.variantKey(names)) != fl.key {
+	// request's variant too: certainly when its Vary is the spec q's key
+	// was built with.
+	key := q.key
+	if names, _ := parseVary(e.Header); !slices.Equal(names, q.hint) {
+		key = q.variantKey(names)
+	}
+	if key != fl.key {
 		return false
 	}
 	now := time.Now()
@@ -232,21 +237,36 @@ func (c *Cache) follow(w http.ResponseWriter, q *request, fl *flight) bool {
 	act := q.decide(e, false, now)
 	switch {
 	case fl.fetched && (act == actFresh || q.acceptsFetched(e, now)):
-		c.count(rl, "miss", true)
+		c.count(rl, resultMiss, true)
 		c.writeEntry(w, q, e, now, cacheStatus{fwd: fwdURIMiss, collapsed: true}, true)
 	case act == actFresh:
-		c.count(rl, "hit", true)
+		c.count(rl, resultHit, true)
 		c.writeEntry(w, q, e, now, cacheStatus{hit: true, detail: fl.tier}.withTTL(e, now), true)
 	case act == actStaleSWR:
-		c.count(rl, "stale", true)
+		c.count(rl, resultStale, true)
 		c.writeEntry(w, q, e, now, cacheStatus{hit: true, detail: detailStaleWhileRevalidate}.withTTL(e, now), true)
 	case act == actStaleClient:
-		c.count(rl, "stale", true)
+		c.count(rl, resultStale, true)
 		c.writeEntry(w, q, e, now, cacheStatus{hit: true, detail: detailMaxStale}.withTTL(e, now), true)
 	default:
 		return false
 	}
 	return true
+}
+
+// waitFor waits for fl's leader at most q's lock timeout, and reports
+// whether it published in time (false too when q's client left).
+func waitFor(q *request, fl *flight) bool {
+	timer := time.NewTimer(q.rule.lockTimeout)
+	defer timer.Stop()
+	select {
+	case <-fl.done:
+		return true
+	case <-timer.C:
+		return false
+	case <-q.r.Context().Done():
+		return false
+	}
 }
 
 // publisher hands a flight's outcome to its followers (a no-op alone).
@@ -276,21 +296,21 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 	switch q.decide(f.e, f.invalid, now) {
 	case actFresh:
 		pub(f.e, f.key, false, detailRedis)
-		c.count(rl, "hit", true)
+		c.count(rl, resultHit, true)
 		c.writeEntry(w, q, f.e, now, cacheStatus{hit: true, detail: detailRedis}.withTTL(f.e, now), true)
 		return
 	case actStaleSWR:
 		pub(f.e, f.key, false, detailRedis)
-		c.count(rl, "stale", true)
+		c.count(rl, resultStale, true)
 		c.refresh(r, next, q, f)
 		c.writeEntry(w, q, f.e, now, cacheStatus{hit: true, detail: detailStaleWhileRevalidate}.withTTL(f.e, now), true)
 		return
 	case actStaleClient:
-		c.count(rl, "stale", true)
+		c.count(rl, resultStale, true)
 		c.writeEntry(w, q, f.e, now, cacheStatus{hit: true, detail: detailMaxStale}.withTTL(f.e, now), true)
 		return
 	case actGatewayTimeout:
-		c.count(rl, "miss", false)
+		c.count(rl, resultMiss, false)
 		cacheStatus{detail: detailOnlyIfCached}.mark(w.Header())
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusGatewayTimeout)
@@ -299,16 +319,17 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 	}
 	if r.Method == http.MethodHead {
 		// HEAD is answered from GET entries but never fills them.
-		c.passthrough(w, r, next, rl, "miss", cacheStatus{fwd: fwdURIMiss, detail: detailHead})
+		c.passthrough(w, r, next, rl, resultMiss, cacheStatus{fwd: fwdURIMiss, detail: detailHead})
 		return
 	}
 	c.fetch(w, r, next, q, f, pub)
 }
 
-func (c *Cache) count(rl *rule, result string, saved bool) {
-	c.m.requests.WithLabelValues(rl.name, result).Inc()
+func (c *Cache) count(rl *rule, res result, saved bool) {
+	m := c.ruleCounters(rl)
+	m.requests[res].Inc()
 	if saved {
-		c.m.upstreamSaved.WithLabelValues(rl.name).Inc()
+		m.saved.Inc()
 	}
 }
 
@@ -335,7 +356,7 @@ func (c *Cache) findLocal(q *request, now time.Time) *entry {
 	if spec == nil {
 		return nil
 	}
-	if it := c.local.get(c.ks.variant(q.path, q.variantKey(spec.vary)), now); it != nil {
+	if it := c.local.get(q.variantKey(spec.vary), now); it != nil {
 		return it.e
 	}
 	return nil
@@ -346,18 +367,17 @@ func (c *Cache) findLocal(q *request, now time.Time) *entry {
 // its fill; a valid entry also fills the in-process tier.
 func (c *Cache) find(ctx context.Context, q *request, pl *plan, now time.Time) (found, error) {
 	var f found
-	variantKey := func(vary []string) string { return c.ks.variant(q.path, q.variantKey(vary)) }
 	var l lookup
 	var key string
 	var err error
 	if pl != nil {
 		f.localOn, f.epoch = pl.localOn, pl.epoch
-		l, key, err = pl.look.result(ctx, variantKey)
+		l, key, err = pl.look.result(ctx, q.variantKey)
 	} else {
 		if c.local != nil {
 			f.localOn, f.epoch = c.local.snapshot()
 		}
-		l, key, err = c.st.lookup(ctx, q.path, q.key, variantKey)
+		l, key, err = c.st.lookup(ctx, q.path, q.key, q.variantKey)
 	}
 	if err != nil {
 		return found{}, err
@@ -391,7 +411,7 @@ func (c *Cache) find(ctx context.Context, q *request, pl *plan, now time.Time) (
 // bucketRecords returns the invalidations of path's bucket as of seq, from
 // this sidecar's copy when it is that recent, else from Redis.
 func (c *Cache) bucketRecords(ctx context.Context, path string, seq int64) (*records, error) {
-	b, _ := pathHash(path)
+	b := bucketOf(path)
 	if rs := c.recs[b].Load(); rs != nil && rs.seq >= seq {
 		return rs, nil
 	}
@@ -471,7 +491,7 @@ func (c *Cache) fetch(w http.ResponseWriter, r *http.Request, next http.Handler,
 		cw.WriteHeader(http.StatusOK) // a handler that wrote nothing answered 200
 	}
 	if cw.passed {
-		c.count(rl, "miss", false)
+		c.count(rl, resultMiss, false)
 		return
 	}
 	received := time.Now()
@@ -480,11 +500,11 @@ func (c *Cache) fetch(w http.ResponseWriter, r *http.Request, next http.Handler,
 		c.revalidated(w, r, next, q, f, base, cw, requested, received, via, pub)
 		return
 	case staleOnError:
-		c.count(rl, "stale", true)
+		c.count(rl, resultStale, true)
 		c.writeEntry(w, q, base, received, cacheStatus{fwd: via, fwdStatus: cw.status, detail: detailStaleIfError}.withTTL(base, received), true)
 		return
 	}
-	c.count(rl, "miss", false)
+	c.count(rl, resultMiss, false)
 	e := c.newEntry(q, cw.status, cw.header, cw.buf.Bytes(), requested, received, v)
 	c.storeAndAnswer(w, q, f, e, cacheStatus{fwd: via, fwdStatus: e.Status}, cw.header.Get("Age"), pub)
 }
@@ -499,7 +519,7 @@ func (c *Cache) revalidated(w http.ResponseWriter, r *http.Request, next http.Ha
 		c.fetch(w, r, next, q, f, pub)
 		return
 	}
-	c.count(q.rule, "miss", false)
+	c.count(q.rule, resultMiss, false)
 	h := freshenHeader(base.Header, cw.header)
 	v := q.rule.judge(q, base.Status, h, initialAge(cw.header, requested, received), responseDate(h, received))
 	e := c.newEntry(q, base.Status, h, base.Body, requested, received, v)
@@ -537,7 +557,7 @@ func (c *Cache) storeAndAnswer(w http.ResponseWriter, q *request, f found, e *en
 // tier. It returns e's key and why it was not stored ("" when it was).
 func (c *Cache) store(q *request, f found, e *entry, now time.Time) (string, detail) {
 	names, _ := parseVary(e.Header)
-	key := c.ks.variant(q.path, q.variantKey(names))
+	key := q.variantKey(names)
 	if e.expiresIn(now) <= 0 {
 		return key, detailExpired
 	}
@@ -688,9 +708,7 @@ func (c *Cache) newEntry(q *request, status int, h http.Header, body []byte, req
 // against it. fromCache sets Age to the entry's current age (RFC 9111 4).
 func (c *Cache) writeEntry(w http.ResponseWriter, q *request, e *entry, now time.Time, st cacheStatus, fromCache bool) {
 	h := w.Header()
-	for k, vs := range e.Header {
-		h[k] = slices.Clone(vs)
-	}
+	copyHeader(h, e.Header)
 	h.Del(ownField)
 	if fromCache {
 		h.Set("Age", strconv.FormatInt(int64(e.age(now)/time.Second), 10))
@@ -712,6 +730,22 @@ func (c *Cache) writeEntry(w http.ResponseWriter, q *request, e *entry, now time
 	w.WriteHeader(e.Status)
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(e.Body)
+	}
+}
+
+// copyHeader copies the fields of src into dst, the values of all in one
+// allocation (as http.Header.Clone does): src is a stored entry's, which
+// concurrent answers share, so dst must not alias its slices.
+func copyHeader(dst, src http.Header) {
+	n := 0
+	for _, vs := range src {
+		n += len(vs)
+	}
+	sv := make([]string, n)
+	for k, vs := range src {
+		m := copy(sv, vs)
+		dst[k] = sv[:m:m]
+		sv = sv[m:]
 	}
 }
 
@@ -737,7 +771,11 @@ func notModified(r *http.Request, h http.Header) bool {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return false
 	}
-	ims, err := http.ParseTime(r.Header.Get("If-Modified-Since"))
+	v := r.Header.Get("If-Modified-Since")
+	if v == "" {
+		return false
+	}
+	ims, err := http.ParseTime(v)
 	if err != nil {
 		return false
 	}
@@ -752,11 +790,11 @@ func notModified(r *http.Request, h http.Header) bool {
 
 // bypass forwards r untouched by the cache, marking the answer.
 func (c *Cache) bypass(w http.ResponseWriter, r *http.Request, next http.Handler, rl *rule, reason detail) {
-	c.passthrough(w, r, next, rl, "bypass", cacheStatus{fwd: fwdBypass, detail: reason})
+	c.passthrough(w, r, next, rl, resultBypass, cacheStatus{fwd: fwdBypass, detail: reason})
 }
 
-func (c *Cache) passthrough(w http.ResponseWriter, r *http.Request, next http.Handler, rl *rule, result string, st cacheStatus) {
-	c.count(rl, result, false)
+func (c *Cache) passthrough(w http.ResponseWriter, r *http.Request, next http.Handler, rl *rule, res result, st cacheStatus) {
+	c.count(rl, res, false)
 	next.ServeHTTP(&hookWriter{ResponseWriter: w, onHeader: func(h http.Header, status int) {
 		st.fwdStatus = status
 		h.Del(ownField)

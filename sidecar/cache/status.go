@@ -3,7 +3,6 @@ package cache
 import (
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -83,30 +82,31 @@ func (s cacheStatus) withTTL(e *entry, now time.Time) cacheStatus {
 
 // String is the member: "gatehouse; hit; ttl=42; detail=redis".
 func (s cacheStatus) String() string {
-	var b strings.Builder
-	b.WriteString("gatehouse")
+	// Built in a buffer on the stack: it is written on every answer.
+	var buf [128]byte
+	b := append(buf[:0], "gatehouse"...)
 	if s.hit {
-		b.WriteString("; hit")
+		b = append(b, "; hit"...)
 	}
 	if s.fwd != "" {
-		b.WriteString("; fwd=" + string(s.fwd))
+		b = append(append(b, "; fwd="...), s.fwd...)
 	}
 	if s.fwdStatus != 0 {
-		b.WriteString("; fwd-status=" + strconv.Itoa(s.fwdStatus))
+		b = strconv.AppendInt(append(b, "; fwd-status="...), int64(s.fwdStatus), 10)
 	}
 	if s.hasTTL {
-		b.WriteString("; ttl=" + strconv.FormatInt(s.ttl, 10))
+		b = strconv.AppendInt(append(b, "; ttl="...), s.ttl, 10)
 	}
 	if s.stored {
-		b.WriteString("; stored")
+		b = append(b, "; stored"...)
 	}
 	if s.collapsed {
-		b.WriteString("; collapsed")
+		b = append(b, "; collapsed"...)
 	}
 	if s.detail != "" {
-		b.WriteString("; detail=" + string(s.detail))
+		b = append(append(b, "; detail="...), s.detail...)
 	}
-	return b.String()
+	return string(b)
 }
 
 // xcache is the X-Cache value of an answer with this status.

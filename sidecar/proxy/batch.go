@@ -51,6 +51,9 @@ func planned(ps []planner, next http.Handler) http.Handler {
 		if b.Pending() > 0 {
 			b.Exec(ctx)
 		}
-		next.ServeHTTP(w, r.WithContext(ctx))
+		if ctx != r.Context() {
+			r = r.WithContext(ctx)
+		}
+		next.ServeHTTP(w, r)
 	})
 }
