@@ -180,13 +180,21 @@ func BenchmarkProxyCacheHit(b *testing.B) {
 	bare.Transport = newTransport(0, false)
 
 	srv := redistest.StartStandalone(b)
-	cacheDoc := func(name, tier string) string {
-		return cfgDoc("bench-"+name, `"redis":[{"name":"main","mode":"Standalone","addrs":["`+srv.Addr()+`"]}],
+	cl := redistest.StartCluster(b)
+	var primaries []string
+	for _, p := range cl.Primaries {
+		primaries = append(primaries, p.Addr())
+	}
+	standalone := `{"name":"main","mode":"Standalone","addrs":["` + srv.Addr() + `"]}`
+	cluster := `{"name":"main","mode":"Cluster","addrs":["` + strings.Join(cl.Addrs(), `","`) + `"]}`
+	cacheDoc := func(name, redis, tier string) string {
+		return cfgDoc("bench-"+name, `"redis":[`+redis+`],
 			"caches":[{"namespace":"bench","name":"`+name+`","redis":"main"`+tier+`,"rules":[{"name":"all","ttl":"60s","mode":"Override"}]}]`)
 	}
-	shared := newSidecar(b, target.String(), cacheDoc("shared", ""))
-	local := newSidecar(b, target.String(), cacheDoc("local", `,"inProcess":{"maxEntries":1000,"maxBytes":1000000}`))
-	for _, s := range []*sidecar{shared, local} {
+	shared := newSidecar(b, target.String(), cacheDoc("shared", standalone, ""))
+	sharedCluster := newSidecar(b, target.String(), cacheDoc("shared-cluster", cluster, ""))
+	local := newSidecar(b, target.String(), cacheDoc("local", standalone, `,"inProcess":{"maxEntries":1000,"maxBytes":1000000}`))
+	for _, s := range []*sidecar{shared, sharedCluster, local} {
 		if err := s.p.watcher.Reload(); err != nil {
 			b.Fatal(err)
 		}
@@ -196,10 +204,12 @@ func BenchmarkProxyCacheHit(b *testing.B) {
 	for _, bc := range []struct {
 		name, want string
 		h          http.Handler
+		redis      []string // the nodes whose CPU and reads count
 	}{
-		{"bare", "", bare},
-		{"gatehouse-shared-tier", "detail=redis", shared.p},
-		{"gatehouse-inprocess-tier", "detail=inprocess", local.p},
+		{"bare", "", bare, []string{srv.Addr()}},
+		{"gatehouse-shared-tier", "detail=redis", shared.p, []string{srv.Addr()}},
+		{"gatehouse-shared-tier-cluster", "detail=redis", sharedCluster.p, primaries},
+		{"gatehouse-inprocess-tier", "detail=inprocess", local.p, []string{srv.Addr()}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			front := httptest.NewServer(bc.h)
@@ -211,22 +221,16 @@ func BenchmarkProxyCacheHit(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.ReportAllocs()
-			cpu0, rcpu0, acpu0 := processCPU(), redisCPU(b, srv.Addr()), app.appCPU(b)
-			reads0, err := redistest.Reads(context.Background(), srv.Addr())
-			if err != nil {
-				b.Fatal(err)
-			}
+			cpu0, rcpu0, acpu0 := processCPU(), redisCPU(b, bc.redis), app.appCPU(b)
+			reads0 := redisReads(b, bc.redis)
 			elapsed, lcpu := runLoad(b, addr, "/hit", 32, b.N, bc.want)
-			reads, err := redistest.Reads(context.Background(), srv.Addr())
-			if err != nil {
-				b.Fatal(err)
-			}
-			cpu, rcpu, acpu := processCPU()-cpu0, redisCPU(b, srv.Addr())-rcpu0, app.appCPU(b)-acpu0
+			reads := redisReads(b, bc.redis)
+			cpu, rcpu, acpu := processCPU()-cpu0, redisCPU(b, bc.redis)-rcpu0, app.appCPU(b)-acpu0
 			n := float64(b.N)
 			b.ReportMetric(n/elapsed.Seconds(), "req/s")
-			// Less the INFO after and the close of the connection of the
-			// one before (redistest.Do's connections are one-shot).
-			b.ReportMetric(float64(reads-reads0-2)/n, "redis-reads/op")
+			// Less each node's INFO after and the close of the connection
+			// of the one before (redistest.Do's connections are one-shot).
+			b.ReportMetric(float64(reads-reads0-2*int64(len(bc.redis)))/n, "redis-reads/op")
 			b.ReportMetric(float64(cpu)/n, "cpu-ns/op")
 			b.ReportMetric(float64(rcpu)/n, "redis-cpu-ns/op")
 			b.ReportMetric(float64(cpu+rcpu+acpu+lcpu)/n, "all-cpu-ns/op")
@@ -234,19 +238,35 @@ func BenchmarkProxyCacheHit(b *testing.B) {
 	}
 }
 
-// redisCPU is the node's used_cpu_sys + used_cpu_user, in nanoseconds.
-func redisCPU(b *testing.B, addr string) int64 {
+// redisReads is the sum of the nodes' total_reads_processed.
+func redisReads(b *testing.B, addrs []string) int64 {
 	b.Helper()
-	info, err := redistest.Do(context.Background(), addr, "INFO", "cpu")
-	if err != nil {
-		b.Fatal(err)
+	var sum int64
+	for _, a := range addrs {
+		n, err := redistest.Reads(context.Background(), a)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sum += n
 	}
+	return sum
+}
+
+// redisCPU is the nodes' used_cpu_sys + used_cpu_user, in nanoseconds.
+func redisCPU(b *testing.B, addrs []string) int64 {
+	b.Helper()
 	var total float64
-	for line := range strings.Lines(info) {
-		for _, f := range []string{"used_cpu_sys:", "used_cpu_user:"} {
-			if v, ok := strings.CutPrefix(strings.TrimSpace(line), f); ok {
-				s, _ := strconv.ParseFloat(v, 64)
-				total += s
+	for _, a := range addrs {
+		info, err := redistest.Do(context.Background(), a, "INFO", "cpu")
+		if err != nil {
+			b.Fatal(err)
+		}
+		for line := range strings.Lines(info) {
+			for _, f := range []string{"used_cpu_sys:", "used_cpu_user:"} {
+				if v, ok := strings.CutPrefix(strings.TrimSpace(line), f); ok {
+					s, _ := strconv.ParseFloat(v, 64)
+					total += s
+				}
 			}
 		}
 	}
