@@ -222,9 +222,9 @@ func BenchmarkProxyCacheHit(b *testing.B) {
 			}
 			b.ReportAllocs()
 			cpu0, rcpu0, acpu0 := processCPU(), redisCPU(b, bc.redis), app.appCPU(b)
-			reads0 := redisReads(b, bc.redis)
+			reads0 := sumReads(b, bc.redis)
 			elapsed, lcpu := runLoad(b, addr, "/hit", 32, b.N, bc.want)
-			reads := redisReads(b, bc.redis)
+			reads := sumReads(b, bc.redis)
 			cpu, rcpu, acpu := processCPU()-cpu0, redisCPU(b, bc.redis)-rcpu0, app.appCPU(b)-acpu0
 			n := float64(b.N)
 			b.ReportMetric(n/elapsed.Seconds(), "req/s")
@@ -236,20 +236,6 @@ func BenchmarkProxyCacheHit(b *testing.B) {
 			b.ReportMetric(float64(cpu+rcpu+acpu+lcpu)/n, "all-cpu-ns/op")
 		})
 	}
-}
-
-// redisReads is the sum of the nodes' total_reads_processed.
-func redisReads(b *testing.B, addrs []string) int64 {
-	b.Helper()
-	var sum int64
-	for _, a := range addrs {
-		n, err := redistest.Reads(context.Background(), a)
-		if err != nil {
-			b.Fatal(err)
-		}
-		sum += n
-	}
-	return sum
 }
 
 // redisCPU is the nodes' used_cpu_sys + used_cpu_user, in nanoseconds.

@@ -38,22 +38,25 @@ func cacheBatchPolicies(redisJSON, name string) string {
 // counted (redistest.Reads' connections are one-shot).
 func countReads(t *testing.T, addrs []string, n int, f func(i int)) float64 {
 	t.Helper()
-	total := func() int64 {
-		var sum int64
-		for _, a := range addrs {
-			r, err := redistest.Reads(context.Background(), a)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sum += r
-		}
-		return sum
-	}
-	before := total()
+	before := sumReads(t, addrs)
 	for i := range n {
 		f(i)
 	}
-	return float64(total()-before-2*int64(len(addrs))) / float64(n)
+	return float64(sumReads(t, addrs)-before-2*int64(len(addrs))) / float64(n)
+}
+
+// sumReads is the sum of the nodes' total_reads_processed (redistest.Reads).
+func sumReads(t testing.TB, addrs []string) int64 {
+	t.Helper()
+	var sum int64
+	for _, a := range addrs {
+		n, err := redistest.Reads(context.Background(), a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum += n
+	}
+	return sum
 }
 
 // TestCacheLookupJoinsTheRequestBatch: with a session the in-process tier
