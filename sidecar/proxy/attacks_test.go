@@ -99,7 +99,7 @@ func startWithConfig(t *testing.T, upstream, body string) *sidecar {
 }
 
 // mint creates a session on the admin API and returns its token.
-func mint(t *testing.T, s *sidecar, subject string, claims map[string]string) string {
+func mint(t testing.TB, s *sidecar, subject string, claims map[string]string) string {
 	t.Helper()
 	body, _ := json.Marshal(map[string]any{"subject": subject, "claims": claims})
 	resp, err := http.Post(s.admin+"/v1/sessions", "application/json", strings.NewReader(string(body)))

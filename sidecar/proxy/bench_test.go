@@ -217,13 +217,13 @@ func BenchmarkProxyCacheHit(b *testing.B) {
 			addr := front.Listener.Addr().String()
 			// Fill the cache, and the in-process tier from Redis, under
 			// the Host the load sends.
-			if _, err := load(addr, "/hit", 1, 3, ""); err != nil {
+			if _, err := load(loadSpec{addr: addr, path: "/hit", conns: 1, n: 3}); err != nil {
 				b.Fatal(err)
 			}
 			b.ReportAllocs()
 			cpu0, rcpu0, acpu0 := processCPU(), redisCPU(b, bc.redis), app.appCPU(b)
 			reads0 := sumReads(b, bc.redis)
-			elapsed, lcpu := runLoad(b, addr, "/hit", 32, b.N, bc.want)
+			elapsed, lcpu := runLoad(b, loadSpec{addr: addr, path: "/hit", conns: 32, n: b.N, want: bc.want})
 			reads := sumReads(b, bc.redis)
 			cpu, rcpu, acpu := processCPU()-cpu0, redisCPU(b, bc.redis)-rcpu0, app.appCPU(b)-acpu0
 			n := float64(b.N)
@@ -257,4 +257,61 @@ func redisCPU(b *testing.B, addrs []string) int64 {
 		}
 	}
 	return int64(total * 1e9)
+}
+
+// BenchmarkProxySessionRateLimitCacheMiss is make bench's
+// session+ratelimit+cache-miss row as a focused Go benchmark: a session
+// held by the in-process tier, strict FixedWindow limits per client IP and
+// per subject, and a cache rule varied by subject, every request for a path
+// of its own (a miss, fetched and stored), 32 keep-alive connections from a
+// load process, on standalone Redis and on the 3+3 cluster. redis-reads/op
+// is what make bench reports as Redis round trips per request: the reads
+// of every primary, which concurrent requests' coalesced pipelines share.
+// A request's wall time is two round trips (its batch, then the store);
+// TestCacheLookupJoinsTheRequestBatch counts them one request at a time.
+//
+//	go test ./sidecar/proxy -run '^$' -bench ProxySessionRateLimitCacheMiss -benchtime 3s
+func BenchmarkProxySessionRateLimitCacheMiss(b *testing.B) {
+	app := startHelper(b, helperApp)
+	srv := redistest.StartStandalone(b)
+	cl := redistest.StartCluster(b)
+	var primaries []string
+	for _, p := range cl.Primaries {
+		primaries = append(primaries, p.Addr())
+	}
+	run := 0
+	for _, bc := range []struct {
+		name, redis string
+		nodes       []string
+	}{
+		{"standalone", `{"name":"main","mode":"Standalone","addrs":["` + srv.Addr() + `"]}`, []string{srv.Addr()}},
+		{"cluster", `{"name":"main","mode":"Cluster","addrs":["` + strings.Join(cl.Addrs(), `","`) + `"]}`, primaries},
+	} {
+		s := newSidecar(b, "http://"+app.addr, cfgDoc("bench-miss-"+bc.name, cacheBatchPolicies(bc.redis, "bench-"+bc.name)))
+		if err := s.p.watcher.Reload(); err != nil {
+			b.Fatal(err)
+		}
+		defer s.p.Close()
+		admin := httptest.NewServer(s.p.AdminHandler())
+		defer admin.Close()
+		s.admin = admin.URL
+		auth := "Authorization: Bearer " + mint(b, s, "bench", nil)
+		b.Run(bc.name, func(b *testing.B) {
+			front := httptest.NewServer(s.p)
+			defer front.Close()
+			addr := front.Listener.Addr().String()
+			run++
+			prefix := "/miss/" + strconv.Itoa(run) + "/"
+			// The session's tier, the scripts and the connections warm.
+			if _, err := load(loadSpec{addr: addr, path: prefix + "warm-", unique: true, header: auth, conns: 4, n: 40, want: "stored"}); err != nil {
+				b.Fatal(err)
+			}
+			reads0 := sumReads(b, bc.nodes)
+			elapsed, _ := runLoad(b, loadSpec{addr: addr, path: prefix, unique: true, header: auth, conns: 32, n: b.N, want: "stored"})
+			reads := sumReads(b, bc.nodes)
+			n := float64(b.N)
+			b.ReportMetric(n/elapsed.Seconds(), "req/s")
+			b.ReportMetric(float64(reads-reads0-2*int64(len(bc.nodes)))/n, "redis-reads/op")
+		})
+	}
 }

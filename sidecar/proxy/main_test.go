@@ -76,7 +76,8 @@ func runBenchLoad() int {
 		return 1
 	}
 	cpu0 := processCPU()
-	took, err := load(env("ADDR"), env("PATH"), conns, n, env("WANT"))
+	took, err := load(loadSpec{addr: env("ADDR"), path: env("PATH"), unique: env("UNIQUE") != "",
+		header: env("HEADER"), conns: conns, n: n, want: env("WANT")})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -129,14 +130,18 @@ func (h *helper) line(b *testing.B) string {
 	return strings.TrimSpace(s)
 }
 
-// runLoad sends n requests for path to addr from a load process of its own
-// (load) and returns how long they took and the CPU the load process
-// spent; the benchmark's timer runs only meanwhile.
-func runLoad(b *testing.B, addr, path string, conns, n int, want string) (took time.Duration, cpu int64) {
+// runLoad runs l from a load process of its own (load) and returns how
+// long it took and the CPU the load process spent; the benchmark's timer
+// runs only meanwhile.
+func runLoad(b *testing.B, l loadSpec) (took time.Duration, cpu int64) {
 	b.Helper()
 	b.StopTimer()
-	h := startHelper(b, helperLoad, helperEnv+"_ADDR="+addr, helperEnv+"_PATH="+path,
-		helperEnv+"_CONNS="+strconv.Itoa(conns), helperEnv+"_N="+strconv.Itoa(n), helperEnv+"_WANT="+want)
+	env := []string{helperEnv + "_ADDR=" + l.addr, helperEnv + "_PATH=" + l.path, helperEnv + "_HEADER=" + l.header,
+		helperEnv + "_CONNS=" + strconv.Itoa(l.conns), helperEnv + "_N=" + strconv.Itoa(l.n), helperEnv + "_WANT=" + l.want}
+	if l.unique {
+		env = append(env, helperEnv+"_UNIQUE=1")
+	}
+	h := startHelper(b, helperLoad, env...)
 	if got := h.line(b); got != "READY" {
 		b.Fatalf("load process: %q", got)
 	}
@@ -169,15 +174,31 @@ func (h *helper) appCPU(b *testing.B) int64 {
 	return n
 }
 
-// load sends n GET requests for path to addr over conns keep-alive
-// connections, as wrk does: each connection sends its next request as soon
-// as it has read the answer, whose head must contain want (a 200 status
-// line in any case). It parses no more of the answer than it must.
-func load(addr, path string, conns, n int, want string) (time.Duration, error) {
-	req := []byte("GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\nUser-Agent: load\r\n\r\n")
-	cs := make([]net.Conn, conns)
+// loadSpec is what load sends: n GET requests for path (with a number of
+// its own appended to each when unique, so that each misses the cache) to
+// addr, with header (a raw header line) if set, over conns connections; the
+// head of every answer must contain want.
+type loadSpec struct {
+	addr, path, header string
+	unique             bool
+	conns, n           int
+	want               string
+}
+
+// load sends l's requests over l.conns keep-alive connections, as wrk
+// does: each connection sends its next request as soon as it has read the
+// answer, which must be a 200. It parses no more of the answer than it
+// must.
+func load(l loadSpec) (time.Duration, error) {
+	head := " HTTP/1.1\r\nHost: " + l.addr + "\r\nUser-Agent: load\r\n"
+	if l.header != "" {
+		head += l.header + "\r\n"
+	}
+	head += "\r\n"
+	req := []byte("GET " + l.path + head)
+	cs := make([]net.Conn, l.conns)
 	for i := range cs {
-		c, err := net.Dial("tcp", addr)
+		c, err := net.Dial("tcp", l.addr)
 		if err != nil {
 			return 0, err
 		}
@@ -185,19 +206,27 @@ func load(addr, path string, conns, n int, want string) (time.Duration, error) {
 		cs[i] = c
 	}
 	var left atomic.Int64
-	left.Store(int64(n))
+	left.Store(int64(l.n))
 	var wg sync.WaitGroup
-	errs := make(chan error, conns)
+	errs := make(chan error, l.conns)
 	start := time.Now()
 	for _, c := range cs {
 		wg.Go(func() {
 			br := bufio.NewReaderSize(c, 16<<10)
-			for left.Add(-1) >= 0 {
-				if _, err := c.Write(req); err != nil {
+			for {
+				i := left.Add(-1)
+				if i < 0 {
+					return
+				}
+				r := req
+				if l.unique {
+					r = []byte("GET " + l.path + strconv.FormatInt(i, 10) + head)
+				}
+				if _, err := c.Write(r); err != nil {
 					errs <- err
 					return
 				}
-				if err := readAnswer(br, want); err != nil {
+				if err := readAnswer(br, l.want); err != nil {
 					errs <- err
 					return
 				}
@@ -214,6 +243,7 @@ func load(addr, path string, conns, n int, want string) (time.Duration, error) {
 func readAnswer(br *bufio.Reader, want string) error {
 	n := -1
 	found := want == ""
+	var status []byte
 	for first := true; ; first = false {
 		line, err := br.ReadSlice('\n')
 		if err != nil {
@@ -225,6 +255,9 @@ func readAnswer(br *bufio.Reader, want string) error {
 		if len(line) <= 2 {
 			break
 		}
+		if bytes.HasPrefix(line, []byte("Cache-Status: ")) {
+			status = append(status[:0], bytes.TrimSpace(line)...)
+		}
 		if !found && bytes.Contains(line, []byte(want)) {
 			found = true
 		}
@@ -233,7 +266,7 @@ func readAnswer(br *bufio.Reader, want string) error {
 		}
 	}
 	if n < 0 || !found {
-		return fmt.Errorf("answer without Content-Length or %q", want)
+		return fmt.Errorf("answer without Content-Length or %q (%s)", want, status)
 	}
 	_, err := br.Discard(n)
 	return err
