@@ -48,7 +48,8 @@ func WithSubjectPending(ctx context.Context) context.Context {
 }
 
 // SubjectPending reports whether the request's subject is still to be
-// resolved (WithSubjectPending).
+// resolved (WithSubjectPending). It means something only while the request
+// is planned; once the session step has run, Subject tells.
 func SubjectPending(ctx context.Context) bool {
 	v, _ := ctx.Value(subjectPendingKey).(bool)
 	return v
