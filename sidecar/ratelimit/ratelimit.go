@@ -285,6 +285,11 @@ func (l *Limiter) prepare(ctx context.Context, p *plan, o *outcome) bool {
 			for i := range p.outs {
 				if e := &p.outs[i]; e.call != nil && p.b.Drop(e.call) {
 					e.call = nil
+					if e.rule.leased {
+						// Its lease was asked for (leases.want): it
+						// is not on its way after all.
+						l.leases.failed(e.key)
+					}
 				}
 			}
 			return false
