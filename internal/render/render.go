@@ -11,15 +11,18 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/gatehouse-dev/gatehouse/api/v1alpha1"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
+	"github.com/gatehouse-dev/gatehouse/sidecar/gate"
 )
 
 // Kind names a policy kind in verdict keys.
@@ -95,32 +98,22 @@ type candidate struct {
 	// inForce is true when the document in force contains the policy.
 	inForce bool
 	// add appends the policy's section to a document.
-	add func(*config.Config) error
+	add func(*config.Config)
 }
 
 func candidates(in Input) []candidate {
 	var cs []candidate
 	for _, p := range in.Sessions {
 		cs = append(cs, candidate{Key{KindSession, p.Name}, p.ObjectMeta, p.Spec.PodSelector, p.Spec.RedisRef.Name, true, in.InForce[Key{KindSession, p.Name}],
-			func(c *config.Config) error {
-				c.Sessions = append(c.Sessions, sessionSection(in.Namespace, p))
-				return nil
-			}})
+			func(c *config.Config) { c.Sessions = append(c.Sessions, sessionSection(in.Namespace, p)) }})
 	}
 	for _, p := range in.Caches {
 		cs = append(cs, candidate{Key{KindCache, p.Name}, p.ObjectMeta, p.Spec.PodSelector, p.Spec.RedisRef.Name, true, in.InForce[Key{KindCache, p.Name}],
-			func(c *config.Config) error {
-				section, err := cacheSection(in.Namespace, p)
-				c.Caches = append(c.Caches, section)
-				return err
-			}})
+			func(c *config.Config) { c.Caches = append(c.Caches, cacheSection(in.Namespace, p)) }})
 	}
 	for _, p := range in.RateLimits {
 		cs = append(cs, candidate{Key{KindRateLimit, p.Name}, p.ObjectMeta, p.Spec.PodSelector, p.Spec.RedisRef.Name, false, in.InForce[Key{KindRateLimit, p.Name}],
-			func(c *config.Config) error {
-				c.RateLimits = append(c.RateLimits, rateLimitSection(in.Namespace, p))
-				return nil
-			}})
+			func(c *config.Config) { c.RateLimits = append(c.RateLimits, rateLimitSection(in.Namespace, p)) }})
 	}
 	// Oldest first, so conflicts are won by age (then name); rendering order
 	// does not matter, sections are sorted by name at the end.
@@ -130,9 +123,48 @@ func candidates(in Input) []candidate {
 	return cs
 }
 
+// document is the one-policy document the gate decides c on: its section
+// and the connection to its RedisCluster, nothing else.
+func (c candidate) document(namespace string, rc *v1alpha1.RedisCluster) config.Config {
+	doc := config.Config{APIVersion: config.APIVersion, Kind: config.Kind}
+	if rc != nil {
+		doc.Redis = []config.RedisConnection{redisConnection(namespace, rc)}
+	}
+	c.add(&doc)
+	return doc
+}
+
+// Candidate returns the one-policy document Render compiles (sidecar/gate)
+// to decide whether the policy key can be put in force: its section alone,
+// with the connection to its RedisCluster when that exists. ok is false
+// when in has no such policy.
+func Candidate(in Input, key Key) (doc config.Config, ok bool) {
+	for _, c := range candidates(in) {
+		if c.key == key {
+			return c.document(in.Namespace, clusterNamed(in.RedisClusters, c.redis)), true
+		}
+	}
+	return config.Config{}, false
+}
+
+func clusterNamed(clusters []v1alpha1.RedisCluster, name string) *v1alpha1.RedisCluster {
+	for i := range clusters {
+		if clusters[i].Name == name {
+			return &clusters[i]
+		}
+	}
+	return nil
+}
+
 // Render renders a namespace. Policies that cannot be put in force (missing
 // or unready Redis, conflicts, sections the sidecar would refuse) are left
 // out whole and get a verdict saying why: nothing is half-rendered.
+//
+// Whether the sidecar would refuse a section is decided by the sidecar's
+// own compile step (sidecar/gate), the one every sidecar runs on the
+// document before it builds anything, and the whole document is compiled
+// again before it is returned: a policy is accepted only if the document
+// the sidecars load contains it and compiles.
 func Render(in Input) (Result, error) {
 	res := Result{Verdicts: map[Key]Verdict{}}
 	clusters := map[string]*v1alpha1.RedisCluster{}
@@ -164,11 +196,12 @@ func Render(in Input) (Result, error) {
 			res.Verdicts[c.key] = redis
 			continue
 		}
-		if err := validateSection(clusters[c.redis], c.add); err != nil {
-			res.Verdicts[c.key] = invalidVerdict(err)
+		candidate := c.document(in.Namespace, clusters[c.redis])
+		if _, err := gate.Compile(&candidate); err != nil {
+			res.Verdicts[c.key] = invalidVerdict(c.redis, err)
 			continue
 		}
-		_ = c.add(&doc)
+		c.add(&doc)
 		usedRedis[c.redis] = true
 		v := acceptedVerdict()
 		if keep {
@@ -187,6 +220,10 @@ func Render(in Input) (Result, error) {
 		doc.Redis = append(doc.Redis, redisConnection(in.Namespace, clusters[name]))
 	}
 
+	// Each section compiled alone; the sidecars compile them together.
+	if _, err := gate.Compile(&doc); err != nil {
+		return Result{}, fmt.Errorf("the rendered document does not compile: %w", err)
+	}
 	hash, err := contentHash(doc)
 	if err != nil {
 		return Result{}, err
@@ -228,18 +265,6 @@ func contentHash(doc config.Config) (string, error) {
 	return hex.EncodeToString(sum[:8]), nil
 }
 
-// validateSection checks one policy's section with the sidecar's own
-// validation, so the operator never ships a document the sidecar refuses.
-func validateSection(rc *v1alpha1.RedisCluster, add func(*config.Config) error) error {
-	c := config.Config{APIVersion: config.APIVersion, Kind: config.Kind}
-	c.Redis = []config.RedisConnection{redisConnection("", rc)}
-	if err := add(&c); err != nil {
-		return err
-	}
-	c.Default()
-	return c.Validate()
-}
-
 func acceptedVerdict() Verdict {
 	return Verdict{Accepted: true, Reason: v1alpha1.ReasonAccepted, Message: "Policy is valid and rendered into the namespace's sidecar configuration"}
 }
@@ -249,6 +274,16 @@ func conflictVerdict(kind Kind, winner string) Verdict {
 		Message: fmt.Sprintf("Selects pods also selected by the older %s %q, which wins: at most one %s applies to a pod", kind, winner, kind)}
 }
 
-func invalidVerdict(err error) Verdict {
-	return Verdict{Reason: v1alpha1.ReasonInvalidSpec, Message: fmt.Sprintf("The sidecar would refuse this policy: %v", err)}
+// invalidVerdict reports a section the gate refused, each problem at the
+// field of the policy (or its RedisCluster) it comes from.
+func invalidVerdict(redis string, err error) Verdict {
+	var fe config.FieldErrors
+	if !errors.As(err, &fe) {
+		return Verdict{Reason: v1alpha1.ReasonInvalidSpec, Message: "The sidecar would refuse this policy: " + err.Error()}
+	}
+	parts := make([]string, len(fe))
+	for i, e := range fe {
+		parts[i] = fieldPath(e.Path, redis) + ": " + e.Message
+	}
+	return Verdict{Reason: v1alpha1.ReasonInvalidSpec, Message: "The sidecar would refuse this policy: " + strings.Join(parts, "; ")}
 }

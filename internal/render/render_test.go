@@ -2,6 +2,7 @@ package render
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/api/v1alpha1"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
+	"github.com/gatehouse-dev/gatehouse/sidecar/gate"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -140,12 +142,11 @@ func TestRenderedDocumentLoadsInTheSidecar(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Parse(res.Data)
+	cfg, err := config.Decode(res.Data)
 	if err != nil {
-		t.Fatalf("sidecar cannot parse the rendered document: %v\n%s", err, res.Data)
+		t.Fatalf("sidecar cannot load the rendered document: %v\n%s", err, res.Data)
 	}
-	cfg.Default()
-	if err := cfg.Validate(); err != nil {
+	if _, err := gate.Compile(cfg); err != nil {
 		t.Fatalf("sidecar refuses the rendered document: %v\n%s", err, res.Data)
 	}
 	if cfg.Hash != res.Hash || cfg.RateLimits[0].Rules[0].Window.D() != 1500*time.Millisecond {
@@ -205,20 +206,117 @@ func TestRenderIsDeterministic(t *testing.T) {
 	}
 }
 
+// A policy whose section the sidecar's compile step refuses is left out,
+// with a verdict naming the policy's own field: the sidecars' refusal, not
+// a guess of the operator's.
 func TestRenderRefusesWhatTheSidecarWould(t *testing.T) {
-	huge := resource.MustParse("1Gi")
-	p := cachePolicy("huge", time.Hour, app("storefront"))
-	p.Spec.Rules[0].MaxBodyBytes = &huge
-	res, err := Render(Input{Namespace: "shop", Caches: []v1alpha1.CachePolicy{p}, RedisClusters: []v1alpha1.RedisCluster{readyCluster("redis")}})
+	no := false
+	tests := []struct {
+		name    string
+		in      func(in *Input)
+		key     Key
+		message string
+	}{
+		{"a rate-limit window of 1.5ms", func(in *Input) {
+			in.RateLimits[0].Spec.Rules[0].Window.Duration = 1500 * time.Microsecond
+		}, Key{KindRateLimit, "limits"}, "spec.rules[0].window: must be a positive whole number of milliseconds, got 1.5ms"},
+		{"a TokenBucket faster than one per microsecond", func(in *Input) {
+			r := &in.RateLimits[0].Spec.Rules[0]
+			r.Algorithm, r.Limit, r.Window.Duration = v1alpha1.TokenBucket, 5000, time.Millisecond
+		}, Key{KindRateLimit, "limits"}, "spec.rules[0].limit: 5000 per 1ms is more than one per microsecond"},
+		{"a cache body cap beyond 64Mi", func(in *Input) {
+			huge := resource.MustParse("1Gi")
+			in.Caches[0].Spec.Rules[0].MaxBodyBytes = &huge
+		}, Key{KindCache, "c"}, "spec.rules[0].maxBodyBytes: must be between 1 and 67108864 (64Mi), got 1073741824"},
+		{"refreshBelow on a session that does not slide", func(in *Input) {
+			in.Sessions[0].Spec.Sliding = &no
+			in.Sessions[0].Spec.RefreshBelow = &metav1.Duration{Duration: time.Minute}
+		}, Key{KindSession, "s"}, "spec.refreshBelow: only meaningful when sliding is true"},
+		{"claims that differ only in case", func(in *Input) {
+			in.Sessions[0].Spec.ForwardClaims = []string{"email", "Email"}
+		}, Key{KindSession, "s"}, `spec.forwardClaims[1]: duplicate claim (ignoring case) "email"`},
+		{"a selector operator the sidecar does not know", func(in *Input) {
+			in.RateLimits[0].Spec.PodSelector = metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "app", Operator: "Matches", Values: []string{"x"}}}}
+		}, Key{KindRateLimit, "limits"}, `spec.podSelector.matchExpressions[0].operator: unknown operator "Matches"`},
+		{"a pool size from the RedisCluster's status", func(in *Input) {
+			in.RedisClusters[0].Status.SidecarPoolSize = -1
+		}, Key{KindRateLimit, "limits"}, `RedisCluster "redis" (its connection: poolSize): must not be negative`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := Input{
+				Namespace:     "shop",
+				Sessions:      []v1alpha1.SessionPolicy{session("s", time.Hour, app("storefront"), "redis")},
+				RateLimits:    []v1alpha1.RateLimitPolicy{rateLimit("limits", 10, "redis")},
+				Caches:        []v1alpha1.CachePolicy{cachePolicy("c", time.Hour, app("storefront"))},
+				RedisClusters: []v1alpha1.RedisCluster{readyCluster("redis")},
+			}
+			tt.in(&in)
+			res, err := Render(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v := res.Verdicts[tt.key]
+			if v.Accepted || v.Reason != v1alpha1.ReasonInvalidSpec || !strings.Contains(v.Message, tt.message) {
+				t.Errorf("verdict = %+v, want InvalidSpec saying %q", v, tt.message)
+			}
+			rendered := map[Kind][]string{
+				KindSession:   names(res.Config.Sessions, func(p config.SessionPolicy) string { return p.Name }),
+				KindRateLimit: names(res.Config.RateLimits, func(p config.RateLimitPolicy) string { return p.Name }),
+				KindCache:     names(res.Config.Caches, func(p config.CachePolicy) string { return p.Name }),
+			}
+			if slices.Contains(rendered[tt.key.Kind], tt.key.Name) {
+				t.Errorf("the refused policy %s was rendered: %s", tt.key.Name, res.Data)
+			}
+		})
+	}
+}
+
+func names[T any](ps []T, name func(T) string) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = name(p)
+	}
+	return out
+}
+
+// The CRD defaults token.scheme to Bearer even for a policy that reads only
+// a cookie; the sidecar refuses a scheme without a header, so before the
+// render dropped it every cookie-only SessionPolicy was refused.
+func TestRenderCookieOnlySession(t *testing.T) {
+	s := session("cookie", time.Hour, app("storefront"), "redis")
+	s.Spec.Token = v1alpha1.SessionTokenSource{Header: new(""), Scheme: new("Bearer"), Cookie: "sid"}
+	res, err := Render(Input{Namespace: "shop", Sessions: []v1alpha1.SessionPolicy{s}, RedisClusters: []v1alpha1.RedisCluster{readyCluster("redis")}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := res.Verdicts[Key{KindCache, "huge"}]
-	if v.Accepted || v.Reason != v1alpha1.ReasonInvalidSpec || !strings.Contains(v.Message, "maxBodyBytes") {
-		t.Errorf("verdict = %+v, want InvalidSpec naming maxBodyBytes", v)
+	if v := res.Verdicts[Key{KindSession, "cookie"}]; !v.Accepted {
+		t.Fatalf("verdict = %+v, want the cookie-only policy accepted", v)
 	}
-	if len(res.Config.Caches) != 0 || len(res.Config.Redis) != 0 {
-		t.Errorf("an invalid policy was half-rendered: %s", res.Data)
+	if diff := cmp.Diff(config.TokenSource{Cookie: "sid"}, res.Config.Sessions[0].Token); diff != "" {
+		t.Errorf("token source (-want +got):\n%s", diff)
+	}
+}
+
+func TestFieldPath(t *testing.T) {
+	for doc, want := range map[string]string{
+		"rateLimits[0].rules[1].window":              "spec.rules[1].window",
+		"rateLimits[0].rules[0].match.methods[2]":    "spec.rules[0].match.methods[2]",
+		"rateLimits[0].rules":                        "spec.rules",
+		"sessions[0].token.scheme":                   "spec.token.scheme",
+		"sessions[0].requireFor[3]":                  "spec.requireFor[3]",
+		"sessions[0].selector.matchLabels":           "spec.podSelector.matchLabels",
+		"caches[0].selector.matchExpressions[1].key": "spec.podSelector.matchExpressions[1].key",
+		"caches[0].redis":                            "spec.redisRef.name",
+		"caches[0].name":                             "metadata.name",
+		"caches[0].invalidate[2]":                    "spec.invalidate[2]",
+		"caches[0]":                                  "spec",
+		"redis[0].addrs[0]":                          `RedisCluster "rc" (its connection: addrs[0])`,
+		"kind":                                       "kind",
+	} {
+		if got := fieldPath(doc, "rc"); got != want {
+			t.Errorf("fieldPath(%q) = %q, want %q", doc, got, want)
+		}
 	}
 }
 

@@ -1,7 +1,6 @@
 package render
 
 import (
-	"fmt"
 	"net"
 	"strconv"
 
@@ -70,7 +69,7 @@ func sessionSection(namespace string, p v1alpha1.SessionPolicy) config.SessionPo
 	s := p.Spec
 	out := config.SessionPolicy{
 		PolicyMeta:           policyMeta(namespace, p.Name, s.PodSelector, s.RedisRef.Name),
-		Token:                config.TokenSource{Header: deref(s.Token.Header, "Authorization"), Scheme: deref(s.Token.Scheme, "Bearer"), Cookie: s.Token.Cookie},
+		Token:                tokenSource(s.Token),
 		TTL:                  duration(s.TTL),
 		Sliding:              s.Sliding == nil || *s.Sliding,
 		MaxLifetime:          duration(s.MaxLifetime),
@@ -80,6 +79,17 @@ func sessionSection(namespace string, p v1alpha1.SessionPolicy) config.SessionPo
 		CaseInsensitivePaths: deref(s.CaseInsensitivePaths, false),
 		ForwardClaims:        s.ForwardClaims,
 		ForwardToken:         deref(s.ForwardToken, false),
+	}
+	return out
+}
+
+// tokenSource maps the CRD's token source. The CRD defaults scheme to
+// Bearer even where no header is read (a cookie-only policy); the sidecar
+// refuses a scheme without a header, so it is dropped there.
+func tokenSource(t v1alpha1.SessionTokenSource) config.TokenSource {
+	out := config.TokenSource{Header: deref(t.Header, "Authorization"), Cookie: t.Cookie}
+	if out.Header != "" {
+		out.Scheme = deref(t.Scheme, "Bearer")
 	}
 	return out
 }
@@ -110,11 +120,7 @@ func rateLimitSection(namespace string, p v1alpha1.RateLimitPolicy) config.RateL
 	return out
 }
 
-// maxBodyBytesLimit bounds cache entries: larger bodies are better served
-// by the app than copied through Redis.
-const maxBodyBytesLimit = 64 << 20
-
-func cacheSection(namespace string, p v1alpha1.CachePolicy) (config.CachePolicy, error) {
+func cacheSection(namespace string, p v1alpha1.CachePolicy) config.CachePolicy {
 	s := p.Spec
 	out := config.CachePolicy{PolicyMeta: policyMeta(namespace, p.Name, s.PodSelector, s.RedisRef.Name), CanonicalHost: s.CanonicalHost}
 	if s.InProcess != nil {
@@ -124,7 +130,7 @@ func cacheSection(namespace string, p v1alpha1.CachePolicy) (config.CachePolicy,
 		}
 		out.InProcess = tier
 	}
-	for i, r := range s.Rules {
+	for _, r := range s.Rules {
 		rule := config.CacheRule{
 			Name:                 r.Name,
 			Match:                match(r.Match),
@@ -143,11 +149,9 @@ func cacheSection(namespace string, p v1alpha1.CachePolicy) (config.CachePolicy,
 			rule.MaxVariants = int(*r.MaxVariants)
 		}
 		if r.MaxBodyBytes != nil {
-			n := r.MaxBodyBytes.Value()
-			if n < 1 || n > maxBodyBytesLimit {
-				return config.CachePolicy{}, fmt.Errorf("spec.rules[%d].maxBodyBytes: must be between 1 and 64Mi, got %s", i, r.MaxBodyBytes.String())
-			}
-			rule.MaxBodyBytes = n
+			// The sidecar bounds it (cache.Compile); an out-of-range value is
+			// refused there, naming the field.
+			rule.MaxBodyBytes = r.MaxBodyBytes.Value()
 		}
 		out.Rules = append(out.Rules, rule)
 	}
@@ -162,7 +166,7 @@ func cacheSection(namespace string, p v1alpha1.CachePolicy) (config.CachePolicy,
 			GRPC:         r.GRPC,
 		})
 	}
-	return out, nil
+	return out
 }
 
 // optionalDuration keeps an omitted duration omitted, so the sidecar

@@ -45,7 +45,7 @@ func BenchmarkHit(b *testing.B) {
 		if inProcess {
 			p.InProcess = &config.InProcessTier{MaxEntries: 1000, MaxBytes: 64 << 20}
 		}
-		c, err := New(p, conns, sh, discardLog())
+		c, err := New(compiled(b, p), conns, sh, discardLog())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -146,7 +146,7 @@ func BenchmarkPrefixInvalidation(b *testing.B) {
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	b.Cleanup(func() { _ = client.Close() })
 	sh := NewShared(prometheus.NewRegistry())
-	c, err := New(policy([]config.CacheRule{cacheRule("all", time.Hour)}, nil), map[string]*redisconn.Conn{"main": connTo(b, client)}, sh, discardLog())
+	c, err := New(compiled(b, policy([]config.CacheRule{cacheRule("all", time.Hour)}, nil)), map[string]*redisconn.Conn{"main": connTo(b, client)}, sh, discardLog())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -25,7 +25,6 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
-	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 )
 
 const (
@@ -71,37 +70,35 @@ type Cache struct {
 	wg     sync.WaitGroup
 }
 
-// New builds the cache of policy p. conns maps connection names to
-// connections; p.Redis must name one of them. sh is the process's Shared.
-func New(p config.CachePolicy, conns map[string]*redisconn.Conn, sh *Shared, log *slog.Logger) (*Cache, error) {
+// New builds the cache of p, a policy Compile accepted. conns maps
+// connection names to connections; p's must be there. sh is the process's
+// Shared. New validates nothing of p: its only errors are missing runtime
+// dependencies.
+func New(p *Policy, conns map[string]*redisconn.Conn, sh *Shared, log *slog.Logger) (*Cache, error) {
 	if sh == nil || log == nil {
 		return nil, errors.New("cache: shared state and logger are required")
 	}
-	cp, err := compile(p)
-	if err != nil {
-		return nil, err
-	}
-	rc, ok := conns[p.Redis]
+	rc, ok := conns[p.redis]
 	if !ok || rc == nil {
-		return nil, fmt.Errorf("cache policy %s/%s: unknown redis connection %q", p.Namespace, p.Name, p.Redis)
+		return nil, fmt.Errorf("cache policy %s/%s: unknown redis connection %q", p.namespace, p.name, p.redis)
 	}
 	c := &Cache{
-		ks:            cp.ks,
-		canonicalHost: cp.canonicalHost,
-		rules:         cp.rules,
-		inv:           cp.inv,
-		maxLifetime:   cp.maxLifetime,
+		ks:            p.ks,
+		canonicalHost: p.canonicalHost,
+		rules:         p.rules,
+		inv:           p.inv,
+		maxLifetime:   p.maxLifetime,
 		m:             sh.m,
 		sh:            sh,
-		log:           log.With("cachePolicy", p.Namespace+"/"+p.Name),
+		log:           log.With("cachePolicy", p.namespace+"/"+p.name),
 		flights:       newFlights(),
 		hints:         newVaryHints(),
 		quit:          make(chan struct{}),
 	}
 	// A Redis failure never refuses a request: the cache steps aside.
 	c.st = &store{rdb: rc.Client("cache", false), ks: c.ks, maxLifetime: c.maxLifetime}
-	if cp.inProcess != nil {
-		c.local = newLocal(cp.inProcess.MaxEntries, cp.inProcess.MaxBytes, c.m)
+	if p.inProcess != nil {
+		c.local = newLocal(p.inProcess.MaxEntries, p.inProcess.MaxBytes, c.m)
 	}
 	c.pending = sh.pendingFor(c.ks.prefix)
 	c.wg.Add(1)

@@ -562,31 +562,13 @@ func TestInProcessTierBounds(t *testing.T) {
 	}
 }
 
-func TestNewRejectsInvalidPolicies(t *testing.T) {
+func TestNewRejectsAMissingConnection(t *testing.T) {
 	clients := map[string]*redisconn.Conn{"main": connTo(t, redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}))}
-	sh := NewShared(nil)
-	tests := map[string]config.CachePolicy{
-		"zero ttl": policy([]config.CacheRule{{Name: "r"}}, nil),
-		"unknown redis": func() config.CachePolicy {
-			p := policy([]config.CacheRule{cacheRule("r", time.Minute)}, nil)
-			p.Redis = "nope"
-			return p
-		}(),
-		"post cached":      policy([]config.CacheRule{{Name: "r", TTL: config.Duration(time.Minute), Match: config.Match{Methods: []string{"POST"}}}}, nil),
-		"empty invalidate": policy([]config.CacheRule{cacheRule("r", time.Minute)}, []config.InvalidateRule{{Name: "i"}}),
-		"unbounded tier": func() config.CachePolicy {
-			p := policy([]config.CacheRule{cacheRule("r", time.Minute)}, nil)
-			p.InProcess = &config.InProcessTier{}
-			return p
-		}(),
-	}
-	for name, p := range tests {
-		t.Run(name, func(t *testing.T) {
-			if c, err := New(p, clients, sh, discardLog()); err == nil {
-				_ = c.Close()
-				t.Error("New accepted an invalid policy")
-			}
-		})
+	p := policy([]config.CacheRule{cacheRule("r", time.Minute)}, nil)
+	p.Redis = "nope"
+	if c, err := New(compiled(t, p), clients, NewShared(nil), discardLog()); err == nil {
+		_ = c.Close()
+		t.Error("New accepted a policy naming an unknown connection")
 	}
 }
 

@@ -1,15 +1,24 @@
 package cache
 
 import (
-	"cmp"
-	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 	reqmatch "github.com/gatehouse-dev/gatehouse/sidecar/request" // this package has a request type of its own
+)
+
+// Bounds the sidecar enforces on a cache rule (docs/sidecar-config.md).
+const (
+	// MaxBodyBytesLimit bounds a rule's maxBodyBytes: larger bodies are
+	// better served by the app than copied through Redis on every hit.
+	MaxBodyBytesLimit = 64 << 20
+	// MaxVariantsLimit bounds a rule's maxVariants: the store script prunes
+	// a path's variant index in time that grows with it.
+	MaxVariantsLimit = 10000
 )
 
 type rule struct {
@@ -38,113 +47,171 @@ type invRule struct {
 	t           targets
 }
 
-// compiled is a CachePolicy checked and turned into what a Cache runs.
-type compiled struct {
+// Policy is a config.CachePolicy compiled: defaults applied, every rule
+// checked and its matchers compiled. It is immutable and holds no
+// connection or state; New gives it both. Compile is the only way to make
+// one, so New never sees an invalid policy.
+type Policy struct {
+	namespace, name string
+	// redis names the connection in the document's redis list.
+	redis         string
 	ks            keyspace
 	canonicalHost string
 	rules         []rule
 	inv           []invRule
-	inProcess     *config.InProcessTier
+	// inProcess is nil without an in-process tier.
+	inProcess *config.InProcessTier
 	// maxLifetime is the longest an entry of the policy lives: the largest
 	// ttl plus its larger stale window.
 	maxLifetime time.Duration
 }
 
-// compile validates p and reports every problem at once; it does no I/O.
-// Omitted fields take the defaults of config.Default, so a policy that did
-// not pass through it still compiles to the documented behaviour.
-func compile(p config.CachePolicy) (*compiled, error) {
-	prefix := p.KeyPrefix
-	if prefix == "" {
-		prefix = config.DefaultCachePrefix
+var (
+	cacheableMethods   = map[string]bool{http.MethodGet: true, http.MethodHead: true}
+	invalidatedMethods = map[string]bool{http.MethodPost: true, http.MethodPut: true, http.MethodPatch: true, http.MethodDelete: true}
+	// hostPattern is a DNS name or IP literal with an optional port, lower
+	// case as cache keys compare it (the CRD's canonicalHost pattern).
+	hostPattern = regexp.MustCompile(`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*|\[[0-9a-f:.]+\])(:[0-9]{1,5})?$`)
+)
+
+// Compile checks p and compiles it for New. It does no I/O, so the operator
+// runs it (through sidecar/gate) on every section it renders, and a policy
+// it accepts is one every sidecar accepts. Omitted fields take the
+// defaults of config (CachePolicy.Default). The error is config.FieldErrors
+// with paths relative to the section ("rules[0].ttl").
+func Compile(p config.CachePolicy) (*Policy, error) {
+	p.Default()
+	var errs config.FieldErrors
+	c := &Policy{
+		namespace: p.Namespace, name: p.Name, redis: p.Redis,
+		ks:            newKeyspace(p.KeyPrefix, p.Namespace, p.Name),
+		canonicalHost: p.CanonicalHost,
 	}
-	cp := &compiled{ks: newKeyspace(prefix, p.Namespace, p.Name), canonicalHost: strings.ToLower(p.CanonicalHost), inProcess: p.InProcess}
-	var errs []error
+	if h := p.CanonicalHost; h != "" && (len(h) > 253 || !hostPattern.MatchString(h)) {
+		errs.Add("canonicalHost", fmt.Sprintf("%q is not a lower-case host[:port]", h))
+	}
+	if p.InProcess != nil {
+		if p.InProcess.MaxEntries <= 0 {
+			errs.Add("inProcess.maxEntries", "must be positive")
+		}
+		if p.InProcess.MaxBytes <= 0 {
+			errs.Add("inProcess.maxBytes", "must be positive")
+		}
+		tier := *p.InProcess
+		c.inProcess = &tier
+	}
+	if len(p.Rules) == 0 {
+		errs.Add("rules", "at least one rule is required")
+	}
+	seen := map[string]bool{}
 	for i, r := range p.Rules {
-		rl, rerrs := compileRule(r)
-		for _, err := range rerrs {
-			errs = append(errs, fmt.Errorf("rules[%d] %q: %w", i, r.Name, err))
-		}
-		cp.rules = append(cp.rules, rl)
-		cp.maxLifetime = max(cp.maxLifetime, rl.ttl+max(rl.swr, rl.sie))
+		path := fmt.Sprintf("rules[%d]", i)
+		errs.Name(path+".name", r.Name)
+		errs.Unique(path+".name", r.Name, "rule name", seen)
+		rl := compileRule(&errs, path, r)
+		c.rules = append(c.rules, rl)
+		c.maxLifetime = max(c.maxLifetime, rl.ttl+max(rl.swr, rl.sie))
 	}
+	seen = map[string]bool{}
 	for i, r := range p.Invalidate {
-		mt, err := reqmatch.Compile(r.Match, []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete})
-		if err != nil {
-			errs = append(errs, fmt.Errorf("invalidate[%d] %q: match: %w", i, r.Name, err))
-		}
-		ir := invRule{
-			name:        r.Name,
-			match:       mt,
-			requestPath: r.RequestPath,
-			grpc:        r.GRPC,
-			t:           targets{Paths: r.Paths, PathPrefixes: r.PathPrefixes, Tags: r.Tags},
-		}
-		if !ir.requestPath && ir.t.empty() {
-			errs = append(errs, fmt.Errorf("invalidate[%d] %q: names nothing to evict", i, r.Name))
-		}
-		cp.inv = append(cp.inv, ir)
+		path := fmt.Sprintf("invalidate[%d]", i)
+		errs.Name(path+".name", r.Name)
+		errs.Unique(path+".name", r.Name, "rule name", seen)
+		c.inv = append(c.inv, compileInvalidate(&errs, path, r))
 	}
-	if p.InProcess != nil && (p.InProcess.MaxEntries <= 0 || p.InProcess.MaxBytes <= 0) {
-		errs = append(errs, errors.New("inProcess: maxEntries and maxBytes must be positive"))
+	if err := errs.Err(); err != nil {
+		return nil, err
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("cache policy %s/%s: %w", p.Namespace, p.Name, err)
-	}
-	return cp, nil
+	return c, nil
 }
 
-// compileRule checks one cache rule and fills in its defaults.
-func compileRule(r config.CacheRule) (rule, []error) {
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if r.TTL.D() <= 0 {
-		bad("ttl must be positive")
-	}
-	mt, err := reqmatch.Compile(r.Match, []string{http.MethodGet, http.MethodHead})
-	if err != nil {
-		bad("match: %w", err)
-	}
-	for _, meth := range r.Match.Methods {
-		if meth = strings.ToUpper(meth); meth != http.MethodGet && meth != http.MethodHead {
-			bad("method %s is not cacheable (GET and HEAD only)", meth)
-		}
-	}
+// compileRule checks the defaulted cache rule r at path into errs and
+// compiles it.
+func compileRule(errs *config.FieldErrors, path string, r config.CacheRule) rule {
 	rl := rule{
-		name: r.Name, match: mt, mode: cmp.Or(r.Mode, config.CacheStandard), honor: r.HonorCacheControl, ttl: r.TTL.D(),
+		name:  r.Name,
+		match: compileMatch(errs, path+".match", r.Match, cacheableMethods, "cacheable (GET and HEAD only)"),
+		mode:  r.Mode, honor: r.HonorCacheControl, ttl: r.TTL.D(),
 		vary: headerNames(r.VaryHeaders), bySubject: r.VaryBySubject,
-		maxBody:     cmp.Or(r.MaxBodyBytes, config.DefaultMaxBodyBytes),
-		setCookie:   cmp.Or(r.SetCookie, config.SetCookieNotStored),
-		maxVariants: cmp.Or(r.MaxVariants, config.DefaultMaxVariants),
-		lockTimeout: cmp.Or(r.LockTimeout.D(), config.DefaultLockTimeout.D()),
-		tags:        r.Tags,
+		maxBody: r.MaxBodyBytes, setCookie: r.SetCookie, maxVariants: r.MaxVariants,
+		lockTimeout: r.LockTimeout.D(), tags: r.Tags,
 	}
-	if rl.mode != config.CacheStandard && rl.mode != config.CacheOverride {
-		bad("mode must be %s or %s, got %q", config.CacheStandard, config.CacheOverride, rl.mode)
+	errs.Positive(path+".ttl", r.TTL)
+	for j, h := range r.VaryHeaders {
+		errs.Header(fmt.Sprintf("%s.varyHeaders[%d]", path, j), h)
 	}
-	if rl.setCookie != config.SetCookieNotStored && rl.setCookie != config.SetCookieStrip {
-		bad("setCookie must be %s or %s, got %q", config.SetCookieNotStored, config.SetCookieStrip, rl.setCookie)
+	if r.MaxBodyBytes < 1 || r.MaxBodyBytes > MaxBodyBytesLimit {
+		errs.Add(path+".maxBodyBytes", fmt.Sprintf("must be between 1 and %d (64Mi), got %d", MaxBodyBytesLimit, r.MaxBodyBytes))
 	}
-	if rl.maxBody < 0 || rl.maxVariants < 0 || rl.maxVariants > config.MaxCacheVariants {
-		bad("maxBodyBytes must be positive and maxVariants between 1 and %d", config.MaxCacheVariants)
-	}
-	if rl.lockTimeout < 0 {
-		bad("lockTimeout must be positive")
-	}
-	// Unset stale caps: the freshness cap in Standard mode, none in
-	// Override mode (where they are also the defaults), as config.Default.
-	rl.swr, rl.sie = rl.ttl, rl.ttl
-	if rl.mode == config.CacheOverride {
-		rl.swr, rl.sie = 0, 0
-	}
+	// Default gives the stale caps a value; a rule that did not pass
+	// through it has none.
 	if r.StaleWhileRevalidate != nil {
 		rl.swr = r.StaleWhileRevalidate.D()
+		errs.NonNegative(path+".staleWhileRevalidate", *r.StaleWhileRevalidate)
 	}
 	if r.StaleIfError != nil {
 		rl.sie = r.StaleIfError.D()
+		errs.NonNegative(path+".staleIfError", *r.StaleIfError)
 	}
-	if rl.swr < 0 || rl.sie < 0 {
-		bad("negative staleWhileRevalidate or staleIfError")
+	switch r.Mode {
+	case config.CacheStandard, config.CacheOverride:
+	default:
+		errs.Add(path+".mode", fmt.Sprintf("must be %s or %s, got %q", config.CacheStandard, config.CacheOverride, r.Mode))
 	}
-	return rl, errs
+	switch r.SetCookie {
+	case config.SetCookieNotStored, config.SetCookieStrip:
+	default:
+		errs.Add(path+".setCookie", fmt.Sprintf("must be %s or %s, got %q", config.SetCookieNotStored, config.SetCookieStrip, r.SetCookie))
+	}
+	if r.MaxVariants < 1 || r.MaxVariants > MaxVariantsLimit {
+		errs.Add(path+".maxVariants", fmt.Sprintf("must be between 1 and %d, got %d", MaxVariantsLimit, r.MaxVariants))
+	}
+	errs.Positive(path+".lockTimeout", r.LockTimeout)
+	for j, t := range r.Tags {
+		if t == "" {
+			errs.Add(fmt.Sprintf("%s.tags[%d]", path, j), "must not be empty")
+		}
+	}
+	return rl
+}
+
+// compileInvalidate checks the defaulted invalidate rule r at path into
+// errs and compiles it.
+func compileInvalidate(errs *config.FieldErrors, path string, r config.InvalidateRule) invRule {
+	ir := invRule{
+		name:        r.Name,
+		match:       compileMatch(errs, path+".match", r.Match, invalidatedMethods, "invalidating (POST, PUT, PATCH and DELETE only)"),
+		requestPath: r.RequestPath,
+		grpc:        r.GRPC,
+		t:           targets{Paths: r.Paths, PathPrefixes: r.PathPrefixes, Tags: r.Tags},
+	}
+	if !ir.requestPath && ir.t.empty() {
+		errs.Add(path, "evicts nothing: set requestPath, paths, pathPrefixes or tags")
+	}
+	checkPaths(errs, path+".paths", r.Paths)
+	checkPaths(errs, path+".pathPrefixes", r.PathPrefixes)
+	return ir
+}
+
+// compileMatch compiles a rule's match, whose methods (defaulted by
+// config) must be among allowed.
+func compileMatch(errs *config.FieldErrors, path string, m config.Match, allowed map[string]bool, what string) *reqmatch.Matcher {
+	mt, err := reqmatch.Compile(m, nil)
+	errs.Merge(path, err)
+	for i, meth := range m.Methods {
+		// A method that is not upper case is refused by Compile already.
+		if !allowed[meth] && meth == strings.ToUpper(meth) {
+			errs.Add(fmt.Sprintf("%s.methods[%d]", path, i), fmt.Sprintf("method %s is not %s", meth, what))
+		}
+	}
+	return mt
+}
+
+// checkPaths checks the exact paths or path prefixes of an invalidate rule.
+func checkPaths(errs *config.FieldErrors, path string, paths []string) {
+	for j, s := range paths {
+		if err := reqmatch.CheckPath(s); err != nil {
+			errs.Add(fmt.Sprintf("%s[%d]", path, j), err.Error())
+		}
+	}
 }

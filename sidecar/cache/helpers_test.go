@@ -127,7 +127,7 @@ func newSidecar(t *testing.T, p config.CachePolicy, client redis.UniversalClient
 	sh := NewShared(prometheus.NewRegistry())
 	m := sh.Metrics()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	c, err := New(p, map[string]*redisconn.Conn{"main": connTo(t, client)}, sh, log)
+	c, err := New(compiled(t, p), map[string]*redisconn.Conn{"main": connTo(t, client)}, sh, log)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -151,7 +151,7 @@ func TestPendingInvalidationOutlivesAReload(t *testing.T) {
 	sh := NewShared(prometheus.NewRegistry())
 	conns := map[string]*redisconn.Conn{"main": connTo(t, client)}
 	p := writablePolicy(false)
-	old, err := New(p, conns, sh, discardLog())
+	old, err := New(compiled(t, p), conns, sh, discardLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestPendingInvalidationOutlivesAReload(t *testing.T) {
 		t.Fatalf("PUT: %d", r.Code)
 	}
 	_ = old.Close()
-	next, err := New(p, conns, sh, discardLog())
+	next, err := New(compiled(t, p), conns, sh, discardLog())
 	if err != nil {
 		t.Fatal(err)
 	}

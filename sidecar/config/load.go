@@ -88,11 +88,11 @@ func checkShape(errs *FieldErrors, path string, v any, t reflect.Type) {
 	if t == durationType {
 		s, ok := v.(string)
 		if !ok {
-			errs.add(path, "must be a duration string such as \"30s\"")
+			errs.Add(path, "must be a duration string such as \"30s\"")
 			return
 		}
 		if _, err := time.ParseDuration(s); err != nil {
-			errs.add(path, fmt.Sprintf("invalid duration %q", s))
+			errs.Add(path, fmt.Sprintf("invalid duration %q", s))
 		}
 		return
 	}
@@ -102,14 +102,14 @@ func checkShape(errs *FieldErrors, path string, v any, t reflect.Type) {
 	case reflect.Struct:
 		obj, ok := v.(map[string]any)
 		if !ok {
-			errs.add(path, "must be an object")
+			errs.Add(path, "must be an object")
 			return
 		}
 		fields := jsonFields(t)
 		for _, k := range sortedKeys(obj) {
 			ft, ok := fields[k]
 			if !ok {
-				errs.add(join(path, k), "unknown field")
+				errs.Add(join(path, k), "unknown field")
 				continue
 			}
 			checkShape(errs, join(path, k), obj[k], ft)
@@ -117,7 +117,7 @@ func checkShape(errs *FieldErrors, path string, v any, t reflect.Type) {
 	case reflect.Map:
 		obj, ok := v.(map[string]any)
 		if !ok {
-			errs.add(path, "must be an object")
+			errs.Add(path, "must be an object")
 			return
 		}
 		for _, k := range sortedKeys(obj) {
@@ -126,7 +126,7 @@ func checkShape(errs *FieldErrors, path string, v any, t reflect.Type) {
 	case reflect.Slice:
 		arr, ok := v.([]any)
 		if !ok {
-			errs.add(path, "must be an array")
+			errs.Add(path, "must be an array")
 			return
 		}
 		for i, e := range arr {
@@ -134,23 +134,23 @@ func checkShape(errs *FieldErrors, path string, v any, t reflect.Type) {
 		}
 	case reflect.String:
 		if _, ok := v.(string); !ok {
-			errs.add(path, "must be a string")
+			errs.Add(path, "must be a string")
 		}
 	case reflect.Bool:
 		if _, ok := v.(bool); !ok {
-			errs.add(path, "must be true or false")
+			errs.Add(path, "must be true or false")
 		}
 	case reflect.Int, reflect.Int64:
 		n, ok := v.(json.Number)
 		if !ok {
-			errs.add(path, "must be an integer")
+			errs.Add(path, "must be an integer")
 			return
 		}
 		if _, err := n.Int64(); err != nil {
-			errs.add(path, "must be an integer")
+			errs.Add(path, "must be an integer")
 		}
 	default:
-		errs.add(path, "unsupported value") // a schema type this checker does not know yet
+		errs.Add(path, "unsupported value") // a schema type this checker does not know yet
 	}
 }
 

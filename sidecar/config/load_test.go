@@ -108,15 +108,16 @@ func TestParseDecodesValues(t *testing.T) {
 func TestLoadReportsEveryProblemWithFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "config.json")
 	doc := `{"apiVersion":"sidecar.gatehouse.dev/v1alpha1","kind":"SidecarConfig",
-		"rateLimits":[{"namespace":"n","name":"r","redis":"missing","rules":[{"name":"a","limit":0,"window":"1s"},{"name":"b","limit":1,"window":"-1s"}]}]}`
+		"rateLimits":[{"namespace":"n","name":"r","redis":"missing","rules":[{"name":"a","limit":1,"window":"1s"}]},
+			{"namespace":"n","name":"r","redis":"","rules":[{"name":"a","limit":1,"window":"1s"}]}]}`
 	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	_, err := Load(path)
 	want := []string{
 		`rateLimits[0].redis: unknown redis connection "missing"`,
-		`rateLimits[0].rules[0].limit: must be positive`,
-		`rateLimits[0].rules[1].window: must be positive`,
+		`rateLimits[1].name: duplicate policy "n/r"`,
+		`rateLimits[1].redis: required: the name of a redis connection`,
 	}
 	if diff := cmp.Diff(want, problems(err)); diff != "" {
 		t.Errorf("Load problems (-want +got):\n%s", diff)

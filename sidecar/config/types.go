@@ -65,6 +65,22 @@ type Proxy struct {
 	BodyReadTimeout Duration `json:"bodyReadTimeout,omitempty"`
 }
 
+// Overlay returns p with every field that o sets replacing p's. The
+// sidecar's command line (sidecar/contract) overrides the document's proxy
+// section this way, field by field.
+func (p Proxy) Overlay(o Proxy) Proxy {
+	if o.TrustedProxies != nil {
+		p.TrustedProxies = o.TrustedProxies
+	}
+	if o.WriteTimeout != 0 {
+		p.WriteTimeout = o.WriteTimeout
+	}
+	if o.BodyReadTimeout != 0 {
+		p.BodyReadTimeout = o.BodyReadTimeout
+	}
+	return p
+}
+
 // PolicyMeta identifies the custom resource a policy was rendered from.
 type PolicyMeta struct {
 	// namespace of the source object. Part of every Redis key prefix, so that

@@ -9,7 +9,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
 
 	"github.com/gatehouse-dev/gatehouse/sidecar/cache"
-	"github.com/gatehouse-dev/gatehouse/sidecar/config"
+	"github.com/gatehouse-dev/gatehouse/sidecar/gate"
 	"github.com/gatehouse-dev/gatehouse/sidecar/ratelimit"
 	"github.com/gatehouse-dev/gatehouse/sidecar/session"
 )
@@ -31,11 +31,11 @@ type adminRegistrar interface {
 	RegisterAdmin(mux *http.ServeMux)
 }
 
-// selection is the part of a config that applies to this pod.
+// selection is the part of a compiled document that applies to this pod.
 type selection struct {
-	session    *config.SessionPolicy
-	rateLimits []config.RateLimitPolicy
-	cache      *config.CachePolicy
+	session    *gate.Section[*session.Policy]
+	rateLimits []gate.Section[*ratelimit.Policy]
+	cache      *gate.Section[*cache.Policy]
 }
 
 // builder builds a feature instance for a selection, or returns nil when no
@@ -60,7 +60,7 @@ func sessionFeature(reg prometheus.Registerer) builder {
 		if sel.session == nil {
 			return nil, nil
 		}
-		mgr, err := session.New(*sel.session, clients, m, log.With("feature", "session"))
+		mgr, err := session.New(sel.session.Policy, clients, m, log.With("feature", "session"))
 		if err != nil {
 			return nil, err
 		}
@@ -74,7 +74,11 @@ func rateLimitFeature(reg prometheus.Registerer) builder {
 		if len(sel.rateLimits) == 0 {
 			return nil, nil
 		}
-		l, err := ratelimit.New(sel.rateLimits, clients, m, log.With("feature", "ratelimit"))
+		ps := make([]*ratelimit.Policy, len(sel.rateLimits))
+		for i, s := range sel.rateLimits {
+			ps[i] = s.Policy
+		}
+		l, err := ratelimit.New(ps, clients, m, log.With("feature", "ratelimit"))
 		if err != nil {
 			return nil, err
 		}
@@ -90,7 +94,7 @@ func cacheFeature(reg prometheus.Registerer) builder {
 		if sel.cache == nil {
 			return nil, nil
 		}
-		c, err := cache.New(*sel.cache, clients, sh, log.With("feature", "cache"))
+		c, err := cache.New(sel.cache.Policy, clients, sh, log.With("feature", "cache"))
 		if err != nil {
 			return nil, err
 		}
@@ -101,34 +105,34 @@ func cacheFeature(reg prometheus.Registerer) builder {
 // selectPolicies picks the policies whose selector matches labels. The
 // operator guarantees at most one session and one cache policy per pod; if
 // a hand-written file has several, the first wins and the rest are reported.
-func selectPolicies(c *config.Config, labels map[string]string, log *slog.Logger) selection {
+func selectPolicies(doc *gate.Document, labels map[string]string, log *slog.Logger) selection {
 	var sel selection
-	for i := range c.Sessions {
-		p := &c.Sessions[i]
-		if !p.Selector.Matches(labels) {
+	for i := range doc.Sessions {
+		s := &doc.Sessions[i]
+		if !s.Meta.Selector.Matches(labels) {
 			continue
 		}
 		if sel.session != nil {
-			log.Warn("Several session policies select this pod; using the first", "using", sel.session.Name, "ignored", p.Name)
+			log.Warn("Several session policies select this pod; using the first", "using", sel.session.Meta.Name, "ignored", s.Meta.Name)
 			continue
 		}
-		sel.session = p
+		sel.session = s
 	}
-	for _, p := range c.RateLimits {
-		if p.Selector.Matches(labels) {
-			sel.rateLimits = append(sel.rateLimits, p)
+	for _, s := range doc.RateLimits {
+		if s.Meta.Selector.Matches(labels) {
+			sel.rateLimits = append(sel.rateLimits, s)
 		}
 	}
-	for i := range c.Caches {
-		p := &c.Caches[i]
-		if !p.Selector.Matches(labels) {
+	for i := range doc.Caches {
+		s := &doc.Caches[i]
+		if !s.Meta.Selector.Matches(labels) {
 			continue
 		}
 		if sel.cache != nil {
-			log.Warn("Several cache policies select this pod; using the first", "using", sel.cache.Name, "ignored", p.Name)
+			log.Warn("Several cache policies select this pod; using the first", "using", sel.cache.Meta.Name, "ignored", s.Meta.Name)
 			continue
 		}
-		sel.cache = p
+		sel.cache = s
 	}
 	return sel
 }
@@ -145,13 +149,13 @@ func (s selection) redisNames() []string {
 		}
 	}
 	if s.session != nil {
-		add(s.session.Redis)
+		add(s.session.Meta.Redis)
 	}
 	for _, p := range s.rateLimits {
-		add(p.Redis)
+		add(p.Meta.Redis)
 	}
 	if s.cache != nil {
-		add(s.cache.Redis)
+		add(s.cache.Meta.Redis)
 	}
 	return names
 }
@@ -160,13 +164,13 @@ func (s selection) redisNames() []string {
 func (s selection) policyNames() []string {
 	var out []string
 	if s.session != nil {
-		out = append(out, "session:"+s.session.Namespace+"/"+s.session.Name)
+		out = append(out, "session:"+s.session.Meta.Namespace+"/"+s.session.Meta.Name)
 	}
 	for _, p := range s.rateLimits {
-		out = append(out, "rateLimit:"+p.Namespace+"/"+p.Name)
+		out = append(out, "rateLimit:"+p.Meta.Namespace+"/"+p.Meta.Name)
 	}
 	if s.cache != nil {
-		out = append(out, "cache:"+s.cache.Namespace+"/"+s.cache.Name)
+		out = append(out, "cache:"+s.cache.Meta.Namespace+"/"+s.cache.Meta.Name)
 	}
 	return out
 }

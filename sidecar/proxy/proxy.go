@@ -32,6 +32,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 	"github.com/gatehouse-dev/gatehouse/sidecar/contract"
+	"github.com/gatehouse-dev/gatehouse/sidecar/gate"
 	"github.com/gatehouse-dev/gatehouse/sidecar/grpcwire"
 	"github.com/gatehouse-dev/gatehouse/sidecar/problem"
 	"github.com/gatehouse-dev/gatehouse/sidecar/reload"
@@ -64,6 +65,11 @@ type Options struct {
 	// Paths are the pod's exceptions to the request path rules
 	// (request.Options); the zero value refuses every ambiguous spelling.
 	Paths request.Options
+	// Proxy holds the proxy settings of the command line: every field it
+	// sets overrides the document's proxy section (config.Proxy.Overlay).
+	// The operator renders no proxy section, so on an injected pod these
+	// are the settings (docs/injection.md).
+	Proxy config.Proxy
 }
 
 // Proxy is the sidecar. Serve the data path with it as an http.Handler and
@@ -79,13 +85,14 @@ type Proxy struct {
 	labelsPath   string
 	drainTimeout time.Duration
 	paths        request.Options
+	overrides    config.Proxy
 	builders     []builder
 
 	cur      atomic.Pointer[graph]
 	draining atomic.Bool
 
 	mu        sync.Mutex // serialises rebuilds; guards the fields below
-	cfg       *config.Config
+	cfg       *gate.Document
 	labels    map[string]string
 	labelsErr string
 	conns     map[string]*conn
@@ -119,6 +126,10 @@ func New(o Options) (*Proxy, error) {
 	if o.DrainTimeout <= 0 {
 		o.DrainTimeout = 30 * time.Second
 	}
+	// A bad setting would refuse every document; say so at start instead.
+	if _, err := gate.CompileProxy(o.Proxy); err != nil {
+		return nil, fmt.Errorf("new proxy: proxy settings: %w", err)
+	}
 	p := &Proxy{
 		log:          o.Logger,
 		m:            NewMetrics(o.Registerer),
@@ -128,6 +139,7 @@ func New(o Options) (*Proxy, error) {
 		labelsPath:   o.LabelsPath,
 		drainTimeout: o.DrainTimeout,
 		paths:        o.Paths,
+		overrides:    o.Proxy,
 		labels:       map[string]string{},
 		conns:        map[string]*conn{},
 	}
@@ -243,7 +255,7 @@ func (r *recorder) status() int {
 // conn is a Redis connection shared by every graph that uses it; it is
 // closed when the last of them is.
 type conn struct {
-	spec config.RedisConnection
+	spec redisconn.Options
 	rc   *redisconn.Conn
 	refs atomic.Int64
 }
@@ -318,14 +330,23 @@ func (g *graph) close() {
 	})
 }
 
-// apply is the config watcher's callback.
+// apply is the config watcher's callback: it compiles the document, with
+// the command line's proxy settings over its own, through the one gate
+// the operator also runs, and builds the pod's graph from what compiled.
 func (p *Proxy) apply(c *config.Config) error {
+	withFlags := *c
+	withFlags.Proxy = c.Proxy.Overlay(p.overrides)
+	doc, err := gate.Compile(&withFlags)
+	if err != nil {
+		p.m.builds.WithLabelValues("failure").Inc()
+		return fmt.Errorf("compile config: %w", err)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if err := p.rebuild(c, p.labels); err != nil {
+	if err := p.rebuild(doc, p.labels); err != nil {
 		return err
 	}
-	p.cfg = c
+	p.cfg = doc
 	return nil
 }
 
@@ -348,8 +369,8 @@ func (p *Proxy) setLabels(labels map[string]string) error {
 
 // rebuild builds a graph for c and labels and swaps it in; on any error the
 // current graph stays. Callers hold p.mu.
-func (p *Proxy) rebuild(c *config.Config, labels map[string]string) (err error) {
-	g, err := p.build(c, labels)
+func (p *Proxy) rebuild(doc *gate.Document, labels map[string]string) (err error) {
+	g, err := p.build(doc, labels)
 	if err != nil {
 		p.m.builds.WithLabelValues("failure").Inc()
 		return err
@@ -363,39 +384,27 @@ func (p *Proxy) rebuild(c *config.Config, labels map[string]string) (err error) 
 	return nil
 }
 
-func (p *Proxy) build(c *config.Config, labels map[string]string) (_ *graph, err error) {
+// build builds the graph of doc for a pod with labels. doc passed the
+// gate, so nothing here validates: what can fail is what only the pod can
+// tell, such as a Redis password variable that is not set.
+func (p *Proxy) build(doc *gate.Document, labels map[string]string) (_ *graph, err error) {
 	p.gen++
 	g := &graph{gen: p.gen, conns: map[string]*conn{}, log: p.log, admin: http.NewServeMux(),
-		timeouts: timeouts{write: c.Proxy.WriteTimeout.D(), bodyRead: c.Proxy.BodyReadTimeout.D()}}
+		timeouts: timeouts{write: doc.Proxy.WriteTimeout, bodyRead: doc.Proxy.BodyReadTimeout}}
 	defer func() {
 		if err != nil {
 			g.close() // releases the Redis clients and features built so far
 		}
 	}()
-	trusted := make([]netip.Prefix, 0, len(c.Proxy.TrustedProxies))
-	for _, s := range c.Proxy.TrustedProxies {
-		pfx, err := config.ParseTrustedProxy(s)
-		if err != nil {
-			return nil, fmt.Errorf("proxy.trustedProxies: %w", err)
-		}
-		trusted = append(trusted, pfx)
-	}
 
-	sel := selectPolicies(c, labels, p.log)
+	sel := selectPolicies(doc, labels, p.log)
 	g.policies = sel.policyNames()
-	specs := map[string]config.RedisConnection{}
-	for _, r := range c.Redis {
-		specs[r.Name] = r
-	}
 	clients := map[string]*redisconn.Conn{}
 	for _, name := range sel.redisNames() {
-		spec, ok := specs[name]
-		if !ok {
-			return nil, fmt.Errorf("unknown redis connection %q", name)
-		}
+		spec := doc.Redis[name]
 		cn := p.conns[name]
 		if cn == nil || !reflect.DeepEqual(cn.spec, spec) {
-			rc, err := redisconn.New(redisOptions(spec), p.redisM, p.log)
+			rc, err := redisconn.New(spec, p.redisM, p.log)
 			if err != nil {
 				return nil, err
 			}
@@ -424,7 +433,7 @@ func (p *Proxy) build(c *config.Config, labels map[string]string) (_ *graph, err
 		}
 	}
 	g.features = features
-	g.handler = p.chain(trusted, features)
+	g.handler = p.chain(doc.Proxy.TrustedProxies, features)
 	return g, nil
 }
 
@@ -450,21 +459,6 @@ func (p *Proxy) chain(trusted []netip.Prefix, features []feature) http.Handler {
 		h = planned(planners, h)
 	}
 	return request.Normalize(identify(trusted, withGRPCDeadline(h)), p.paths, p.m.refuse)
-}
-
-// redisOptions converts a connection of the config document into the
-// access layer's options. config.Load has defaulted and validated it.
-func redisOptions(c config.RedisConnection) redisconn.Options {
-	o := redisconn.Options{
-		Name: c.Name, Mode: redisconn.Mode(c.Mode), Addrs: c.Addrs, MasterName: c.MasterName,
-		Username: c.Username, PasswordEnv: c.PasswordEnv, DB: c.DB, PoolSize: c.PoolSize,
-		DialTimeout: c.DialTimeout.D(), ReadTimeout: c.ReadTimeout.D(), WriteTimeout: c.WriteTimeout.D(),
-		MaxRetries: c.MaxRetries,
-	}
-	if c.TLS != nil {
-		o.TLS = &redisconn.TLSOptions{CAFile: c.TLS.CAFile, ServerName: c.TLS.ServerName, InsecureSkipVerify: c.TLS.InsecureSkipVerify}
-	}
-	return o
 }
 
 func readLabels(path string) (map[string]string, error) {

@@ -250,7 +250,7 @@ func TestReloadSwapsWholeGraphAndClosesTheOldOneWhenIdle(t *testing.T) {
 	built := map[string]*stub{}
 	s.p.builders = []builder{func(sel selection, clients map[string]*redisconn.Conn, log *slog.Logger) (feature, error) {
 		// The stub takes the config hash from the session policy's name.
-		name := sel.session.Name
+		name := sel.session.Meta.Name
 		if name == "fail" {
 			return nil, errors.New("constructor failed")
 		}
@@ -473,7 +473,7 @@ func TestStatusListenerServesOnlyHealthAndMetrics(t *testing.T) {
 	a := newApp(t)
 	s := newSidecar(t, a.URL, "")
 	s.p.builders = []builder{func(sel selection, clients map[string]*redisconn.Conn, log *slog.Logger) (feature, error) {
-		return &stub{name: sel.session.Name, block: make(chan struct{}), entered: make(chan struct{}, 1)}, nil
+		return &stub{name: sel.session.Meta.Name, block: make(chan struct{}), entered: make(chan struct{}, 1)}, nil
 	}}
 	writeFile(t, s.cfgPath, cfgDoc("v1", `"redis":[{"name":"r","mode":"Standalone","addrs":["127.0.0.1:1"]}],
 		"sessions":[{"namespace":"ns","name":"v1","redis":"r","ttl":"1m"}]`))

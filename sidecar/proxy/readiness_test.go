@@ -4,13 +4,10 @@ import (
 	"net/http"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
 	"github.com/gatehouse-dev/gatehouse/internal/redistest"
-	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 )
 
 // A feature whose failure mode admits traffic (the cache bypasses, an Open
@@ -70,30 +67,5 @@ func TestReadyzFlipsOnlyForFeaturesThatRefuseTraffic(t *testing.T) {
 				t.Errorf("feature health (-want +got):\n%s", diff)
 			}
 		})
-	}
-}
-
-func TestRedisOptionsConvertEveryField(t *testing.T) {
-	c := config.RedisConnection{
-		Name: "r", Mode: config.RedisSentinel, Addrs: []string{"a:1", "b:2"}, MasterName: "m", Username: "u",
-		PasswordEnv: "PW", DB: 2, PoolSize: 9, DialTimeout: config.Duration(time.Second),
-		ReadTimeout: config.Duration(150 * time.Millisecond), WriteTimeout: config.Duration(250 * time.Millisecond), MaxRetries: 4,
-		TLS: &config.RedisTLS{CAFile: "/ca.pem", ServerName: "redis", InsecureSkipVerify: true},
-	}
-	want := redisconn.Options{
-		Name: "r", Mode: redisconn.Sentinel, Addrs: []string{"a:1", "b:2"}, MasterName: "m", Username: "u",
-		PasswordEnv: "PW", DB: 2, PoolSize: 9, DialTimeout: time.Second,
-		ReadTimeout: 150 * time.Millisecond, WriteTimeout: 250 * time.Millisecond, MaxRetries: 4,
-		TLS: &redisconn.TLSOptions{CAFile: "/ca.pem", ServerName: "redis", InsecureSkipVerify: true},
-	}
-	if diff := cmp.Diff(want, redisOptions(c)); diff != "" {
-		t.Errorf("options (-want +got):\n%s", diff)
-	}
-	for from, to := range map[config.RedisMode]redisconn.Mode{
-		config.RedisStandalone: redisconn.Standalone, config.RedisCluster: redisconn.Cluster, config.RedisSentinel: redisconn.Sentinel,
-	} {
-		if got := redisOptions(config.RedisConnection{Mode: from}).Mode; got != to {
-			t.Errorf("mode %s converted to %s, want %s", from, got, to)
-		}
 	}
 }

@@ -66,16 +66,18 @@ func TestDraftHeaders(t *testing.T) {
 
 // TestBothHeaderForms: Both sends the draft's fields and, for clients of
 // earlier drafts, RateLimit-Limit, -Remaining and -Reset of the most
-// restrictive rule; the RateLimit-Policy is the draft's.
+// restrictive rule; the RateLimit-Policy is the draft's. (The policy
+// identifier is a quoted string; TestCompileDraftAndLease tests its
+// escaping, as Compile admits no name that needs it.)
 func TestBothHeaderForms(t *testing.T) {
 	_, c := startRedis(t)
-	p := testPolicy("ns", "both", "main", newRule(`quo"te`, config.FixedWindow, 5, time.Minute))
+	p := testPolicy("ns", "both", "main", newRule("per.client_v1", config.FixedWindow, 5, time.Minute))
 	p.Headers = config.HeadersBoth
 	resp := serve(newLimiter(t, one(t, c), nil, p).Middleware(okHandler), req("GET", "/", "10.70.0.2", ""))
-	if got := resp.Header.Get("RateLimit-Policy"); got != `"both/quo\"te";q=5;w=60` {
+	if got := resp.Header.Get("RateLimit-Policy"); got != `"both/per.client_v1";q=5;w=60` {
 		t.Errorf("RateLimit-Policy = %q", got)
 	}
-	if got := remaining(t, resp, `both/quo"te`); got != 4 {
+	if got := remaining(t, resp, "both/per.client_v1"); got != 4 {
 		t.Errorf("RateLimit r = %d, want 4", got)
 	}
 	if got := headerInt(t, resp, "RateLimit-Remaining"); got != 4 {

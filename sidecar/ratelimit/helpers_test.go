@@ -43,7 +43,15 @@ func newLimiter(t testing.TB, clients map[string]*redisconn.Conn, m *Metrics, ps
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	l, err := New(ps, clients, m, slog.New(slog.DiscardHandler))
+	compiled := make([]*Policy, 0, len(ps))
+	for _, p := range ps {
+		c, err := Compile(p)
+		if err != nil {
+			t.Fatalf("compile %s/%s: %v", p.Namespace, p.Name, err)
+		}
+		compiled = append(compiled, c)
+	}
+	l, err := New(compiled, clients, m, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("new limiter: %v", err)
 	}

@@ -75,12 +75,13 @@ type Limiter struct {
 	done chan struct{}
 }
 
-// New compiles the policies ps. conns maps connection names (config
-// RedisConnection.Name) to connections; every policy's connection must be there.
-// New does not talk to Redis, so it succeeds during a Redis outage and the
-// rules' failure modes apply until Redis returns. It reports every invalid
-// rule at once.
-func New(ps []config.RateLimitPolicy, conns map[string]*redisconn.Conn, m *Metrics, log *slog.Logger) (*Limiter, error) {
+// New builds the Limiter of ps, policies Compile accepted. conns maps
+// connection names (config RedisConnection.Name) to connections; every
+// policy's connection must be there. New validates nothing of ps, and does
+// not talk to Redis, so it succeeds during a Redis outage and the rules'
+// failure modes apply until Redis returns: its only errors are missing
+// connections.
+func New(ps []*Policy, conns map[string]*redisconn.Conn, m *Metrics, log *slog.Logger) (*Limiter, error) {
 	if m == nil {
 		m = NewMetrics(nil)
 	}
@@ -91,31 +92,17 @@ func New(ps []config.RateLimitPolicy, conns map[string]*redisconn.Conn, m *Metri
 	byName := map[string]*conn{}
 	var errs []error
 	for _, p := range ps {
-		where := "rate limit policy " + p.Namespace + "/" + p.Name
-		if rc, ok := conns[p.Redis]; !ok || rc == nil {
-			errs = append(errs, fmt.Errorf("%s: unknown redis connection %q", where, p.Redis))
+		if rc, ok := conns[p.redis]; !ok || rc == nil {
+			errs = append(errs, fmt.Errorf("rate limit policy %s/%s: unknown redis connection %q", p.namespace, p.name, p.redis))
 			continue
 		}
-		c := byName[p.Redis]
+		c := byName[p.redis]
 		if c == nil {
-			c = &conn{name: p.Redis, fallback: newFallback(fallbackMaxKeys)}
-			byName[p.Redis] = c
+			c = &conn{name: p.redis, fallback: newFallback(fallbackMaxKeys)}
+			byName[p.redis] = c
 			l.conns = append(l.conns, c)
 		}
-		seen := map[string]bool{}
-		for _, r := range p.Rules {
-			if seen[r.Name] {
-				errs = append(errs, fmt.Errorf("%s: rule %q: duplicate name", where, r.Name))
-				continue
-			}
-			seen[r.Name] = true
-			cr, err := compile(p, r)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: rule %q: %w", where, r.Name, err))
-				continue
-			}
-			c.rules = append(c.rules, cr)
-		}
+		c.rules = append(c.rules, p.rules...)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

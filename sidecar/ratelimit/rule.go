@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -67,9 +66,52 @@ type rule struct {
 	fallbackBurst float64
 }
 
-// compile validates r of policy p, reporting every problem at once.
-func compile(p config.RateLimitPolicy, r config.RateLimitRule) (*rule, error) {
-	var errs []error
+// Policy is a config.RateLimitPolicy compiled: defaults applied, every
+// rule checked and turned into its script arguments, matcher and headers.
+// It is immutable and holds no connection; New gives it one. Compile is
+// the only way to make one, so New never sees an invalid rule.
+type Policy struct {
+	namespace, name string
+	// redis names the connection in the document's redis list.
+	redis string
+	rules []*rule
+}
+
+// Compile checks p and compiles it for New. It does no I/O, so the operator
+// runs it (through sidecar/gate) on every section it renders, and a policy
+// it accepts is one every sidecar accepts. Omitted fields take the
+// defaults of config (RateLimitPolicy.Default). The error is
+// config.FieldErrors with paths relative to the section ("rules[0].window").
+func Compile(p config.RateLimitPolicy) (*Policy, error) {
+	p.Default()
+	var errs config.FieldErrors
+	switch p.Headers {
+	case config.HeadersDraft, config.HeadersLegacy, config.HeadersBoth:
+	default:
+		errs.Add("headers", fmt.Sprintf("unknown header form %q: must be Draft, Legacy or Both", p.Headers))
+	}
+	if len(p.Rules) == 0 {
+		errs.Add("rules", "at least one rule is required")
+	}
+	out := &Policy{namespace: p.Namespace, name: p.Name, redis: p.Redis}
+	seen := map[string]bool{}
+	for i, r := range p.Rules {
+		path := fmt.Sprintf("rules[%d]", i)
+		errs.Unique(path+".name", r.Name, "rule name", seen)
+		if cr := compile(&errs, path, p, r); cr != nil {
+			out.rules = append(out.rules, cr)
+		}
+	}
+	if err := errs.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// compile checks r, the defaulted rule at path of policy p, into errs and
+// compiles it; it returns nil when r has a problem.
+func compile(errs *config.FieldErrors, path string, p config.RateLimitPolicy, r config.RateLimitRule) *rule {
+	before := len(*errs)
 	c := &rule{
 		headers:   p.Headers,
 		leased:    r.Quota == config.QuotaLeased,
@@ -82,55 +124,80 @@ func compile(p config.RateLimitPolicy, r config.RateLimitRule) (*rule, error) {
 		window:    r.Window.D(),
 		key:       r.Key,
 		keyHeader: http.CanonicalHeaderKey(r.Key.Header),
+		shadow:    r.Mode == config.Shadow,
+		// Open is the default failure mode.
+		failClosed: r.FailureMode == config.FailClosed,
 	}
-	if r.Name == "" {
-		errs = append(errs, errors.New("name is required"))
-	}
+	errs.Name(path+".name", r.Name)
 	var err error
-	if c.match, err = request.Compile(r.Match, nil); err != nil {
-		errs = append(errs, fmt.Errorf("match: %w", err))
+	c.match, err = request.Compile(r.Match, nil)
+	errs.Merge(path+".match", err)
+	if r.Key.Header != "" {
+		errs.Header(path+".key.header", r.Key.Header)
 	}
 	if c.limit <= 0 {
-		errs = append(errs, fmt.Errorf("limit must be positive, got %d", c.limit))
+		errs.Add(path+".limit", fmt.Sprintf("must be positive, got %d", c.limit))
 	}
+	// Counters and scripts work in whole milliseconds of server time.
 	if c.window < time.Millisecond || c.window%time.Millisecond != 0 {
-		errs = append(errs, fmt.Errorf("window must be a positive whole number of milliseconds, got %s", c.window))
+		errs.Add(path+".window", fmt.Sprintf("must be a positive whole number of milliseconds, got %s", c.window))
 	}
-	switch r.Mode {
-	case "", config.Enforce:
-	case config.Shadow:
-		c.shadow = true
+	c.checkAlgorithm(errs, path)
+	checkModes(errs, path, r)
+	if len(*errs) > before {
+		return nil
+	}
+	c.derive(p, r)
+	return c
+}
+
+// checkAlgorithm checks the rule's algorithm and what depends on it.
+func (c *rule) checkAlgorithm(errs *config.FieldErrors, path string) {
+	switch c.algorithm {
+	case config.FixedWindow, config.SlidingWindow:
+		if c.burst != 0 {
+			errs.Add(path+".burst", "only valid with algorithm TokenBucket")
+		}
+	case config.TokenBucket:
+		if c.burst <= 0 {
+			errs.Add(path+".burst", fmt.Sprintf("must be positive, got %d", c.burst))
+		}
+		if c.limit > 0 && c.window > 0 && c.window.Microseconds() < c.limit {
+			// The bucket keeps time in microseconds of server time.
+			errs.Add(path+".limit", fmt.Sprintf("%d per %s is more than one per microsecond, the finest rate a TokenBucket keeps: lower the limit or lengthen the window", c.limit, c.window))
+		}
 	default:
-		errs = append(errs, fmt.Errorf("unknown mode %q", r.Mode))
+		errs.Add(path+".algorithm", fmt.Sprintf("unknown algorithm %q: must be FixedWindow, SlidingWindow or TokenBucket", c.algorithm))
+	}
+}
+
+// checkModes checks the rule's mode, failure mode and quota.
+func checkModes(errs *config.FieldErrors, path string, r config.RateLimitRule) {
+	switch r.Mode {
+	case config.Enforce, config.Shadow:
+	default:
+		errs.Add(path+".mode", fmt.Sprintf("unknown mode %q: must be Enforce or Shadow", r.Mode))
 	}
 	switch r.FailureMode {
-	case "", config.FailOpen:
-	case config.FailClosed:
-		c.failClosed = true
+	case config.FailOpen, config.FailClosed:
 	default:
-		errs = append(errs, fmt.Errorf("unknown failure mode %q", r.FailureMode))
+		errs.Add(path+".failureMode", fmt.Sprintf("unknown failure mode %q: must be Open or Closed", r.FailureMode))
 	}
-	if c.algorithm == "" {
-		c.algorithm = config.FixedWindow
+	switch r.Quota {
+	case config.QuotaStrict:
+	case config.QuotaLeased:
+		// A sliding window's slots cannot be handed out in slices.
+		if r.Algorithm == config.SlidingWindow {
+			errs.Add(path+".quota", "Leased applies to FixedWindow and TokenBucket only")
+		}
+	default:
+		errs.Add(path+".quota", fmt.Sprintf("unknown quota %q: must be Strict or Leased", r.Quota))
 	}
-	if c.algorithm == config.TokenBucket && c.burst == 0 {
-		c.burst = c.limit
-	}
-	if c.algorithm != config.TokenBucket && c.burst != 0 {
-		errs = append(errs, errors.New("burst is only valid with algorithm TokenBucket"))
-	}
-	if c.algorithm == config.TokenBucket && c.limit > 0 && c.window.Microseconds() < c.limit {
-		// The bucket keeps time in microseconds of server time.
-		errs = append(errs, fmt.Errorf("limit %d per %s is more than one per microsecond", c.limit, c.window))
-	}
-	if c.burst < 0 {
-		errs = append(errs, fmt.Errorf("burst must be positive, got %d", c.burst))
-	}
-	errs = append(errs, c.compileQuotaAndHeaders(p, r)...)
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
+}
 
+// derive precomputes, for a rule that passed its checks, its script and
+// arguments, its headers, its fallback and its keys.
+func (c *rule) derive(p config.RateLimitPolicy, r config.RateLimitRule) {
 	ms := c.window.Milliseconds()
 	wsec := int64(math.Ceil(c.window.Seconds()))
 	c.limitHeader = strconv.FormatInt(c.limit, 10)
@@ -165,8 +232,6 @@ func compile(p config.RateLimitPolicy, r config.RateLimitRule) (*rule, error) {
 		c.policyHeader += ";burst=" + c.limitHeader
 		c.fallbackBurst = float64(c.burst)
 		quota, qwin = c.burst, int64(math.Ceil(emission*float64(c.burst)/1e6))
-	default:
-		return nil, fmt.Errorf("unknown algorithm %q: must be FixedWindow, SlidingWindow or TokenBucket", c.algorithm)
 	}
 	c.draftName = sfString(p.Name + "/" + r.Name)
 	c.draftPolicy = c.draftName + ";q=" + strconv.FormatInt(quota, 10) + ";w=" + strconv.FormatInt(max(qwin, 1), 10)
@@ -177,30 +242,6 @@ func compile(p config.RateLimitPolicy, r config.RateLimitRule) (*rule, error) {
 		c.shape += "/leased"
 	}
 	c.keyPrefix = "rl:{" + escape(p.Namespace) + "/" + escape(p.Name) + "/" + escape(r.Name) + "/"
-	return c, nil
-}
-
-// compileQuotaAndHeaders checks the rule's quota and its policy's header
-// form.
-func (c *rule) compileQuotaAndHeaders(p config.RateLimitPolicy, r config.RateLimitRule) []error {
-	var errs []error
-	switch r.Quota {
-	case "", config.QuotaStrict:
-	case config.QuotaLeased:
-		if c.algorithm == config.SlidingWindow {
-			errs = append(errs, errors.New("quota Leased applies to FixedWindow and TokenBucket only"))
-		}
-	default:
-		errs = append(errs, fmt.Errorf("unknown quota %q", r.Quota))
-	}
-	switch p.Headers {
-	case "":
-		c.headers = config.HeadersDraft
-	case config.HeadersDraft, config.HeadersLegacy, config.HeadersBoth:
-	default:
-		errs = append(errs, fmt.Errorf("unknown header form %q", p.Headers))
-	}
-	return errs
 }
 
 // counterKey returns the Redis key of the counter r is counted in.

@@ -3,6 +3,8 @@ package request
 import (
 	"fmt"
 	"net/http"
+	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -22,38 +24,78 @@ type Matcher struct {
 	value   string   // required value; empty: any value
 }
 
-// Compile compiles m. defaultMethods apply when m names no method (nil:
-// any method). The prefix is canonicalised the way request paths are, so
-// "/api//v1/./x" matches what "/api/v1/x" does; a prefix spelling what no
-// accepted request path contains (a backslash, ";", %5C) compiles to one
-// that never matches, since such requests are refused before any matcher.
+// Compile compiles m, reporting every problem as config.FieldErrors with
+// paths relative to the match ("pathPrefix", "methods[1]", "header.name").
+// defaultMethods apply when m names no method (nil: any method). The prefix
+// is canonicalised the way request paths are, so "/api//v1/./x" matches
+// what "/api/v1/x" does; a prefix CheckPath refuses is refused, and one
+// escaping what no accepted request path contains (%5C, %00) compiles to
+// one that never matches, since such requests are refused before any
+// matcher.
 func Compile(m config.Match, defaultMethods []string) (*Matcher, error) {
-	prefix := m.PathPrefix
-	if prefix == "" {
-		prefix = "/"
+	m.Default(defaultMethods)
+	var errs config.FieldErrors
+	out, err := CompilePrefix(m.PathPrefix, m.CaseInsensitive)
+	if err != nil {
+		errs.Add("pathPrefix", err.Error())
+		out = &Matcher{}
+	}
+	for i, meth := range m.Methods {
+		if !methodRE.MatchString(meth) {
+			errs.Add(fmt.Sprintf("methods[%d]", i), fmt.Sprintf("%q must be an upper-case HTTP method", meth))
+		}
+	}
+	out.methods = m.Methods
+	if h := m.Header; h != nil {
+		errs.Header("header.name", h.Name)
+		out.header, out.value = http.CanonicalHeaderKey(h.Name), h.Value
+	}
+	if err := errs.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// CompilePrefix compiles a bare path prefix that matches any method, such
+// as a session policy's requireFor. The error says what is wrong with
+// prefix.
+func CompilePrefix(prefix string, caseInsensitive bool) (*Matcher, error) {
+	if err := CheckPath(prefix); err != nil {
+		return nil, err
 	}
 	c, ref := canonicalize(prefix, Options{AllowEncodedSlash: true, literal: true})
 	if ref != nil {
-		return nil, fmt.Errorf("pathPrefix %q: %w", m.PathPrefix, ref)
+		return nil, fmt.Errorf("%q: %s", prefix, ref.Detail)
 	}
-	out := &Matcher{prefix: c.match, fold: m.CaseInsensitive}
-	if out.fold {
-		out.prefix = foldASCII(out.prefix)
+	m := &Matcher{prefix: c.match, fold: caseInsensitive}
+	if m.fold {
+		m.prefix = foldASCII(m.prefix)
 	}
-	methods := m.Methods
-	if len(methods) == 0 {
-		methods = defaultMethods
+	return m, nil
+}
+
+// methodRE is what a rule may name as a method: an upper-case token, as
+// every registered method is (RFC 9110 §9.1: methods are case-sensitive).
+var methodRE = regexp.MustCompile(`^[A-Z]+$`)
+
+// CheckPath reports why p, a path or path prefix written in a rule, can
+// never be compared with a request path: it does not start with "/", it
+// carries a query or fragment, a broken escape, or a character no accepted
+// request path has (a backslash, ";", a control character: the normaliser
+// refuses such requests before any rule sees them).
+func CheckPath(p string) error {
+	switch {
+	case !strings.HasPrefix(p, "/"):
+		return fmt.Errorf("%q must start with /", p)
+	case strings.ContainsAny(p, "?#"):
+		return fmt.Errorf("%q contains a query or fragment; paths are matched without them", p)
+	case strings.ContainsAny(p, `\;`) || strings.ContainsFunc(p, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		return fmt.Errorf("%q contains a backslash, ';' or a control character, which no accepted request path has", p)
 	}
-	for _, meth := range methods {
-		out.methods = append(out.methods, strings.ToUpper(meth))
+	if _, err := url.PathUnescape(p); err != nil {
+		return fmt.Errorf("%q has a malformed percent-escape", p)
 	}
-	if h := m.Header; h != nil {
-		if h.Name == "" {
-			return nil, fmt.Errorf("header.name is required")
-		}
-		out.header, out.value = http.CanonicalHeaderKey(h.Name), h.Value
-	}
-	return out, nil
+	return nil
 }
 
 // Match reports whether r satisfies every condition of m.

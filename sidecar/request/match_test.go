@@ -1,10 +1,13 @@
 package request
 
 import (
+	"errors"
 	"maps"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 )
@@ -47,7 +50,7 @@ func TestMatcher(t *testing.T) {
 		{name: "prefix with an encoded slash needs the exception", match: config.Match{PathPrefix: "/api/queues/%2F/"}, path: "/api/queues/%2f/orders", opts: encodedSlash, want: true},
 		{name: "encoded slash never matches a real separator", match: config.Match{PathPrefix: "/a/b"}, path: "/a%2Fb", opts: encodedSlash, want: false},
 		{name: "parameters removed for matching", match: config.Match{PathPrefix: "/admin/"}, path: "/admin;x=1/secret", opts: pathParameters, want: true},
-		{name: "method in list", match: config.Match{Methods: []string{"post"}}, method: "POST", path: "/", want: true},
+		{name: "method in list", match: config.Match{Methods: []string{"POST"}}, method: "POST", path: "/", want: true},
 		{name: "method not in list", match: config.Match{Methods: []string{"POST"}}, method: "GET", path: "/", want: false},
 		{name: "header present", match: config.Match{Header: &config.HeaderMatch{Name: "x-tier"}}, path: "/", header: http.Header{"X-Tier": {"a"}}, want: true},
 		{name: "header named in Connection is gone", match: config.Match{Header: &config.HeaderMatch{Name: "X-Tier"}}, path: "/",
@@ -97,10 +100,53 @@ func TestCompileDefaults(t *testing.T) {
 	}
 }
 
+// A rule names what requests it counts; every problem is reported, with its
+// path in the match, so the operator can point at the CRD field.
+func TestCompileReportsEveryProblem(t *testing.T) {
+	_, err := Compile(config.Match{PathPrefix: "api", Methods: []string{"GET", "get", "PO ST"}, Header: &config.HeaderMatch{Name: "X Tier"}}, nil)
+	var fe config.FieldErrors
+	if !errors.As(err, &fe) {
+		t.Fatalf("Compile = %v, want FieldErrors", err)
+	}
+	want := config.FieldErrors{
+		{Path: "pathPrefix", Message: `"api" must start with /`},
+		{Path: "methods[1]", Message: `"get" must be an upper-case HTTP method`},
+		{Path: "methods[2]", Message: `"PO ST" must be an upper-case HTTP method`},
+		{Path: "header.name", Message: `"X Tier" is not a valid header name`},
+	}
+	if diff := cmp.Diff(want, fe); diff != "" {
+		t.Errorf("problems (-want +got):\n%s", diff)
+	}
+}
+
+// Spellings the normaliser refuses in every request are refused in rules:
+// a rule written with one could never match anything.
+func TestCheckPath(t *testing.T) {
+	for p, want := range map[string]string{
+		"/api/":       "",
+		"/caf%C3%A9/": "",
+		"api":         `"api" must start with /`,
+		"/a?b":        `"/a?b" contains a query or fragment; paths are matched without them`,
+		"/a#b":        `"/a#b" contains a query or fragment; paths are matched without them`,
+		`/a\b`:        `"/a\\b" contains a backslash, ';' or a control character, which no accepted request path has`,
+		"/a;v=1/":     `"/a;v=1/" contains a backslash, ';' or a control character, which no accepted request path has`,
+		"/nul\x00":    `"/nul\x00" contains a backslash, ';' or a control character, which no accepted request path has`,
+		"/x%zz":       `"/x%zz" has a malformed percent-escape`,
+	} {
+		got := ""
+		if err := CheckPath(p); err != nil {
+			got = err.Error()
+		}
+		if got != want {
+			t.Errorf("CheckPath(%q) = %q, want %q", p, got, want)
+		}
+	}
+}
+
 // A prefix spelling what no accepted request contains compiles, and never
 // matches: such requests are refused before any matcher runs.
 func TestPrefixOfRefusedSpellingNeverMatches(t *testing.T) {
-	for _, prefix := range []string{`/a\b`, "/a%5Cb", "/a%00", "/a%252e", "/a%c0%ae"} {
+	for _, prefix := range []string{"/a%5Cb", "/a%00", "/a%252e", "/a%c0%ae"} {
 		m, err := Compile(config.Match{PathPrefix: prefix}, nil)
 		if err != nil {
 			t.Fatalf("Compile(%q): %v", prefix, err)

@@ -41,7 +41,7 @@ type CreateRequest struct {
 	Subject string `json:"subject"`
 	// TTL is the session's absolute lifetime ("15m"). Without it a
 	// non-sliding session lives for the policy ttl and a sliding one for
-	// DefaultMaxLifetime (it still ends after the policy ttl of inactivity).
+	// config.DefaultMaxLifetime (it still ends after the policy ttl of inactivity).
 	TTL config.Duration `json:"ttl,omitempty"`
 	// Claims are extra auth-context fields stored encrypted with the session.
 	Claims map[string]string `json:"claims,omitempty"`
@@ -97,8 +97,8 @@ func validateCreate(req CreateRequest) string {
 		return fmt.Sprintf("subject is longer than %d bytes", maxSubjectBytes)
 	case !validHeaderValue(req.Subject):
 		return "subject contains control characters"
-	case req.TTL < 0 || req.TTL.D() > maxLifetimeLimit:
-		return fmt.Sprintf("ttl must be positive and at most %s", maxLifetimeLimit)
+	case req.TTL < 0 || req.TTL.D() > config.MaxSessionLifetime:
+		return fmt.Sprintf("ttl must be positive and at most %s", config.MaxSessionLifetime)
 	case req.TTL > 0 && req.TTL.D() < time.Millisecond:
 		return "ttl must be at least 1ms"
 	case len(req.Claims) > maxClaims:

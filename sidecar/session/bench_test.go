@@ -39,7 +39,7 @@ func BenchmarkMiddleware(b *testing.B) {
 			p.Namespace, p.Name, p.Redis = "bench", bc.name, "main"
 			p.TTL = config.Duration(time.Hour)
 			p.ForwardClaims = []string{"role"}
-			m, err := New(p, clients, metrics, nil)
+			m, err := New(mustCompile(b, p), clients, metrics, nil)
 			if err != nil {
 				b.Fatal(err)
 			}

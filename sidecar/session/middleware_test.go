@@ -3,6 +3,7 @@ package session
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -17,7 +18,11 @@ import (
 func newOffline(t *testing.T, p config.SessionPolicy) (*Manager, error) {
 	t.Helper()
 	p.Redis = "main"
-	return New(p, map[string]*redisconn.Conn{"main": conn(t, redisconn.Standalone, "127.0.0.1:1")}, NewMetrics(prometheus.NewRegistry()), nil)
+	c, err := Compile(p)
+	if err != nil {
+		return nil, err
+	}
+	return New(c, map[string]*redisconn.Conn{"main": conn(t, redisconn.Standalone, "127.0.0.1:1")}, NewMetrics(prometheus.NewRegistry()), nil)
 }
 
 func TestExtract(t *testing.T) {
@@ -60,29 +65,11 @@ func TestExtract(t *testing.T) {
 	}
 }
 
-func TestNewRejectsBadPolicy(t *testing.T) {
-	tests := []struct {
-		name string
-		p    config.SessionPolicy
-	}{
-		{"negative ttl", config.SessionPolicy{TTL: config.Duration(-1)}},
-		{"refreshBelow without sliding", config.SessionPolicy{RefreshBelow: config.Duration(1e9)}},
-		{"refreshBelow not below ttl", config.SessionPolicy{Sliding: true, TTL: config.Duration(1e9), RefreshBelow: config.Duration(1e9)}},
-		{"claim not a header token", config.SessionPolicy{ForwardClaims: []string{"bad name"}}},
+func TestNewNeedsItsConnection(t *testing.T) {
+	_, err := New(mustCompile(t, config.SessionPolicy{PolicyMeta: config.PolicyMeta{Namespace: "ns", Name: "p", Redis: "nope"}}), nil, NewMetrics(prometheus.NewRegistry()), nil)
+	if err == nil || !strings.Contains(err.Error(), `unknown redis connection "nope"`) {
+		t.Errorf("New = %v, want an unknown connection refused", err)
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if _, err := newOffline(t, tc.p); err == nil {
-				t.Error("New accepted an invalid policy")
-			}
-		})
-	}
-	t.Run("unknown redis connection", func(t *testing.T) {
-		_, err := New(config.SessionPolicy{PolicyMeta: config.PolicyMeta{Redis: "nope"}}, nil, NewMetrics(prometheus.NewRegistry()), nil)
-		if err == nil {
-			t.Error("New accepted a policy naming an unknown connection")
-		}
-	})
 }
 
 // stripCookie removes every cookie of the token's name, read as net/http

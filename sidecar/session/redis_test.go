@@ -181,7 +181,7 @@ func TestRevokeAllRacesCreates(t *testing.T) {
 	t.Cleanup(func() { _ = rdb.Close() })
 	reg := prometheus.NewRegistry()
 	p := config.SessionPolicy{PolicyMeta: config.PolicyMeta{Namespace: "race", Name: "revoke", Redis: "main"}, TTL: config.Duration(time.Hour)}
-	m, err := New(p, map[string]*redisconn.Conn{"main": b.conn}, NewMetrics(reg), nil)
+	m, err := New(mustCompile(t, p), map[string]*redisconn.Conn{"main": b.conn}, NewMetrics(reg), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

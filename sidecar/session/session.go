@@ -33,29 +33,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
-	"github.com/gatehouse-dev/gatehouse/sidecar/config"
-	"github.com/gatehouse-dev/gatehouse/sidecar/request"
-)
-
-// Defaults for zero-valued policy fields.
-const (
-	DefaultTTL       = 30 * time.Minute
-	DefaultKeyPrefix = "auth:ctx:"
-	DefaultHeader    = "Authorization"
-	DefaultScheme    = "Bearer"
-	// DefaultMaxLifetime caps a sliding session that was created without a
-	// ttl. An absolute cap bounds how long a stolen token stays useful and
-	// lets the per-subject index expire.
-	DefaultMaxLifetime = 7 * 24 * time.Hour
-	// maxLifetimeLimit bounds the ttl the admin API accepts.
-	maxLifetimeLimit = 366 * 24 * time.Hour
 )
 
 // create stores a session and its index entry together: one script on the
@@ -68,131 +50,47 @@ var createSrc string
 
 var createScript = redisconn.NewScript(createSrc)
 
-// Manager is the session feature built from one SessionPolicy. It is
-// immutable; a config reload builds a new one.
+// Manager is the session feature built from one compiled Policy and its
+// Redis connection. It is immutable; a config reload builds a new one.
 type Manager struct {
-	rdb     *redisconn.Client
-	m       *Metrics
-	log     *slog.Logger
-	now     func() time.Time
-	ttl     time.Duration
-	sliding bool
-	// maxLifetime caps sliding sessions created without their own ttl.
-	maxLifetime time.Duration
-	refresh     time.Duration
-	// base is keyPrefix + namespace + ":" + name + ":"; see sessionKey and
-	// indexKey for what follows.
-	base       string
-	header     string
-	scheme     string // "" means the bare token
-	cookie     string
-	requireFor []*request.Matcher
-	public     []*request.Matcher
-	forward    []forwardedClaim
-	// forwardToken passes the token on to the app; by default it is removed.
-	forwardToken bool
+	Policy
+	rdb *redisconn.Client
+	m   *Metrics
+	log *slog.Logger
+	now func() time.Time
 
 	// tier holds resolved sessions (tier.go); watch keeps the revocation
-	// subscription on channel that keeps it coherent.
-	tier    *tier
-	watch   *redisconn.Watch
-	channel string
+	// subscription on the policy's channel that keeps it coherent.
+	tier  *tier
+	watch *redisconn.Watch
 	// pending holds revocations whose broadcast failed, republished in the
 	// background (republish.go).
 	pending *pendingRevocations
-	// slide spaces the extensions of a busy sliding session.
-	slide time.Duration
 }
 
-type forwardedClaim struct {
-	name   string
-	header string
-}
-
-// New builds a Manager for p using the Redis connection p names.
-func New(p config.SessionPolicy, conns map[string]*redisconn.Conn, m *Metrics, log *slog.Logger) (*Manager, error) {
+// New builds the Manager of p, a policy Compile accepted, on the Redis
+// connection p names. It validates nothing of p: the only errors are
+// missing runtime dependencies.
+func New(p *Policy, conns map[string]*redisconn.Conn, m *Metrics, log *slog.Logger) (*Manager, error) {
 	if m == nil {
 		return nil, errors.New("session: metrics are required")
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c, ok := conns[p.Redis]
+	c, ok := conns[p.redis]
 	if !ok || c == nil {
-		return nil, fmt.Errorf("session policy %s/%s: unknown redis connection %q", p.Namespace, p.Name, p.Redis)
+		return nil, fmt.Errorf("session policy %s/%s: unknown redis connection %q", p.namespace, p.name, p.redis)
 	}
 	mgr := &Manager{
+		Policy: *p,
 		// Required paths answer 503 while Redis is unavailable.
-		rdb:          c.Client("session", true),
-		m:            m,
-		log:          log.With("policy", p.Namespace+"/"+p.Name),
-		now:          time.Now,
-		ttl:          p.TTL.D(),
-		sliding:      p.Sliding,
-		maxLifetime:  p.MaxLifetime.D(),
-		refresh:      p.RefreshBelow.D(),
-		forwardToken: p.ForwardToken,
+		rdb:  c.Client("session", true),
+		m:    m,
+		log:  log.With("policy", p.namespace+"/"+p.name),
+		now:  time.Now,
+		tier: newTier(),
 	}
-	if mgr.ttl == 0 {
-		mgr.ttl = DefaultTTL
-	}
-	var errs []error
-	if mgr.maxLifetime == 0 {
-		mgr.maxLifetime = DefaultMaxLifetime
-	}
-	if mgr.maxLifetime < 0 || mgr.maxLifetime > maxLifetimeLimit {
-		errs = append(errs, fmt.Errorf("maxLifetime: must be positive and at most %s, got %s", maxLifetimeLimit, mgr.maxLifetime))
-	}
-	if mgr.ttl < time.Millisecond {
-		errs = append(errs, fmt.Errorf("ttl: must be at least 1ms, got %s", mgr.ttl))
-	}
-	if mgr.refresh < 0 || (mgr.refresh > 0 && mgr.refresh >= mgr.ttl) {
-		errs = append(errs, fmt.Errorf("refreshBelow: must be between 0 and ttl (%s), got %s", mgr.ttl, mgr.refresh))
-	}
-	if mgr.refresh > 0 && !mgr.sliding {
-		errs = append(errs, errors.New("refreshBelow: only applies to sliding sessions"))
-	}
-	prefix := p.KeyPrefix
-	if prefix == "" {
-		prefix = DefaultKeyPrefix
-	}
-	mgr.base = prefix + p.Namespace + ":" + p.Name + ":"
-
-	mgr.header, mgr.cookie = p.Token.Header, p.Token.Cookie
-	if mgr.header == "" && mgr.cookie == "" {
-		mgr.header = DefaultHeader
-	}
-	mgr.header = http.CanonicalHeaderKey(mgr.header)
-	mgr.scheme = p.Token.Scheme
-	// An empty scheme on the Authorization header means the default; on a
-	// custom header it means the bare token, as custom headers rarely carry one.
-	if mgr.scheme == "" && mgr.header == DefaultHeader {
-		mgr.scheme = DefaultScheme
-	}
-	requireFor := p.RequireFor
-	if len(requireFor) == 0 {
-		requireFor = []string{"/"}
-	}
-	var err error
-	if mgr.requireFor, err = compilePaths(requireFor, p.CaseInsensitivePaths); err != nil {
-		errs = append(errs, fmt.Errorf("requireFor: %w", err))
-	}
-	if mgr.public, err = compilePaths(p.PublicPaths, p.CaseInsensitivePaths); err != nil {
-		errs = append(errs, fmt.Errorf("publicPaths: %w", err))
-	}
-	for i, c := range p.ForwardClaims {
-		if !validHeaderName(c) {
-			errs = append(errs, fmt.Errorf("forwardClaims[%d]: %q cannot be part of a header name", i, c))
-			continue
-		}
-		mgr.forward = append(mgr.forward, forwardedClaim{name: c, header: http.CanonicalHeaderKey(claimHeaderPrefix + c)})
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("session policy %s/%s: %w", p.Namespace, p.Name, err)
-	}
-	mgr.slide = min(slideEvery, mgr.ttl/100)
-	mgr.tier = newTier()
-	mgr.channel = mgr.base + "revoked"
 	mgr.watch = mgr.rdb.Watch(mgr.channel, mgr.tier.receive, func(err error) {
 		mgr.tier.clear()
 		mgr.log.Warn("session revocation subscription lost; in-process tier off until resubscribed", "err", err)
@@ -200,20 +98,6 @@ func New(p config.SessionPolicy, conns map[string]*redisconn.Conn, m *Metrics, l
 	mgr.pending = newPendingRevocations()
 	go mgr.republish()
 	return mgr, nil
-}
-
-// compilePaths compiles path prefixes (requireFor, publicPaths) into the
-// matchers every feature uses, any method.
-func compilePaths(prefixes []string, caseInsensitive bool) ([]*request.Matcher, error) {
-	ms := make([]*request.Matcher, 0, len(prefixes))
-	for _, p := range prefixes {
-		m, err := request.Compile(config.Match{PathPrefix: p, CaseInsensitive: caseInsensitive}, nil)
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, m)
-	}
-	return ms, nil
 }
 
 // Context is the auth context of a session, as stored (encrypted) in Redis.
@@ -495,24 +379,6 @@ func (m *Manager) revokeAll(ctx context.Context, subject string) (int, error) {
 	}
 	m.m.revoked.Add(float64(n))
 	return n, nil
-}
-
-// validHeaderName reports whether s is an RFC 9110 token, usable in a
-// header field name.
-func validHeaderName(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
-			continue
-		}
-		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
-			return false
-		}
-	}
-	return true
 }
 
 // validHeaderValue reports whether s can be sent as a header value without

@@ -104,7 +104,7 @@ func newHarness(t *testing.T, b *backend, p config.SessionPolicy) *harness {
 		p.Namespace, p.Name = "team-a", t.Name()
 	}
 	reg := prometheus.NewRegistry()
-	m, err := New(p, map[string]*redisconn.Conn{"main": b.conn}, NewMetrics(reg), nil)
+	m, err := New(mustCompile(t, p), map[string]*redisconn.Conn{"main": b.conn}, NewMetrics(reg), nil)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
