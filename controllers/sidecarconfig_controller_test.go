@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -234,6 +235,51 @@ var _ = Describe("Policy reconcilers", func() {
 		By("the cluster serving again")
 		setRedisReady(rc, true)
 		expectReady(session)
+	})
+
+	// The sidecar's compile step is the gate: a policy the API server
+	// admits but the sidecars would refuse is Accepted=False, naming the
+	// field, and never rendered. CEL cannot say these two: a quantity rule
+	// in a list of 64 rules, or a pattern over an unbounded map of label
+	// keys, exceeds the API server's cost budget.
+	It("reports a policy the sidecars would refuse as not accepted, naming the field", func() {
+		readyRedis(ns)
+		huge := resource.MustParse("65Mi")
+		cache.Spec.Rules[0].MaxBodyBytes = &huge
+		limits.Spec.PodSelector = metav1.LabelSelector{MatchLabels: map[string]string{"app": "storefront", "tier!": "web"}}
+		Expect(k8sClient.Create(ctx, limits)).To(Succeed())
+		Expect(k8sClient.Create(ctx, cache)).To(Succeed())
+		Expect(k8sClient.Create(ctx, session)).To(Succeed())
+		for obj, field := range map[client.Object]string{
+			cache:  "spec.rules[0].maxBodyBytes: must be between 1 and 67108864 (64Mi), got 68157440",
+			limits: `spec.podSelector.matchLabels: invalid label key "tier!"`,
+		} {
+			c := expectReason(obj, v1alpha1.ConditionAccepted, v1alpha1.ReasonInvalidSpec)
+			Expect(c.Status).To(Equal(metav1.ConditionFalse))
+			Expect(c.Message).To(ContainSubstring(field))
+			r := expectReason(obj, v1alpha1.ConditionReady, v1alpha1.ReasonInvalidSpec)
+			Expect(r.Status).To(Equal(metav1.ConditionFalse))
+		}
+		expectReady(session)
+		Eventually(func(g Gomega) {
+			cfg, _ := sidecarConfig(g, ns)
+			g.Expect(cfg.RateLimits).To(BeEmpty())
+			g.Expect(cfg.Caches).To(BeEmpty())
+			g.Expect(cfg.Sessions).To(HaveLen(1))
+		}, eventually, poll).Should(Succeed())
+
+		By("fixing the fields")
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(limits), limits)).To(Succeed())
+			limits.Spec.PodSelector.MatchLabels = map[string]string{"app": "storefront", "tier": "web"}
+			g.Expect(k8sClient.Update(ctx, limits)).To(Succeed())
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(cache), cache)).To(Succeed())
+			fits := resource.MustParse("64Mi")
+			cache.Spec.Rules[0].MaxBodyBytes = &fits
+			g.Expect(k8sClient.Update(ctx, cache)).To(Succeed())
+		}, eventually, poll).Should(Succeed())
+		expectReady(limits)
+		expectReady(cache)
 	})
 
 	It("lets the oldest of two overlapping SessionPolicies win", func() {

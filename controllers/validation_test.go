@@ -60,6 +60,24 @@ var _ = Describe("CRD validation", func() {
 		))
 	})
 
+	// The same bounds, just inside: what the sidecar accepts is accepted.
+	It("accepts the sidecar's limits themselves", func() {
+		obj := loadSample("gatehouse_v1alpha1_ratelimitpolicy.yaml")
+		spec := obj.Object["spec"].(map[string]any)
+		rlRule(spec)["window"] = "1500ms"
+		tb := spec["rules"].([]any)[1].(map[string]any)
+		tb["limit"], tb["window"] = 1000, "1ms"
+		Expect(createIn(newNamespace(), obj)).To(Succeed())
+
+		c := loadSample("gatehouse_v1alpha1_cachepolicy.yaml")
+		cacheRule(c.Object["spec"].(map[string]any))["maxBodyBytes"] = "64Mi"
+		Expect(createIn(newNamespace(), c)).To(Succeed())
+
+		sp := loadSample("gatehouse_v1alpha1_sessionpolicy.yaml")
+		sp.Object["spec"].(map[string]any)["token"] = map[string]any{"header": "", "cookie": "sid"}
+		Expect(createIn(newNamespace(), sp)).To(Succeed())
+	})
+
 	// Each entry breaks one valid sample in one way; the API server must refuse
 	// it with a message that names the field and says what to fix.
 	DescribeTable("invalid specs are refused with a message naming the field",
@@ -158,6 +176,39 @@ var _ = Describe("CRD validation", func() {
 		Entry("rate-limit pathPrefix with a path parameter", "gatehouse_v1alpha1_ratelimitpolicy.yaml",
 			func(s map[string]any) { rlRule(s)["match"] = map[string]any{"pathPrefix": "/api;v=1/"} },
 			"spec.rules[0].match.pathPrefix", "should match '^/"),
+		// The sidecar's own bounds (sidecar/gate), refused at admission
+		// where CEL can say them.
+		Entry("rate-limit window of 1.5ms", "gatehouse_v1alpha1_ratelimitpolicy.yaml",
+			func(s map[string]any) { rlRule(s)["window"] = "1.5ms" },
+			"spec.rules[0].window", "window must be a whole number of milliseconds"),
+		Entry("TokenBucket faster than one request per microsecond", "gatehouse_v1alpha1_ratelimitpolicy.yaml",
+			func(s map[string]any) {
+				tb := s["rules"].([]any)[1].(map[string]any)
+				tb["limit"], tb["window"] = 5000, "1ms"
+			},
+			"spec.rules[1]", "a TokenBucket admits at most one request per microsecond"),
+		Entry("refreshBelow on a session that does not slide", "gatehouse_v1alpha1_sessionpolicy.yaml",
+			func(s map[string]any) { s["sliding"], s["refreshBelow"] = false, "1m" },
+			"spec", "refreshBelow applies only to sliding sessions"),
+		Entry("forwarded claims that differ only in case", "gatehouse_v1alpha1_sessionpolicy.yaml",
+			func(s map[string]any) { s["forwardClaims"] = []any{"email", "Email"} },
+			"spec.forwardClaims", "forwardClaims must differ in more than case"),
+		Entry("token header that is no header name", "gatehouse_v1alpha1_sessionpolicy.yaml",
+			func(s map[string]any) { s["token"] = map[string]any{"header": "X Session"} },
+			"spec.token.header", "should match"),
+		Entry("pathPrefix with a broken percent-escape", "gatehouse_v1alpha1_ratelimitpolicy.yaml",
+			func(s map[string]any) { rlRule(s)["match"] = map[string]any{"pathPrefix": "/api/%zz"} },
+			"spec.rules[0].match.pathPrefix", "should match '^/"),
+		Entry("podSelector with an unknown operator", "gatehouse_v1alpha1_cachepolicy.yaml",
+			func(s map[string]any) {
+				s["podSelector"] = map[string]any{"matchExpressions": []any{map[string]any{"key": "app", "operator": "Matches", "values": []any{"x"}}}}
+			},
+			"spec.podSelector", "podSelector operators are In, NotIn, Exists and DoesNotExist"),
+		Entry("podSelector In without values", "gatehouse_v1alpha1_sessionpolicy.yaml",
+			func(s map[string]any) {
+				s["podSelector"] = map[string]any{"matchExpressions": []any{map[string]any{"key": "app", "operator": "In"}}}
+			},
+			"spec.podSelector", "podSelector In and NotIn expressions need values"),
 		Entry("RedisCluster with 2 shards", "gatehouse_v1alpha1_rediscluster.yaml",
 			func(s map[string]any) { s["shards"] = 2 },
 			"spec.shards", "should be greater than or equal to 3"),

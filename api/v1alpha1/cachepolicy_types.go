@@ -82,8 +82,10 @@ type CacheRule struct {
 	// +optional
 	VaryBySubject bool `json:"varyBySubject,omitempty"`
 
-	// maxBodyBytes bounds the responses stored: larger ones pass through uncached. Between 1 and 64Mi;
-	// the operator reports a value outside that range as Accepted=False.
+	// maxBodyBytes bounds the responses stored: larger ones pass through
+	// uncached. Between 1 and 64Mi; the sidecars refuse a value outside that
+	// range and the policy is reported Accepted=False, naming the field (a
+	// CEL rule on a quantity in a list exceeds the API server's cost budget).
 	// +optional
 	// +default="1Mi"
 	MaxBodyBytes *resource.Quantity `json:"maxBodyBytes,omitempty"`
@@ -177,7 +179,7 @@ type InvalidateRule struct {
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=32
-	// +kubebuilder:validation:items:Pattern=`^/[^?#;\\\x00-\x1F\x7F]*$`
+	// +kubebuilder:validation:items:Pattern=`^/([^?#;%\\\x00-\x1F\x7F]|%[0-9A-Fa-f]{2})*$`
 	// +kubebuilder:validation:items:MaxLength=1024
 	Paths []string `json:"paths,omitempty"`
 
@@ -185,7 +187,7 @@ type InvalidateRule struct {
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=32
-	// +kubebuilder:validation:items:Pattern=`^/[^?#;\\\x00-\x1F\x7F]*$`
+	// +kubebuilder:validation:items:Pattern=`^/([^?#;%\\\x00-\x1F\x7F]|%[0-9A-Fa-f]{2})*$`
 	// +kubebuilder:validation:items:MaxLength=1024
 	PathPrefixes []string `json:"pathPrefixes,omitempty"`
 
@@ -228,6 +230,9 @@ type CachePolicySpec struct {
 	// pod; when several select it, the oldest wins.
 	// +required
 	// +kubebuilder:validation:XValidation:rule="(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",message="podSelector must not be empty; use matchExpressions [{key: app, operator: Exists}] to select every app pod"
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'])",message="podSelector operators are In, NotIn, Exists and DoesNotExist"
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, !(e.operator in ['In', 'NotIn']) || (has(e.values) && size(e.values) > 0))",message="podSelector In and NotIn expressions need values"
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, !(e.operator in ['Exists', 'DoesNotExist']) || !has(e.values) || size(e.values) == 0)",message="podSelector Exists and DoesNotExist expressions take no values"
 	PodSelector metav1.LabelSelector `json:"podSelector,omitempty"`
 
 	// redisRef names the RedisCluster holding the shared cache tier.

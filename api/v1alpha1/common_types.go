@@ -126,12 +126,12 @@ type HTTPMatch struct {
 	// resolved, duplicate slashes merged, escapes of unreserved characters
 	// decoded; docs/security.md), so "/api" also matches "/apiv2" (write
 	// "/api/" for the directory). The prefix is canonicalised the same way.
-	// It may not contain a query, a fragment, a backslash, ";" or control
-	// characters.
+	// It may not contain a query, a fragment, a backslash, ";", control
+	// characters or a broken percent-escape.
 	// +optional
 	// +default="/"
 	// +kubebuilder:validation:MaxLength=1024
-	// +kubebuilder:validation:Pattern=`^/[^?#;\\\x00-\x1F\x7F]*$`
+	// +kubebuilder:validation:Pattern=`^/([^?#;%\\\x00-\x1F\x7F]|%[0-9A-Fa-f]{2})*$`
 	PathPrefix string `json:"pathPrefix,omitempty"`
 
 	// caseInsensitive compares pathPrefix with the request path ignoring the

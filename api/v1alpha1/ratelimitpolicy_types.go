@@ -103,6 +103,7 @@ type RateLimitKey struct {
 // RateLimitRule is one limit.
 // +kubebuilder:validation:XValidation:rule="!has(self.burst) || self.algorithm == 'TokenBucket'",message="burst applies only to the TokenBucket algorithm"
 // +kubebuilder:validation:XValidation:rule="!has(self.quota) || self.quota != 'Leased' || self.algorithm != 'SlidingWindow'",message="quota Leased applies to FixedWindow and TokenBucket only"
+// +kubebuilder:validation:XValidation:rule="!has(self.algorithm) || self.algorithm != 'TokenBucket' || int(duration(self.window)) / 1000 >= self.limit",message="a TokenBucket admits at most one request per microsecond: limit must not exceed the window in microseconds"
 type RateLimitRule struct {
 	// name identifies the rule within the policy; it is part of the counter key
 	// and of metrics labels.
@@ -122,18 +123,22 @@ type RateLimitRule struct {
 	// +required
 	Key RateLimitKey `json:"key,omitempty"`
 
-	// limit is how many requests a key may make per window.
+	// limit is how many requests a key may make per window. A TokenBucket
+	// keeps time in microseconds, so its limit is at most one per
+	// microsecond of the window (1000 per 1ms).
 	// +required
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=1000000000
 	Limit int64 `json:"limit,omitempty"`
 
-	// window is the length of a window: any duration from 1ms to 24h, such as
-	// 1500ms, 30s, 5m or 1h.
+	// window is the length of a window: any whole number of milliseconds
+	// from 1ms to 24h, such as 1500ms, 30s, 5m or 1h (counters keep
+	// milliseconds, so 1.5ms is refused rather than truncated).
 	// +required
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1ms') && duration(self) <= duration('24h')",message="window must be between 1ms and 24h"
+	// +kubebuilder:validation:XValidation:rule="int(duration(self)) % 1000000 == 0",message="window must be a whole number of milliseconds, such as 1500ms"
 	Window metav1.Duration `json:"window,omitempty"`
 
 	// algorithm is FixedWindow, SlidingWindow or TokenBucket.
@@ -173,6 +178,9 @@ type RateLimitPolicySpec struct {
 	// one pod; a request must pass every matching rule of all of them.
 	// +required
 	// +kubebuilder:validation:XValidation:rule="(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",message="podSelector must not be empty; use matchExpressions [{key: app, operator: Exists}] to select every app pod"
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'])",message="podSelector operators are In, NotIn, Exists and DoesNotExist"
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, !(e.operator in ['In', 'NotIn']) || (has(e.values) && size(e.values) > 0))",message="podSelector In and NotIn expressions need values"
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, !(e.operator in ['Exists', 'DoesNotExist']) || !has(e.values) || size(e.values) == 0)",message="podSelector Exists and DoesNotExist expressions take no values"
 	PodSelector metav1.LabelSelector `json:"podSelector,omitempty"`
 
 	// redisRef names the RedisCluster holding the counters.

@@ -11,13 +11,16 @@ type SessionTokenSource struct {
 	// +optional
 	// +default="Authorization"
 	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9!#$%&'*+.^_|~-]*$`
 	Header *string `json:"header,omitempty"`
 
 	// scheme that precedes the token in the header, such as "Bearer". Empty
-	// accepts the bare token.
+	// accepts the bare token, except on the Authorization header, which
+	// always carries a scheme (Bearer). Ignored when no header is read.
 	// +optional
 	// +default="Bearer"
 	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9!#$%&'*+.^_|~-]*$`
 	Scheme *string `json:"scheme,omitempty"`
 
 	// cookie carrying the token, read when the header is absent.
@@ -30,6 +33,7 @@ type SessionTokenSource struct {
 // SessionPolicySpec defines sessions for the selected pods.
 // +kubebuilder:validation:XValidation:rule="!has(self.refreshBelow) || duration(self.refreshBelow) < duration(self.ttl)",message="refreshBelow must be shorter than ttl"
 // +kubebuilder:validation:XValidation:rule="!has(self.maxLifetime) || duration(self.maxLifetime) >= duration(self.ttl)",message="maxLifetime must not be shorter than ttl"
+// +kubebuilder:validation:XValidation:rule="!has(self.refreshBelow) || !has(self.sliding) || self.sliding",message="refreshBelow applies only to sliding sessions"
 type SessionPolicySpec struct {
 	// podSelector selects the pods (with the Gatehouse sidecar) this policy
 	// applies to. It must not be empty: to cover every pod of the namespace say
@@ -37,6 +41,9 @@ type SessionPolicySpec struct {
 	// when several select it, the oldest wins.
 	// +required
 	// +kubebuilder:validation:XValidation:rule="(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",message="podSelector must not be empty; use matchExpressions [{key: app, operator: Exists}] to select every app pod"
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'])",message="podSelector operators are In, NotIn, Exists and DoesNotExist"
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, !(e.operator in ['In', 'NotIn']) || (has(e.values) && size(e.values) > 0))",message="podSelector In and NotIn expressions need values"
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, !(e.operator in ['Exists', 'DoesNotExist']) || !has(e.values) || size(e.values) == 0)",message="podSelector Exists and DoesNotExist expressions take no values"
 	PodSelector metav1.LabelSelector `json:"podSelector,omitempty"`
 
 	// redisRef names the RedisCluster holding the sessions.
@@ -89,7 +96,7 @@ type SessionPolicySpec struct {
 	// +default=["/"]
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=64
-	// +kubebuilder:validation:items:Pattern=`^/[^?#;\\\x00-\x1F\x7F]*$`
+	// +kubebuilder:validation:items:Pattern=`^/([^?#;%\\\x00-\x1F\x7F]|%[0-9A-Fa-f]{2})*$`
 	// +kubebuilder:validation:items:MaxLength=1024
 	RequireFor []string `json:"requireFor,omitempty"`
 
@@ -98,7 +105,7 @@ type SessionPolicySpec struct {
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=64
-	// +kubebuilder:validation:items:Pattern=`^/[^?#;\\\x00-\x1F\x7F]*$`
+	// +kubebuilder:validation:items:Pattern=`^/([^?#;%\\\x00-\x1F\x7F]|%[0-9A-Fa-f]{2})*$`
 	// +kubebuilder:validation:items:MaxLength=1024
 	PublicPaths []string `json:"publicPaths,omitempty"`
 
@@ -118,6 +125,7 @@ type SessionPolicySpec struct {
 	// +kubebuilder:validation:MaxItems=32
 	// +kubebuilder:validation:items:Pattern=`^[A-Za-z0-9-]+$`
 	// +kubebuilder:validation:items:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.all(c, self.exists_one(d, d.lowerAscii() == c.lowerAscii()))",message="forwardClaims must differ in more than case: each becomes a header name"
 	ForwardClaims []string `json:"forwardClaims,omitempty"`
 
 	// forwardToken passes the session token on to the app. By default the
