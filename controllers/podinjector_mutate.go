@@ -252,6 +252,9 @@ func injectSidecar(pod *corev1.Pod, p injectParams) (injectResult, error) {
 		StatusListen:     fmt.Sprintf(":%d", contract.StatusPort),
 		LogLevel:         logLevel,
 	}
+	if err := annotatedFlags(ann, &flags); err != nil {
+		return injectResult{}, err
+	}
 	sidecar := sidecarContainer(image, flags, sidecarPort, sidecarPortName, resources, p.Passwords)
 	volumes := sidecarVolumes()
 	if adminListen != contract.LoopbackAdmin {

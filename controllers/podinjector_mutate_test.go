@@ -344,6 +344,39 @@ func TestInjectSidecar(t *testing.T) {
 			wantReason:   "injected",
 		},
 		{
+			// Per-pod path exceptions (docs/security.md#per-pod-exceptions)
+			// and proxy settings reach the sidecar as its own flags, after
+			// the ones every sidecar gets.
+			name: "flag annotations: path exceptions and proxy settings",
+			pod: appPod(
+				withAnnotation("gatehouse.dev/allow-encoded-slash", "true"),
+				withAnnotation("gatehouse.dev/allow-path-parameters", "true"),
+				withAnnotation("gatehouse.dev/trusted-proxies", "10.0.0.0/8, 192.168.1.10"),
+				withAnnotation("gatehouse.dev/write-timeout", "2m"),
+				withAnnotation("gatehouse.dev/body-read-timeout", " 90s "),
+			),
+			want: injected(
+				withAnnotation("gatehouse.dev/allow-encoded-slash", "true"),
+				withAnnotation("gatehouse.dev/allow-path-parameters", "true"),
+				withAnnotation("gatehouse.dev/trusted-proxies", "10.0.0.0/8, 192.168.1.10"),
+				withAnnotation("gatehouse.dev/write-timeout", "2m"),
+				withAnnotation("gatehouse.dev/body-read-timeout", " 90s "),
+				func(p *corev1.Pod) {
+					p.Spec.InitContainers[0].Args = append(p.Spec.InitContainers[0].Args,
+						"--allow-encoded-slash=true", "--allow-path-parameters=true",
+						"--trusted-proxies=10.0.0.0/8,192.168.1.10", "--write-timeout=2m0s", "--body-read-timeout=1m30s")
+				}),
+			wantInjected: true,
+			wantReason:   "injected",
+		},
+		{
+			name:         "flag annotations saying false add nothing",
+			pod:          appPod(withAnnotation("gatehouse.dev/allow-encoded-slash", "false")),
+			want:         injected(withAnnotation("gatehouse.dev/allow-encoded-slash", "false")),
+			wantInjected: true,
+			wantReason:   "injected",
+		},
+		{
 			name: "hostNetwork pod: admitted uninjected with a warning",
 			pod:  appPod(func(p *corev1.Pod) { p.Spec.HostNetwork = true }),
 			want: appPod(func(p *corev1.Pod) {
@@ -517,6 +550,10 @@ func TestInjectSidecarDenies(t *testing.T) {
 		{"unknown admin listen mode", appPod(withAnnotation("gatehouse.dev/sidecar-admin-listen", "tcp")), `annotation gatehouse.dev/sidecar-admin-listen: "tcp" is neither "unix" nor "loopback"`},
 		{"unknown upstream protocol", appPod(withAnnotation("gatehouse.dev/upstream-protocol", "http2")), `annotation gatehouse.dev/upstream-protocol: "http2" is neither "h2c" nor "http1"`},
 		{"sidecar port is the loopback admin port", appPod(withAnnotation("gatehouse.dev/sidecar-admin-listen", "loopback"), withAnnotation("gatehouse.dev/sidecar-port", "9901")), "annotation gatehouse.dev/sidecar-port: port 9901 is reserved"},
+		{"path exception not a boolean", appPod(withAnnotation("gatehouse.dev/allow-encoded-slash", "yes please")), `annotation gatehouse.dev/allow-encoded-slash: invalid boolean value "yes please" for -allow-encoded-slash`},
+		{"write timeout not a duration", appPod(withAnnotation("gatehouse.dev/write-timeout", "soon")), `annotation gatehouse.dev/write-timeout: invalid value "soon" for flag -write-timeout`},
+		{"negative body read timeout", appPod(withAnnotation("gatehouse.dev/body-read-timeout", "-1s")), "annotation gatehouse.dev/body-read-timeout: must be positive"},
+		{"trusted proxy not a CIDR", appPod(withAnnotation("gatehouse.dev/trusted-proxies", "10.0.0.0/8,10.0.0.0/33")), `annotation gatehouse.dev/trusted-proxies: invalid CIDR "10.0.0.0/33"`},
 		{"app uses the status port", appPod(func(p *corev1.Pod) {
 			p.Spec.Containers[0].Ports = append(p.Spec.Containers[0].Ports, corev1.ContainerPort{ContainerPort: 9902})
 		}), `container "app" uses port 9902`},

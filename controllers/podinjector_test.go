@@ -21,6 +21,7 @@ import (
 	gatehousev1alpha1 "github.com/gatehouse-dev/gatehouse/api/v1alpha1"
 	"github.com/gatehouse-dev/gatehouse/controllers"
 	"github.com/gatehouse-dev/gatehouse/internal/redisnames"
+	"github.com/gatehouse-dev/gatehouse/sidecar/contract"
 )
 
 // warningRecorder collects the admission warnings the API server relays.
@@ -444,6 +445,52 @@ var _ = Describe("Sidecar injection webhook", func() {
 			Expect(resolvePort(&app, handlerPorts[0])).To(BeEquivalentTo(8080), "the probe or hook must reach the app on 8080, not the sidecar")
 		},
 		probeEntries(),
+	)
+
+	// The annotations that set sidecar flags reach the injected command
+	// line, which the sidecar's own parser reads back to the same settings.
+	It("maps the path-exception and proxy annotations to the sidecar's flags", func() {
+		ns := enabledNamespace()
+		pod := create(appPod(ns, func(p *corev1.Pod) {
+			p.Annotations = map[string]string{
+				controllers.AnnotationAllowEncodedSlash:   "true",
+				controllers.AnnotationAllowPathParameters: "true",
+				controllers.AnnotationTrustedProxies:      "10.0.0.0/8,fd00::/8",
+				controllers.AnnotationWriteTimeout:        "2m",
+				controllers.AnnotationBodyReadTimeout:     "5m",
+			}
+		}))
+		sidecar := sidecarOf(pod)
+		Expect(sidecar).NotTo(BeNil())
+		flags, err := contract.Parse(sidecar.Args)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(flags.AllowEncodedSlash).To(BeTrue())
+		Expect(flags.AllowPathParameters).To(BeTrue())
+		Expect(flags.TrustedProxies).To(Equal([]string{"10.0.0.0/8", "fd00::/8"}))
+		Expect(flags.WriteTimeout).To(Equal(2 * time.Minute))
+		Expect(flags.BodyReadTimeout).To(Equal(5 * time.Minute))
+
+		By("a pod without them gets the defaults")
+		plain := create(appPod(ns))
+		flags, err = contract.Parse(sidecarOf(plain).Args)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(flags.AllowEncodedSlash || flags.AllowPathParameters).To(BeFalse())
+		Expect(flags.TrustedProxies).To(BeNil())
+		Expect(flags.WriteTimeout).To(BeZero())
+	})
+
+	DescribeTable("denies a pod whose flag annotation the sidecar would refuse, saying which",
+		func(annotation, value, want string) {
+			ns := enabledNamespace()
+			err := k8sClient.Create(ctx, appPod(ns, func(p *corev1.Pod) {
+				p.Annotations = map[string]string{annotation: value}
+			}))
+			Expect(err).To(MatchError(And(ContainSubstring("denied the request"), ContainSubstring("annotation "+annotation+": "+want))))
+		},
+		Entry("path exception not a boolean", controllers.AnnotationAllowPathParameters, "sometimes", `invalid boolean value "sometimes"`),
+		Entry("trusted proxy not a CIDR", controllers.AnnotationTrustedProxies, "10.0.0.0/8,internal", `invalid CIDR or address "internal"`),
+		Entry("negative write timeout", controllers.AnnotationWriteTimeout, "-30s", "must be positive"),
+		Entry("body read timeout not a duration", controllers.AnnotationBodyReadTimeout, "a while", `invalid value "a while"`),
 	)
 
 	It("denies a pod with an invalid resource annotation, saying which", func() {

@@ -149,6 +149,7 @@ func run(args []string, getenv func(string) string) error {
 		DrainTimeout:          f.DrainTimeout,
 		UpstreamHeaderTimeout: f.UpstreamHeaderTimeout,
 		Paths:                 request.Options{AllowEncodedSlash: f.AllowEncodedSlash, AllowPathParameters: f.AllowPathParameters},
+		Proxy:                 f.Proxy(),
 	})
 	if err != nil {
 		return err

@@ -279,3 +279,38 @@ func TestFullExampleIsValid(t *testing.T) {
 		t.Errorf("docs example differs from testdata/full.json (-file +docs):\n%s", diff)
 	}
 }
+
+func TestProxyOverlay(t *testing.T) {
+	doc := Proxy{TrustedProxies: []string{"10.0.0.0/8"}, WriteTimeout: Duration(time.Minute), BodyReadTimeout: Duration(time.Hour)}
+	tests := []struct {
+		name string
+		over Proxy
+		want Proxy
+	}{
+		{"nothing set keeps the document", Proxy{}, doc},
+		{"each set field replaces the document's", Proxy{TrustedProxies: []string{"fd00::/8"}, BodyReadTimeout: Duration(time.Second)},
+			Proxy{TrustedProxies: []string{"fd00::/8"}, WriteTimeout: Duration(time.Minute), BodyReadTimeout: Duration(time.Second)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, doc.Overlay(tt.over)); diff != "" {
+				t.Errorf("Overlay (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// Compile functions default a copy of a section; the document it was
+// copied from must keep what it said.
+func TestSectionDefaultsLeaveTheOriginalAlone(t *testing.T) {
+	c := valid()
+	rl, cp := c.RateLimits[0], c.Caches[0]
+	rl.Default()
+	cp.Default()
+	if c.RateLimits[0].Rules[0].Algorithm != "" || c.Caches[0].Rules[0].MaxBodyBytes != 0 || c.Caches[0].Invalidate[0].Match.Methods != nil {
+		t.Errorf("defaulting a copy changed the document: %+v %+v", c.RateLimits[0].Rules[0], c.Caches[0])
+	}
+	if rl.Rules[0].Algorithm != FixedWindow || cp.Rules[0].MaxBodyBytes != DefaultMaxBodyBytes {
+		t.Errorf("the copy was not defaulted: %+v %+v", rl.Rules[0], cp.Rules[0])
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 )
 
 // parse is what cmd/sidecar does with a command line.
@@ -34,6 +36,7 @@ func TestArgsRoundTrip(t *testing.T) {
 			AdminListen: UnixPrefix + AdminSocket, StatusListen: ":9902", LogLevel: "debug",
 			DrainTimeout: 45 * time.Second, UpstreamHeaderTimeout: 1500 * time.Millisecond,
 			AllowEncodedSlash: true, AllowPathParameters: true,
+			TrustedProxies: []string{"10.0.0.0/8", "192.168.1.10"}, WriteTimeout: time.Minute, BodyReadTimeout: 2 * time.Minute,
 		},
 		{Config: "c.json", Listen: DefaultListen, Upstream: DefaultUpstream, UpstreamProtocol: UpstreamHTTP1, AdminListen: LoopbackAdmin, LogLevel: "info", DrainTimeout: DefaultDrainTimeout},
 	} {
@@ -101,5 +104,49 @@ func TestListen(t *testing.T) {
 		if n != tt.network || a != tt.address {
 			t.Errorf("Listen(%q) = %q, %q; want %q, %q", tt.addr, n, a, tt.network, tt.address)
 		}
+	}
+}
+
+// A list flag is comma-separated wherever it comes from; spaces around the
+// items (as an annotation may carry them) do not count, and a later use
+// replaces an earlier one rather than adding to it.
+func TestTrustedProxiesList(t *testing.T) {
+	got := parse(t, []string{"--trusted-proxies= 10.0.0.0/8 , fd00::/8,"}, nil)
+	if diff := cmp.Diff([]string{"10.0.0.0/8", "fd00::/8"}, got.TrustedProxies); diff != "" {
+		t.Errorf("flag (-want +got):\n%s", diff)
+	}
+	got = parse(t, nil, map[string]string{"GATEHOUSE_TRUSTED_PROXIES": "192.168.0.0/16"})
+	if diff := cmp.Diff([]string{"192.168.0.0/16"}, got.TrustedProxies); diff != "" {
+		t.Errorf("env (-want +got):\n%s", diff)
+	}
+	got = parse(t, []string{"--trusted-proxies=10.0.0.1"}, map[string]string{"GATEHOUSE_TRUSTED_PROXIES": "192.168.0.0/16"})
+	if diff := cmp.Diff([]string{"10.0.0.1"}, got.TrustedProxies); diff != "" {
+		t.Errorf("flag over env (-want +got):\n%s", diff)
+	}
+	if got := parse(t, nil, nil); got.TrustedProxies != nil {
+		t.Errorf("unset = %q, want nil (the document's list stays)", got.TrustedProxies)
+	}
+}
+
+func TestParse(t *testing.T) {
+	f, err := Parse([]string{"--write-timeout=90s", "--allow-encoded-slash=true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.WriteTimeout != 90*time.Second || !f.AllowEncodedSlash || f.Listen != DefaultListen {
+		t.Errorf("Parse = %+v", f)
+	}
+	for _, bad := range [][]string{{"--write-timeout=soon"}, {"--allow-path-parameters=maybe"}, {"--no-such-flag"}, {"stray"}} {
+		if _, err := Parse(bad); err == nil {
+			t.Errorf("Parse(%q) succeeded", bad)
+		}
+	}
+}
+
+func TestProxySettings(t *testing.T) {
+	f := Flags{TrustedProxies: []string{"10.0.0.0/8"}, BodyReadTimeout: time.Minute}
+	want := config.Proxy{TrustedProxies: []string{"10.0.0.0/8"}, BodyReadTimeout: config.Duration(time.Minute)}
+	if diff := cmp.Diff(want, f.Proxy()); diff != "" {
+		t.Errorf("Proxy (-want +got):\n%s", diff)
 	}
 }

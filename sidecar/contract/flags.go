@@ -3,9 +3,12 @@ package contract
 import (
 	"flag"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 )
 
 // Flags is the sidecar's command line. Every flag also reads an environment
@@ -42,6 +45,12 @@ type Flags struct {
 	// AllowPathParameters keeps ";" path parameters instead of refusing the
 	// request (sidecar/request.Options).
 	AllowPathParameters bool
+	// TrustedProxies, WriteTimeout and BodyReadTimeout are the proxy
+	// settings of the command line: each one set overrides the document's
+	// proxy section field (config.Proxy; see Proxy).
+	TrustedProxies  []string
+	WriteTimeout    time.Duration
+	BodyReadTimeout time.Duration
 }
 
 // Flag names.
@@ -58,6 +67,9 @@ const (
 	FlagUpstreamHeaderTimeout = "upstream-header-timeout"
 	FlagAllowEncodedSlash     = "allow-encoded-slash"
 	FlagAllowPathParameters   = "allow-path-parameters"
+	FlagTrustedProxies        = "trusted-proxies"
+	FlagWriteTimeout          = "write-timeout"
+	FlagBodyReadTimeout       = "body-read-timeout"
 )
 
 // Env is the environment variable a flag falls back to: GATEHOUSE_ and the
@@ -93,6 +105,7 @@ type flagSpec struct {
 	str   *string
 	dur   *time.Duration
 	bln   *bool
+	list  *[]string
 	def   string
 	usage string
 }
@@ -112,6 +125,9 @@ func (f *Flags) specs() []flagSpec {
 		{name: FlagUpstreamHeaderTimeout, dur: &f.UpstreamHeaderTimeout, def: "0s", usage: "max wait for the app's response headers, 0 = no limit"},
 		{name: FlagAllowEncodedSlash, bln: &f.AllowEncodedSlash, def: "false", usage: "keep %2F inside path segments instead of refusing it (apps such as RabbitMQ's management API)"},
 		{name: FlagAllowPathParameters, bln: &f.AllowPathParameters, def: "false", usage: "keep ';' path parameters instead of refusing them (Java apps with ;jsessionid URLs)"},
+		{name: FlagTrustedProxies, list: &f.TrustedProxies, usage: "comma-separated CIDRs or addresses whose X-Forwarded-For is believed; replaces the config's proxy.trustedProxies"},
+		{name: FlagWriteTimeout, dur: &f.WriteTimeout, def: "0s", usage: "bound on each write to the client; replaces the config's proxy.writeTimeout (0 = the config's, default 30s)"},
+		{name: FlagBodyReadTimeout, dur: &f.BodyReadTimeout, def: "0s", usage: "bound on reading each 1 KiB of a request body; replaces the config's proxy.bodyReadTimeout (0 = the config's, default 30s)"},
 	}
 }
 
@@ -126,6 +142,11 @@ func (f *Flags) Bind(fs *flag.FlagSet, getenv func(string) string) error {
 			def = v
 		}
 		usage := s.usage + "; env " + env
+		if s.list != nil {
+			*s.list = splitList(def)
+			fs.Var((*listValue)(s.list), s.name, usage)
+			continue
+		}
 		if s.str != nil {
 			fs.StringVar(s.str, s.name, def, usage)
 			continue
@@ -159,7 +180,61 @@ func (f Flags) Args() []string {
 			args = append(args, "--"+s.name+"="+s.dur.String())
 		case s.bln != nil && *s.bln:
 			args = append(args, "--"+s.name+"=true")
+		case s.list != nil && len(*s.list) > 0:
+			args = append(args, "--"+s.name+"="+strings.Join(*s.list, ","))
 		}
 	}
 	return args
+}
+
+// Parse parses args as the sidecar does, without its environment. The
+// injection webhook parses the settings it takes from a pod's annotations
+// with it, so that a value the sidecar would not parse denies the pod
+// instead of crash-looping its sidecar.
+func Parse(args []string) (Flags, error) {
+	var f Flags
+	fs := flag.NewFlagSet("gatehouse-sidecar", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	if err := f.Bind(fs, func(string) string { return "" }); err != nil {
+		return f, err
+	}
+	if err := fs.Parse(args); err != nil {
+		return f, err
+	}
+	if fs.NArg() > 0 {
+		return f, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	return f, nil
+}
+
+// Proxy is the proxy section the command line sets: each field it leaves
+// zero keeps the document's value (config.Proxy.Overlay).
+func (f Flags) Proxy() config.Proxy {
+	return config.Proxy{
+		TrustedProxies:  f.TrustedProxies,
+		WriteTimeout:    config.Duration(f.WriteTimeout),
+		BodyReadTimeout: config.Duration(f.BodyReadTimeout),
+	}
+}
+
+// listValue is a comma-separated flag; each use replaces the list.
+type listValue []string
+
+func (l *listValue) String() string { return strings.Join(*l, ",") }
+
+func (l *listValue) Set(s string) error {
+	*l = splitList(s)
+	return nil
+}
+
+// splitList splits a comma-separated list, trimming spaces; empty items are
+// dropped, so "" is no list at all.
+func splitList(s string) []string {
+	var out []string
+	for item := range strings.SplitSeq(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }
