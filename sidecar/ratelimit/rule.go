@@ -159,7 +159,9 @@ func (c *rule) checkAlgorithm(errs *config.FieldErrors, path string) {
 			errs.Add(path+".burst", "only valid with algorithm TokenBucket")
 		}
 	case config.TokenBucket:
-		if c.burst <= 0 {
+		// A burst defaulted from a bad limit is the limit's problem, which
+		// is reported; naming burst would point at a field nobody set.
+		if c.burst <= 0 && (c.limit > 0 || c.burst != c.limit) {
 			errs.Add(path+".burst", fmt.Sprintf("must be positive, got %d", c.burst))
 		}
 		if c.limit > 0 && c.window > 0 && c.window.Microseconds() < c.limit {
