@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"errors"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -79,16 +78,7 @@ func TestCompileReportsEveryProblem(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Compile(tt.p)
-			var got []string
-			var fe config.FieldErrors
-			if errors.As(err, &fe) {
-				for _, e := range fe {
-					got = append(got, e.String())
-				}
-			} else if err != nil {
-				got = []string{"not FieldErrors: " + err.Error()}
-			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
+			if diff := cmp.Diff(tt.want, config.Problems(err)); diff != "" {
 				t.Errorf("Compile problems (-want +got):\n%s", diff)
 			}
 		})

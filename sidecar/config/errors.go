@@ -49,6 +49,23 @@ func (es FieldErrors) Err() error {
 	return es
 }
 
+// Problems lists the problems of err as "path: message" lines: each of its
+// FieldErrors, or err itself when it carries none; nil for nil.
+func Problems(err error) []string {
+	if err == nil {
+		return nil
+	}
+	var fe FieldErrors
+	if !errors.As(err, &fe) {
+		return []string{err.Error()}
+	}
+	out := make([]string, len(fe))
+	for i, e := range fe {
+		out[i] = e.String()
+	}
+	return out
+}
+
 // Add records a problem at path.
 func (es *FieldErrors) Add(path, msg string) {
 	*es = append(*es, FieldError{Path: path, Message: msg})

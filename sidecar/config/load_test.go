@@ -64,7 +64,7 @@ func TestParseStrict(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Parse([]byte(tt.doc))
-			if diff := cmp.Diff(tt.want, problems(err)); diff != "" {
+			if diff := cmp.Diff(tt.want, Problems(err)); diff != "" {
 				t.Errorf("Parse problems (-want +got):\n%s", diff)
 			}
 		})
@@ -119,7 +119,7 @@ func TestLoadReportsEveryProblemWithFile(t *testing.T) {
 		`rateLimits[1].name: duplicate policy "n/r"`,
 		`rateLimits[1].redis: required: the name of a redis connection`,
 	}
-	if diff := cmp.Diff(want, problems(err)); diff != "" {
+	if diff := cmp.Diff(want, Problems(err)); diff != "" {
 		t.Errorf("Load problems (-want +got):\n%s", diff)
 	}
 	if err == nil || !strings.Contains(err.Error(), path) {

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"os"
 	"testing"
 	"time"
@@ -33,21 +32,6 @@ func valid() *Config {
 			Invalidate: []InvalidateRule{{Name: "i", RequestPath: true}},
 		}},
 	}
-}
-
-func problems(err error) []string {
-	if err == nil {
-		return nil
-	}
-	var fe FieldErrors
-	if !errors.As(err, &fe) {
-		return []string{"not FieldErrors: " + err.Error()}
-	}
-	out := make([]string, len(fe))
-	for i, e := range fe {
-		out[i] = e.String()
-	}
-	return out
 }
 
 func TestValidate(t *testing.T) {
@@ -165,7 +149,7 @@ func TestValidate(t *testing.T) {
 			c := valid()
 			tt.mutate(c)
 			c.Default()
-			if diff := cmp.Diff(tt.want, problems(c.Validate())); diff != "" {
+			if diff := cmp.Diff(tt.want, Problems(c.Validate())); diff != "" {
 				t.Errorf("Validate() problems (-want +got):\n%s", diff)
 			}
 		})
@@ -188,7 +172,7 @@ func TestValidateLeavesSectionsToTheirFeatures(t *testing.T) {
 
 func TestValidateWithoutDefaultsReportsMissingTimeouts(t *testing.T) {
 	c := valid()
-	got := problems(c.Validate())
+	got := Problems(c.Validate())
 	want := []string{
 		`redis[0].dialTimeout: must be positive`,
 		`redis[0].readTimeout: must be positive`,

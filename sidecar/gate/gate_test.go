@@ -2,7 +2,6 @@ package gate
 
 import (
 	"encoding/json"
-	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -38,21 +37,6 @@ func valid() *config.Config {
 			Invalidate: []config.InvalidateRule{{Name: "i", RequestPath: true}},
 		}},
 	}
-}
-
-func problems(err error) []string {
-	if err == nil {
-		return nil
-	}
-	var fe config.FieldErrors
-	if !errors.As(err, &fe) {
-		return []string{"not FieldErrors: " + err.Error()}
-	}
-	out := make([]string, len(fe))
-	for i, e := range fe {
-		out[i] = e.String()
-	}
-	return out
 }
 
 // Every layer reports into one list, each problem at its document path: the
@@ -110,7 +94,7 @@ func TestCompileReportsEveryProblemWithItsDocumentPath(t *testing.T) {
 			c := valid()
 			tt.mutate(c)
 			_, err := Compile(c)
-			if diff := cmp.Diff(tt.want, problems(err)); diff != "" {
+			if diff := cmp.Diff(tt.want, config.Problems(err)); diff != "" {
 				t.Errorf("Compile problems (-want +got):\n%s", diff)
 			}
 		})

@@ -30,17 +30,16 @@ import (
 // judge. For any namespace of policies, valid or not:
 //
 //   - every document Render emits loads (config.Decode) and builds;
-//
 //   - a policy Render accepts is in that document, and one it refuses is not;
-//
 //   - a policy whose section alone the sidecar's build refuses is
 //     Accepted=False, and one whose section builds is never refused as
 //     InvalidSpec: Render's verdicts are the sidecar's, not a guess;
-//
 //   - an InvalidSpec message names fields of the policy (spec.rules[0].window)
 //     that exist in it, or its RedisCluster.
 //
-//     go test ./sidecar/proxy -run '^$' -fuzz FuzzRenderedDocumentsBuild -fuzztime 10m
+// Run it alone with
+//
+//	go test ./sidecar/proxy -run '^$' -fuzz FuzzRenderedDocumentsBuild -fuzztime 10m
 func FuzzRenderedDocumentsBuild(f *testing.F) {
 	for _, seed := range []string{
 		"", "\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09",

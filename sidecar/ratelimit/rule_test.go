@@ -1,7 +1,6 @@
 package ratelimit
 
 import (
-	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -34,22 +33,6 @@ func mustCompile(t testing.TB, p config.RateLimitPolicy, r config.RateLimitRule)
 		t.Fatalf("compile: %v", err)
 	}
 	return c.rules[0]
-}
-
-// problems lists the FieldErrors of err as "path: message".
-func problems(err error) []string {
-	if err == nil {
-		return nil
-	}
-	var fe config.FieldErrors
-	if !errors.As(err, &fe) {
-		return []string{"not FieldErrors: " + err.Error()}
-	}
-	out := make([]string, len(fe))
-	for i, e := range fe {
-		out[i] = e.String()
-	}
-	return out
 }
 
 // req builds a request from ip (as the identity middleware would have
@@ -278,7 +261,7 @@ func TestCompileReportsEveryProblem(t *testing.T) {
 			p := testPolicy("ns", "p", "c", tt.rules...)
 			p.Headers = tt.headers
 			_, err := Compile(p)
-			if diff := cmp.Diff(tt.want, problems(err)); diff != "" {
+			if diff := cmp.Diff(tt.want, config.Problems(err)); diff != "" {
 				t.Errorf("Compile problems (-want +got):\n%s", diff)
 			}
 		})

@@ -1,7 +1,6 @@
 package session
 
 import (
-	"errors"
 	"testing"
 	"time"
 
@@ -17,22 +16,6 @@ func mustCompile(t testing.TB, p config.SessionPolicy) *Policy {
 		t.Fatalf("Compile: %v", err)
 	}
 	return c
-}
-
-// problems lists the FieldErrors of err as "path: message".
-func problems(err error) []string {
-	if err == nil {
-		return nil
-	}
-	var fe config.FieldErrors
-	if !errors.As(err, &fe) {
-		return []string{"not FieldErrors: " + err.Error()}
-	}
-	out := make([]string, len(fe))
-	for i, e := range fe {
-		out[i] = e.String()
-	}
-	return out
 }
 
 func TestCompileReportsEveryProblem(t *testing.T) {
@@ -103,7 +86,7 @@ func TestCompileReportsEveryProblem(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Compile(tt.p)
-			if diff := cmp.Diff(tt.want, problems(err)); diff != "" {
+			if diff := cmp.Diff(tt.want, config.Problems(err)); diff != "" {
 				t.Errorf("Compile problems (-want +got):\n%s", diff)
 			}
 		})
