@@ -488,6 +488,7 @@ func (g *policyGen) cache(name string) v1alpha1.CachePolicy {
 			Paths:        g.list(g.path),
 			PathPrefixes: g.list(g.path),
 			Tags:         g.list(func() string { return g.str(1, "catalogue", "") }),
+			GRPC:         g.n(4) == 0,
 		}
 		p.Spec.Invalidate = append(p.Spec.Invalidate, inv)
 	}
