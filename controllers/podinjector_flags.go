@@ -72,8 +72,7 @@ func annotatedFlags(ann map[string]string, flags *contract.Flags) error {
 		return err // each parsed alone above
 	}
 	if _, err := gate.CompileProxy(set.Proxy()); err != nil {
-		var fe config.FieldErrors
-		if errors.As(err, &fe) {
+		if fe, ok := errors.AsType[config.FieldErrors](err); ok {
 			for _, e := range fe {
 				errs = append(errs, fmt.Errorf("annotation %s: %s", proxyAnnotation(e.Path), e.Message))
 			}

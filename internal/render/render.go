@@ -102,7 +102,7 @@ type candidate struct {
 }
 
 func candidates(in Input) []candidate {
-	var cs []candidate
+	cs := make([]candidate, 0, len(in.Sessions)+len(in.Caches)+len(in.RateLimits))
 	for _, p := range in.Sessions {
 		cs = append(cs, candidate{Key{KindSession, p.Name}, p.ObjectMeta, p.Spec.PodSelector, p.Spec.RedisRef.Name, true, in.InForce[Key{KindSession, p.Name}],
 			func(c *config.Config) { c.Sessions = append(c.Sessions, sessionSection(in.Namespace, p)) }})

@@ -341,9 +341,7 @@ func (g *policyGen) quantity(valid int, xs ...string) *resource.Quantity {
 	return &q
 }
 
-func ptr[T any](v T) *T { return &v }
-
-func (g *policyGen) boolp() *bool { return pick(g, 3, nil, ptr(true), ptr(false)) }
+func (g *policyGen) boolp() *bool { return pick(g, 3, nil, new(true), new(false)) }
 
 func (g *policyGen) list(item func() string) []string {
 	var out []string
@@ -407,8 +405,8 @@ func (g *policyGen) session(name string) v1alpha1.SessionPolicy {
 		PodSelector: g.selector(),
 		RedisRef:    g.redisRef(),
 		Token: v1alpha1.SessionTokenSource{
-			Header: pick(g, 4, nil, ptr("Authorization"), ptr("X-Token"), ptr(""), ptr("bad header")),
-			Scheme: pick(g, 3, nil, ptr(""), ptr("Bearer"), ptr("bad scheme")),
+			Header: pick(g, 4, nil, new("Authorization"), new("X-Token"), new(""), new("bad header")),
+			Scheme: pick(g, 3, nil, new(""), new("Bearer"), new("bad scheme")),
 			Cookie: g.str(2, "", "sid", "a;b"),
 		},
 		TTL:                  g.dur(5, nil, d(ms), d(time.Second), d(30*time.Minute), d(200*time.Hour), d(0), d(ms/2), d(9000*time.Hour), d(-time.Second)),
@@ -437,14 +435,14 @@ func (g *policyGen) rateLimit(name string) v1alpha1.RateLimitPolicy {
 			Limit:       pick[int64](g, 5, 1, 10, 1000, 5000, 1e9, 0, -1),
 			Window:      metav1.Duration{Duration: pick(g, 5, time.Millisecond, time.Second, 1500*time.Millisecond, time.Hour, 24*time.Hour, 1500*us, 999*us, 0, -time.Second, time.Hour+1)},
 			Algorithm:   pick(g, 4, v1alpha1.FixedWindow, v1alpha1.SlidingWindow, v1alpha1.TokenBucket, "", "LeakyBucket"),
-			Burst:       pick(g, 1, nil, ptr[int64](1), ptr[int64](1e9), ptr[int64](0), ptr[int64](-1)),
+			Burst:       pick(g, 1, nil, new(int64(1)), new(int64(1e9)), new(int64(0)), new(int64(-1))),
 			Mode:        pick(g, 3, v1alpha1.Enforce, v1alpha1.Shadow, "", "Maybe"),
 			FailureMode: pick(g, 3, v1alpha1.FailOpen, v1alpha1.FailClosed, "", "Sometimes"),
 			// Leased is refused on a SlidingWindow rule.
 			Quota: pick(g, 3, "", v1alpha1.QuotaStrict, v1alpha1.QuotaLeased, "Loose"),
 		}
 		if r.Algorithm == v1alpha1.TokenBucket && g.n(2) == 0 {
-			r.Burst = pick(g, 2, ptr[int64](1), ptr[int64](1e9), nil, ptr[int64](0))
+			r.Burst = pick(g, 2, new(int64(1)), new(int64(1e9)), nil, new(int64(0)))
 		}
 		p.Spec.Rules = append(p.Spec.Rules, r)
 	}
