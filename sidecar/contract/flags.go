@@ -125,7 +125,7 @@ func (f *Flags) specs() []flagSpec {
 		{name: FlagUpstreamHeaderTimeout, dur: &f.UpstreamHeaderTimeout, def: "0s", usage: "max wait for the app's response headers, 0 = no limit"},
 		{name: FlagAllowEncodedSlash, bln: &f.AllowEncodedSlash, def: "false", usage: "keep %2F inside path segments instead of refusing it (apps such as RabbitMQ's management API)"},
 		{name: FlagAllowPathParameters, bln: &f.AllowPathParameters, def: "false", usage: "keep ';' path parameters instead of refusing them (Java apps with ;jsessionid URLs)"},
-		{name: FlagTrustedProxies, list: &f.TrustedProxies, usage: "comma-separated CIDRs or addresses whose X-Forwarded-For is believed; replaces the config's proxy.trustedProxies"},
+		{name: FlagTrustedProxies, list: &f.TrustedProxies, usage: "comma-separated `list` of CIDRs or addresses whose X-Forwarded-For is believed; replaces the config's proxy.trustedProxies"},
 		{name: FlagWriteTimeout, dur: &f.WriteTimeout, def: "0s", usage: "bound on each write to the client; replaces the config's proxy.writeTimeout (0 = the config's, default 30s)"},
 		{name: FlagBodyReadTimeout, dur: &f.BodyReadTimeout, def: "0s", usage: "bound on reading each 1 KiB of a request body; replaces the config's proxy.bodyReadTimeout (0 = the config's, default 30s)"},
 	}
