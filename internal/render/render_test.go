@@ -228,6 +228,12 @@ func TestRenderRefusesWhatTheSidecarWould(t *testing.T) {
 			huge := resource.MustParse("1Gi")
 			in.Caches[0].Spec.Rules[0].MaxBodyBytes = &huge
 		}, Key{KindCache, "c"}, "spec.rules[0].maxBodyBytes: must be between 1 and 67108864 (64Mi), got 1073741824"},
+		// The API server admits 0 (no CEL rule on a quantity in a list fits
+		// its cost budget); it is no default, so the sidecar refuses it.
+		{"a cache body cap of 0", func(in *Input) {
+			zero := resource.MustParse("0")
+			in.Caches[0].Spec.Rules[0].MaxBodyBytes = &zero
+		}, Key{KindCache, "c"}, "spec.rules[0].maxBodyBytes: must be between 1 and 67108864 (64Mi), got 0"},
 		{"refreshBelow on a session that does not slide", func(in *Input) {
 			in.Sessions[0].Spec.Sliding = &no
 			in.Sessions[0].Spec.RefreshBelow = &metav1.Duration{Duration: time.Minute}
@@ -441,7 +447,7 @@ func TestRenderCacheRuleFields(t *testing.T) {
 	sie := config.Duration(time.Hour)
 	want := config.CacheRule{
 		Name: "products", Match: config.Match{PathPrefix: "/products"}, Mode: config.CacheOverride,
-		TTL: config.Duration(5 * time.Minute), MaxBodyBytes: 512 << 10, HonorCacheControl: true,
+		TTL: config.Duration(5 * time.Minute), MaxBodyBytes: new(int64(512 << 10)), HonorCacheControl: true,
 		StaleIfError: &sie, SetCookie: config.SetCookieStrip, MaxVariants: 64, LockTimeout: config.Duration(2 * time.Second),
 	}
 	if diff := cmp.Diff(want, got.Rules[0]); diff != "" || got.CanonicalHost != "shop.example" {

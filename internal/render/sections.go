@@ -151,7 +151,7 @@ func cacheSection(namespace string, p v1alpha1.CachePolicy) config.CachePolicy {
 		if r.MaxBodyBytes != nil {
 			// The sidecar bounds it (cache.Compile); an out-of-range value is
 			// refused there, naming the field.
-			rule.MaxBodyBytes = r.MaxBodyBytes.Value()
+			rule.MaxBodyBytes = new(r.MaxBodyBytes.Value())
 		}
 		out.Rules = append(out.Rules, rule)
 	}

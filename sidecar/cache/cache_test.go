@@ -214,7 +214,7 @@ func TestLargeBodyPassesThroughUncached(t *testing.T) {
 		}
 	})
 	r := cacheRule("small", time.Minute)
-	r.MaxBodyBytes = 1024
+	r.MaxBodyBytes = new(int64(1024))
 	s := newSidecar(t, policy([]config.CacheRule{r}, nil), standaloneClient(t, srv.Addr()), up)
 	for i := range 2 {
 		got := s.get(t, "/big")

@@ -101,7 +101,7 @@ func TestNeverReadingClientDoesNotDelayOthers(t *testing.T) {
 	}{{"too large to store", 1 << 20}, {"stored", 64 << 20}} {
 		t.Run(tc.name, func(t *testing.T) {
 			rl := rfcRule()
-			rl.MaxBodyBytes = tc.maxBody
+			rl.MaxBodyBytes = &tc.maxBody
 			rl.LockTimeout = config.Duration(time.Second)
 			bothTiers(t, []config.CacheRule{rl}, answer(200, big, "Cache-Control", "max-age=60", "Content-Length", strconv.Itoa(size)), func(t *testing.T, s tierSidecar) {
 				// The stalled client: sends its request, reads nothing.

@@ -133,15 +133,20 @@ func compileRule(errs *config.FieldErrors, path string, r config.CacheRule) rule
 		match: compileMatch(errs, path+".match", r.Match, cacheableMethods, "cacheable (GET and HEAD only)"),
 		mode:  r.Mode, honor: r.HonorCacheControl, ttl: r.TTL.D(),
 		vary: headerNames(r.VaryHeaders), bySubject: r.VaryBySubject,
-		maxBody: r.MaxBodyBytes, setCookie: r.SetCookie, maxVariants: r.MaxVariants,
+		setCookie: r.SetCookie, maxVariants: r.MaxVariants,
 		lockTimeout: r.LockTimeout.D(), tags: r.Tags,
 	}
 	errs.Positive(path+".ttl", r.TTL)
 	for j, h := range r.VaryHeaders {
 		errs.Header(fmt.Sprintf("%s.varyHeaders[%d]", path, j), h)
 	}
-	if r.MaxBodyBytes < 1 || r.MaxBodyBytes > MaxBodyBytesLimit {
-		errs.Add(path+".maxBodyBytes", fmt.Sprintf("must be between 1 and %d (64Mi), got %d", MaxBodyBytesLimit, r.MaxBodyBytes))
+	// Default gives the body cap a value; a rule that did not pass through
+	// it has none.
+	if r.MaxBodyBytes != nil {
+		rl.maxBody = *r.MaxBodyBytes
+		if rl.maxBody < 1 || rl.maxBody > MaxBodyBytesLimit {
+			errs.Add(path+".maxBodyBytes", fmt.Sprintf("must be between 1 and %d (64Mi), got %d", MaxBodyBytesLimit, rl.maxBody))
+		}
 	}
 	// Default gives the stale caps a value; a rule that did not pass
 	// through it has none.

@@ -66,12 +66,14 @@ func TestCompileReportsEveryProblem(t *testing.T) {
 			},
 		},
 		{
-			// The bound the operator used to check alone, in render.
-			name: "a body cap beyond 64Mi",
-			p:    policy([]config.CacheRule{{Name: "r", TTL: minute, MaxBodyBytes: 64<<20 + 1}, {Name: "s", TTL: minute, MaxBodyBytes: -1}}, nil),
+			// The bound the operator used to check alone, in render. An
+			// explicit 0 is a value (the CRD admits it), not "default".
+			name: "a body cap outside 1 to 64Mi",
+			p:    policy([]config.CacheRule{{Name: "r", TTL: minute, MaxBodyBytes: new(int64(64<<20 + 1))}, {Name: "s", TTL: minute, MaxBodyBytes: new(int64(-1))}, {Name: "z", TTL: minute, MaxBodyBytes: new(int64(0))}}, nil),
 			want: []string{
 				`rules[0].maxBodyBytes: must be between 1 and 67108864 (64Mi), got 67108865`,
 				`rules[1].maxBodyBytes: must be between 1 and 67108864 (64Mi), got -1`,
+				`rules[2].maxBodyBytes: must be between 1 and 67108864 (64Mi), got 0`,
 			},
 		},
 	}

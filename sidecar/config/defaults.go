@@ -159,8 +159,8 @@ func (p *CachePolicy) Default() {
 	for j := range p.Rules {
 		r := &p.Rules[j]
 		r.Match.Default(defaultCacheMethods)
-		if r.MaxBodyBytes == 0 {
-			r.MaxBodyBytes = DefaultMaxBodyBytes
+		if r.MaxBodyBytes == nil {
+			r.MaxBodyBytes = new(int64(DefaultMaxBodyBytes))
 		}
 		if r.Mode == "" {
 			r.Mode = DefaultCacheMode

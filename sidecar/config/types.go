@@ -385,7 +385,9 @@ type CacheRule struct {
 	// responses that depend on the session.
 	VaryBySubject bool `json:"varyBySubject,omitempty"`
 	// maxBodyBytes: larger bodies pass through uncached (default 1 MiB).
-	MaxBodyBytes int64 `json:"maxBodyBytes,omitempty"`
+	// A pointer, so that an explicit 0 (which the CRD admits) is refused
+	// rather than read as "default".
+	MaxBodyBytes *int64 `json:"maxBodyBytes,omitempty"`
 	// honorCacheControl obeys the origin's caching headers in Override
 	// mode; Standard mode always obeys them.
 	HonorCacheControl bool `json:"honorCacheControl,omitempty"`

@@ -222,7 +222,7 @@ func TestDefault(t *testing.T) {
 	rs[1].Match.PathPrefix, rs[1].Burst, rs[1].Mode, rs[1].FailureMode, rs[1].Quota = "/", 10, Enforce, FailOpen, QuotaStrict
 	want.Caches[0].KeyPrefix = "cache:"
 	want.Caches[0].Rules[0].Match = Match{PathPrefix: "/", Methods: []string{"GET", "HEAD"}}
-	want.Caches[0].Rules[0].MaxBodyBytes = 1 << 20
+	want.Caches[0].Rules[0].MaxBodyBytes = new(int64(1 << 20))
 	want.Caches[0].Rules[0].Mode = CacheStandard
 	want.Caches[0].Rules[0].SetCookie = SetCookieNotStored
 	want.Caches[0].Rules[0].MaxVariants = 256
@@ -241,7 +241,7 @@ func TestFullExampleIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load(full.json): %v", err)
 	}
-	if len(c.Redis) != 3 || len(c.RateLimits[0].Rules) != 3 || c.Caches[0].Rules[1].MaxBodyBytes != 1<<20 {
+	if len(c.Redis) != 3 || len(c.RateLimits[0].Rules) != 3 || *c.Caches[0].Rules[1].MaxBodyBytes != 1<<20 {
 		t.Errorf("full.json did not load as written: %+v", c)
 	}
 	// The documented example in docs/sidecar-config.md is this very file, so
@@ -291,10 +291,10 @@ func TestSectionDefaultsLeaveTheOriginalAlone(t *testing.T) {
 	rl, cp := c.RateLimits[0], c.Caches[0]
 	rl.Default()
 	cp.Default()
-	if c.RateLimits[0].Rules[0].Algorithm != "" || c.Caches[0].Rules[0].MaxBodyBytes != 0 || c.Caches[0].Invalidate[0].Match.Methods != nil {
+	if c.RateLimits[0].Rules[0].Algorithm != "" || c.Caches[0].Rules[0].MaxBodyBytes != nil || c.Caches[0].Invalidate[0].Match.Methods != nil {
 		t.Errorf("defaulting a copy changed the document: %+v %+v", c.RateLimits[0].Rules[0], c.Caches[0])
 	}
-	if rl.Rules[0].Algorithm != FixedWindow || cp.Rules[0].MaxBodyBytes != DefaultMaxBodyBytes {
+	if rl.Rules[0].Algorithm != FixedWindow || *cp.Rules[0].MaxBodyBytes != DefaultMaxBodyBytes {
 		t.Errorf("the copy was not defaulted: %+v %+v", rl.Rules[0], cp.Rules[0])
 	}
 }

@@ -59,7 +59,7 @@ func TestCompileReportsEveryProblemWithItsDocumentPath(t *testing.T) {
 				c.Sessions[0].RefreshBelow = config.Duration(time.Hour)
 				c.RateLimits[0].Rules[0].Window = config.Duration(1500 * time.Microsecond)
 				c.RateLimits[0].Rules[1].Limit, c.RateLimits[0].Rules[1].Window = 5000, config.Duration(time.Millisecond)
-				c.Caches[0].Rules[0].MaxBodyBytes = 65 << 20
+				c.Caches[0].Rules[0].MaxBodyBytes = new(int64(65 << 20))
 			},
 			want: []string{
 				`kind: must be "SidecarConfig", got ""`,
