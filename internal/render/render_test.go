@@ -234,6 +234,22 @@ func TestRenderRefusesWhatTheSidecarWould(t *testing.T) {
 			zero := resource.MustParse("0")
 			in.Caches[0].Spec.Rules[0].MaxBodyBytes = &zero
 		}, Key{KindCache, "c"}, "spec.rules[0].maxBodyBytes: must be between 1 and 67108864 (64Mi), got 0"},
+		// Issue 18's and issue 15's fields pass the same gate: CEL and
+		// enums refuse these at admission, the gate names them for a policy
+		// that did not pass through the API server.
+		{"a leased SlidingWindow rule", func(in *Input) {
+			r := &in.RateLimits[0].Spec.Rules[0]
+			r.Algorithm, r.Quota = v1alpha1.SlidingWindow, v1alpha1.QuotaLeased
+		}, Key{KindRateLimit, "limits"}, "spec.rules[0].quota: Leased applies to FixedWindow and TokenBucket only"},
+		{"an unknown header form", func(in *Input) {
+			in.RateLimits[0].Spec.Headers = "Fancy"
+		}, Key{KindRateLimit, "limits"}, `spec.headers: unknown header form "Fancy": must be Draft, Legacy or Both`},
+		{"a canonical host with upper case", func(in *Input) {
+			in.Caches[0].Spec.CanonicalHost = "Shop.Example"
+		}, Key{KindCache, "c"}, `spec.canonicalHost: "Shop.Example" is not a lower-case host[:port]`},
+		{"too many variants", func(in *Input) {
+			in.Caches[0].Spec.Rules[0].MaxVariants = new(int32(10001))
+		}, Key{KindCache, "c"}, "spec.rules[0].maxVariants: must be between 1 and 10000, got 10001"},
 		{"refreshBelow on a session that does not slide", func(in *Input) {
 			in.Sessions[0].Spec.Sliding = &no
 			in.Sessions[0].Spec.RefreshBelow = &metav1.Duration{Duration: time.Minute}
