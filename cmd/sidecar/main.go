@@ -8,6 +8,9 @@
 //
 // Without --pod-labels the pod has no labels, so only policies with an empty
 // selector apply.
+//
+// `gatehouse-sidecar prestop --admin-listen=ADDR` is the injected preStop
+// hook: it tells the sidecar serving ADDR that its pod is terminating.
 package main
 
 import (
@@ -117,6 +120,9 @@ func parseFlags(args []string, getenv func(string) string) (contract.Flags, erro
 }
 
 func run(args []string, getenv func(string) string) error {
+	if len(args) > 0 && args[0] == contract.PreStopCommand {
+		return preStop(args[1:], getenv)
+	}
 	f, err := parseFlags(args, getenv)
 	if err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/gatehouse-dev/gatehouse/internal/redisconn"
+	"github.com/gatehouse-dev/gatehouse/sidecar/contract"
 	"github.com/gatehouse-dev/gatehouse/sidecar/problem"
 	"github.com/gatehouse-dev/gatehouse/sidecar/reload"
 )
@@ -24,6 +25,9 @@ const pingTimeout = 2 * time.Second
 // session, say) are for the app next to the sidecar, not for the network.
 func (p *Proxy) AdminHandler() http.Handler {
 	mux := p.statusMux()
+	// Not on the status listener, which the whole cluster reaches: whoever
+	// calls it makes the pod unready for good.
+	mux.HandleFunc("POST "+contract.PreStopPath, p.servePreStop)
 	mux.HandleFunc("/", p.serveFeatureAdmin)
 	return mux
 }
@@ -102,10 +106,15 @@ func (p *Proxy) readiness(ctx context.Context) Readiness {
 	labelsErr := p.labelsErr
 	p.mu.Unlock()
 
-	rd.Checks = append(rd.Checks, Check{Name: "draining", OK: !p.draining.Load()})
-	if p.draining.Load() {
-		rd.Checks[0].Error = "shutting down: finishing in-flight requests"
+	drain := Check{Name: "draining", OK: !p.draining.Load()}
+	if !drain.OK {
+		drain.Error = "shutting down: finishing in-flight requests"
 	}
+	term := Check{Name: "terminating", OK: !p.term.on.Load()}
+	if !term.OK {
+		term.Error = "the pod is terminating (preStop hook): still serving, closing each client connection after its current request"
+	}
+	rd.Checks = append(rd.Checks, drain, term)
 	cfg := Check{Name: "config", OK: st.Loaded}
 	if !st.Loaded {
 		cfg.Error = "no valid config loaded yet"

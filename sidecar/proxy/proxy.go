@@ -90,6 +90,7 @@ type Proxy struct {
 
 	cur      atomic.Pointer[graph]
 	draining atomic.Bool
+	term     termination
 
 	mu        sync.Mutex // serialises rebuilds; guards the fields below
 	cfg       *gate.Document

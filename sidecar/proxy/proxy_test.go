@@ -196,7 +196,7 @@ func TestReadyzFollowsRedis(t *testing.T) {
 		"sessions":[{"namespace":"ns","name":"s","redis":"main","ttl":"1m","sliding":true,"publicPaths":["/"]}]`)).start(t)
 	eventually(t, "ready", func() bool { code, _ := readyz(t, s); return code == http.StatusOK })
 	_, rd := readyz(t, s)
-	if diff := cmp.Diff([]Check{{Name: "draining", OK: true}, {Name: "config", OK: true}, {Name: "redis/main", OK: true}}, rd.Checks); diff != "" {
+	if diff := cmp.Diff([]Check{{Name: "draining", OK: true}, {Name: "terminating", OK: true}, {Name: "config", OK: true}, {Name: "redis/main", OK: true}}, rd.Checks); diff != "" {
 		t.Errorf("checks (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff([]string{"session:ns/s"}, rd.Policies); diff != "" {

@@ -28,12 +28,15 @@ type Listeners struct {
 }
 
 // Run loads the config, serves the data path, the admin API and the status
-// endpoints, and hot-reloads config and labels until ctx is done. Then it
-// drains: /readyz turns unready, the data listener stops accepting, every
-// HTTP/2 connection is sent GOAWAY (clients open new streams elsewhere, the
-// ones in flight go on), in-flight requests and streams finish within the
-// drain timeout, and finally the admin and status listeners close. It
-// returns nil after a clean drain.
+// endpoints, and hot-reloads config and labels until ctx is done. A POST of
+// contract.PreStopPath to the admin API (the pod's preStop hook) turns
+// /readyz unready and keep-alives off meanwhile, and serving goes on
+// (termination). When ctx is done it drains: /readyz turns unready, the
+// data listener stops accepting, every HTTP/2 connection is sent GOAWAY
+// (clients open new streams elsewhere, the ones in flight go on),
+// in-flight requests and streams finish within the drain timeout, and
+// finally the admin and status listeners close. It returns nil after a
+// clean drain.
 func (p *Proxy) Run(ctx context.Context, ls Listeners) error {
 	data, admin := ls.Data, ls.Admin
 	// A bad file at start-up is logged by the watcher and shown by /readyz;
@@ -104,6 +107,7 @@ func (p *Proxy) Run(ctx context.Context, ls Listeners) error {
 			}
 		},
 	}
+	p.term.track(dataSrv)
 	adminSrv := &http.Server{
 		Handler:           p.AdminHandler(),
 		ReadHeaderTimeout: 10 * time.Second,
