@@ -256,6 +256,11 @@ func injectSidecar(pod *corev1.Pod, p injectParams) (injectResult, error) {
 		return injectResult{}, err
 	}
 	sidecar := sidecarContainer(image, flags, sidecarPort, sidecarPortName, resources, p.Passwords)
+	sidecar.Lifecycle = sidecarLifecycle(adminListen)
+	warnings, err := addDrainDelay(out)
+	if err != nil {
+		return injectResult{}, err
+	}
 	volumes := sidecarVolumes()
 	if adminListen != contract.LoopbackAdmin {
 		// The socket lives in a volume of its own that every app container
@@ -278,7 +283,7 @@ func injectSidecar(pod *corev1.Pod, p injectParams) (injectResult, error) {
 		out.Annotations[AnnotationConfigHash] = p.ConfigHash
 	}
 	out.Annotations[AnnotationInjectionStatus] = statusInjected
-	return injectResult{Pod: out, Injected: true, Reason: reasonInjected}, nil
+	return injectResult{Pod: out, Injected: true, Reason: reasonInjected, Warnings: warnings}, nil
 }
 
 // skip admits pod uninjected, saying why in its injection-status annotation

@@ -93,6 +93,11 @@ func wantSidecar() corev1.Container {
 		StartupProbe:   probe("/readyz", 12),
 		ReadinessProbe: probe("/readyz", 3),
 		LivenessProbe:  probe("/healthz", 3),
+		// The kubelet runs it when the pod starts terminating, long before
+		// the sidecar's SIGTERM.
+		Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{
+			Command: []string{"/gatehouse-sidecar", "prestop", "--admin-listen=unix:/var/run/gatehouse/admin.sock"},
+		}}},
 		SecurityContext: &corev1.SecurityContext{
 			RunAsNonRoot:             new(true),
 			RunAsUser:                ptr.To[int64](65532),
@@ -157,11 +162,18 @@ func service(namespace string, selector map[string]string, target intstr.IntOrSt
 // adminMount is the admin socket's volume, mounted into every app container.
 var adminMount = corev1.VolumeMount{Name: "gatehouse-admin", MountPath: "/var/run/gatehouse"}
 
+// drainDelay is the preStop hook an app container without one of its own
+// gets: it keeps serving that long after its pod starts terminating.
+func drainDelay(seconds int64) *corev1.Lifecycle {
+	return &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: seconds}}}
+}
+
 // injected is appPod after injection with testParams, modified by mutate.
 func injected(mutate ...func(*corev1.Pod)) *corev1.Pod {
 	p := appPod()
 	p.Spec.Containers[0].Ports[0].Name = "app-http"
 	p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{adminMount}
+	p.Spec.Containers[0].Lifecycle = drainDelay(5)
 	p.Spec.InitContainers = []corev1.Container{wantSidecar()}
 	p.Spec.Volumes = wantVolumes()
 	p.Annotations = map[string]string{
@@ -269,7 +281,8 @@ func TestInjectSidecar(t *testing.T) {
 			want: injected(withAnnotation("gatehouse.dev/service-port-name", "web"), func(p *corev1.Pod) {
 				p.Spec.Containers[0].Ports[0].Name = "http"
 				p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "ui", Image: "ui:1",
-					Ports: []corev1.ContainerPort{{Name: "app-web", ContainerPort: 3000}}, VolumeMounts: []corev1.VolumeMount{adminMount}})
+					Ports: []corev1.ContainerPort{{Name: "app-web", ContainerPort: 3000}}, VolumeMounts: []corev1.VolumeMount{adminMount},
+					Lifecycle: drainDelay(5)})
 				p.Spec.InitContainers[0].Args[3] = "--upstream=http://127.0.0.1:3000"
 				p.Spec.InitContainers[0].Ports[0].Name = "web"
 			}),
@@ -392,6 +405,7 @@ func TestInjectSidecar(t *testing.T) {
 			want: injected(withAnnotation("gatehouse.dev/sidecar-admin-listen", "loopback"), func(p *corev1.Pod) {
 				p.Spec.Containers[0].VolumeMounts = nil
 				p.Spec.InitContainers[0].Args[4] = "--admin-listen=127.0.0.1:9901"
+				p.Spec.InitContainers[0].Lifecycle.PreStop.Exec.Command[2] = "--admin-listen=127.0.0.1:9901"
 				p.Spec.InitContainers[0].VolumeMounts = p.Spec.InitContainers[0].VolumeMounts[:2]
 				p.Spec.Volumes = p.Spec.Volumes[:2]
 			}),
@@ -476,6 +490,76 @@ func TestInjectSidecar(t *testing.T) {
 			wantReason:   "injected",
 		},
 		{
+			name:         "drain delay from the annotation",
+			pod:          appPod(withAnnotation("gatehouse.dev/drain-delay-seconds", "12")),
+			want:         injected(withAnnotation("gatehouse.dev/drain-delay-seconds", "12"), func(p *corev1.Pod) { p.Spec.Containers[0].Lifecycle = drainDelay(12) }),
+			wantInjected: true,
+			wantReason:   "injected",
+		},
+		{
+			name:         "drain delay 0: no hook added, the sidecar's own hook stays",
+			pod:          appPod(withAnnotation("gatehouse.dev/drain-delay-seconds", "0")),
+			want:         injected(withAnnotation("gatehouse.dev/drain-delay-seconds", "0"), func(p *corev1.Pod) { p.Spec.Containers[0].Lifecycle = nil }),
+			wantInjected: true,
+			wantReason:   "injected",
+		},
+		{
+			// The API server refuses a sleep longer than the grace period,
+			// and one as long leaves the app no time for SIGTERM.
+			name: "the default drain delay stays below a short grace period, silently",
+			pod:  appPod(func(p *corev1.Pod) { p.Spec.TerminationGracePeriodSeconds = ptr.To[int64](4) }),
+			want: injected(func(p *corev1.Pod) {
+				p.Spec.TerminationGracePeriodSeconds = ptr.To[int64](4)
+				p.Spec.Containers[0].Lifecycle = drainDelay(3)
+			}),
+			wantInjected: true,
+			wantReason:   "injected",
+		},
+		{
+			name: "an annotated drain delay as long as the grace period is shortened, with a warning",
+			pod: appPod(withAnnotation("gatehouse.dev/drain-delay-seconds", "60"), func(p *corev1.Pod) {
+				p.Spec.TerminationGracePeriodSeconds = ptr.To[int64](60)
+			}),
+			want: injected(withAnnotation("gatehouse.dev/drain-delay-seconds", "60"), func(p *corev1.Pod) {
+				p.Spec.TerminationGracePeriodSeconds = ptr.To[int64](60)
+				p.Spec.Containers[0].Lifecycle = drainDelay(59)
+			}),
+			wantInjected: true,
+			wantReason:   "injected",
+			wantWarning:  "gatehouse.dev/drain-delay-seconds: 60 s shortened to 59 s, below the pod's terminationGracePeriodSeconds (60)",
+		},
+		{
+			name: "a grace period of 1 s leaves no room for a delay",
+			pod:  appPod(func(p *corev1.Pod) { p.Spec.TerminationGracePeriodSeconds = ptr.To[int64](1) }),
+			want: injected(func(p *corev1.Pod) {
+				p.Spec.TerminationGracePeriodSeconds = ptr.To[int64](1)
+				p.Spec.Containers[0].Lifecycle = nil
+			}),
+			wantInjected: true,
+			wantReason:   "injected",
+		},
+		{
+			name: "every app container without a preStop gets the delay; one with its own keeps it; postStart stays",
+			pod: appPod(func(p *corev1.Pod) {
+				p.Spec.Containers[0].Lifecycle = &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"warm"}}}}
+				p.Spec.Containers = append(p.Spec.Containers,
+					corev1.Container{Name: "worker", Image: "worker:1"},
+					corev1.Container{Name: "flusher", Image: "flusher:1", Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"flush"}}}}})
+			}),
+			want: injected(func(p *corev1.Pod) {
+				p.Spec.Containers[0].Lifecycle = &corev1.Lifecycle{
+					PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"warm"}}},
+					PreStop:   &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 5}},
+				}
+				p.Spec.Containers = append(p.Spec.Containers,
+					corev1.Container{Name: "worker", Image: "worker:1", VolumeMounts: []corev1.VolumeMount{adminMount}, Lifecycle: drainDelay(5)},
+					corev1.Container{Name: "flusher", Image: "flusher:1", VolumeMounts: []corev1.VolumeMount{adminMount},
+						Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"flush"}}}}})
+			}),
+			wantInjected: true,
+			wantReason:   "injected",
+		},
+		{
 			name:   "no config hash and no redis clusters: no annotation, no env",
 			pod:    appPod(),
 			params: func(p *injectParams) { p.ConfigHash = ""; p.Passwords = nil },
@@ -554,6 +638,8 @@ func TestInjectSidecarDenies(t *testing.T) {
 		{"write timeout not a duration", appPod(withAnnotation("gatehouse.dev/write-timeout", "soon")), `annotation gatehouse.dev/write-timeout: invalid value "soon" for flag -write-timeout`},
 		{"negative body read timeout", appPod(withAnnotation("gatehouse.dev/body-read-timeout", "-1s")), "annotation gatehouse.dev/body-read-timeout: must be positive"},
 		{"trusted proxy not a CIDR", appPod(withAnnotation("gatehouse.dev/trusted-proxies", "10.0.0.0/8,10.0.0.0/33")), `annotation gatehouse.dev/trusted-proxies: invalid CIDR "10.0.0.0/33"`},
+		{"drain delay not a number", appPod(withAnnotation("gatehouse.dev/drain-delay-seconds", "5s")), `annotation gatehouse.dev/drain-delay-seconds: "5s" is not a number of seconds`},
+		{"negative drain delay", appPod(withAnnotation("gatehouse.dev/drain-delay-seconds", "-1")), `annotation gatehouse.dev/drain-delay-seconds: "-1" is not a number of seconds`},
 		{"app uses the status port", appPod(func(p *corev1.Pod) {
 			p.Spec.Containers[0].Ports = append(p.Spec.Containers[0].Ports, corev1.ContainerPort{ContainerPort: 9902})
 		}), `container "app" uses port 9902`},

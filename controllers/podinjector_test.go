@@ -369,6 +369,88 @@ var _ = Describe("Sidecar injection webhook", func() {
 		})
 	})
 
+	// The kubelet runs every container's preStop hook when a pod starts
+	// terminating, but sends a native sidecar SIGTERM only after the app has
+	// exited. The API server stores and validates what the webhook adds.
+	Context("termination", func() {
+		sleep := func(seconds int64) *corev1.LifecycleHandler {
+			return &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: seconds}}
+		}
+		grace := func(seconds int64) func(*corev1.Pod) {
+			return func(p *corev1.Pod) { p.Spec.TerminationGracePeriodSeconds = ptr.To(seconds) }
+		}
+		annotated := func(v string) func(*corev1.Pod) {
+			return func(p *corev1.Pod) { p.Annotations = map[string]string{controllers.AnnotationDrainDelay: v} }
+		}
+
+		It("gives the sidecar a preStop hook that runs the sidecar binary against its own admin address", func() {
+			ns := enabledNamespace()
+			sc := sidecarOf(create(appPod(ns)))
+			Expect(sc).NotTo(BeNil())
+			Expect(sc.Lifecycle).NotTo(BeNil())
+			Expect(sc.Lifecycle.PreStop).To(Equal(&corev1.LifecycleHandler{Exec: &corev1.ExecAction{
+				Command: []string{"/gatehouse-sidecar", "prestop", "--admin-listen=unix:/var/run/gatehouse/admin.sock"},
+			}}))
+			Expect(sc.Args).To(ContainElement("--admin-listen=unix:/var/run/gatehouse/admin.sock"))
+
+			By("with the loopback admin API, the hook calls loopback")
+			sc = sidecarOf(create(appPod(ns, func(p *corev1.Pod) {
+				p.Annotations = map[string]string{controllers.AnnotationAdminListen: controllers.AdminListenLoopback}
+			})))
+			Expect(sc.Lifecycle.PreStop.Exec.Command).To(Equal([]string{"/gatehouse-sidecar", "prestop", "--admin-listen=127.0.0.1:9901"}))
+		})
+
+		It("gives an app container without a preStop hook the default drain delay", func() {
+			pod := create(appPod(enabledNamespace()))
+			Expect(pod.Spec.TerminationGracePeriodSeconds).To(HaveValue(BeEquivalentTo(30)), "the API server's default")
+			Expect(pod.Spec.Containers[0].Lifecycle).NotTo(BeNil())
+			Expect(pod.Spec.Containers[0].Lifecycle.PreStop).To(Equal(sleep(controllers.DefaultDrainDelaySeconds)))
+		})
+
+		It("takes the delay from the pod's annotation, and adds none for 0", func() {
+			ns := enabledNamespace()
+			pod := create(appPod(ns, annotated("12")))
+			Expect(pod.Spec.Containers[0].Lifecycle.PreStop).To(Equal(sleep(12)))
+			pod = create(appPod(ns, annotated("0")))
+			Expect(pod.Spec.Containers[0].Lifecycle).To(BeNil())
+			Expect(sidecarOf(pod).Lifecycle.PreStop.Exec).NotTo(BeNil(), "the sidecar still learns of the termination")
+		})
+
+		It("keeps an app's own preStop hook, and adds the delay to its other containers", func() {
+			ns := enabledNamespace()
+			own := &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/drain", Port: intstr.FromString("http")}}
+			pod := create(appPod(ns, func(p *corev1.Pod) {
+				p.Spec.Containers[0].Lifecycle = &corev1.Lifecycle{PreStop: own}
+				p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "worker", Image: "worker:1"})
+			}))
+			// Its named port follows the rename; the hook is the app's.
+			Expect(pod.Spec.Containers[0].Lifecycle.PreStop).To(Equal(&corev1.LifecycleHandler{
+				HTTPGet: &corev1.HTTPGetAction{Path: "/drain", Port: intstr.FromString("app-http"), Scheme: corev1.URISchemeHTTP},
+			}))
+			Expect(pod.Spec.Containers[1].Lifecycle.PreStop).To(Equal(sleep(controllers.DefaultDrainDelaySeconds)))
+		})
+
+		It("keeps the delay below the pod's grace period, warning when an annotation asked for more", func() {
+			ns := enabledNamespace()
+			pod := create(appPod(ns, grace(3)))
+			Expect(pod.Spec.Containers[0].Lifecycle.PreStop).To(Equal(sleep(2)))
+
+			wc, warnings := warningClient()
+			pod = appPod(ns, grace(20), annotated("20"))
+			Expect(wc.Create(ctx, pod)).To(Succeed())
+			Expect(pod.Spec.Containers[0].Lifecycle.PreStop).To(Equal(sleep(19)))
+			Expect(warnings.all()).To(ContainElement(ContainSubstring("gatehouse.dev/drain-delay-seconds: 20 s shortened to 19 s")))
+
+			pod = create(appPod(ns, grace(1)))
+			Expect(pod.Spec.Containers[0].Lifecycle).To(BeNil(), "no room for a delay")
+		})
+
+		It("denies a pod whose drain delay is not a number of seconds", func() {
+			err := k8sClient.Create(ctx, appPod(enabledNamespace(), annotated("5s")))
+			Expect(err).To(MatchError(ContainSubstring(`annotation gatehouse.dev/drain-delay-seconds: "5s" is not a number of seconds`)))
+		})
+	})
+
 	It("serves the admin API on loopback TCP only when the pod opts in", func() {
 		ns := enabledNamespace()
 		pod := create(appPod(ns, func(p *corev1.Pod) {
