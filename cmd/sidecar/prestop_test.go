@@ -23,34 +23,9 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/gatehouse-dev/gatehouse/internal/redistest"
-	"github.com/gatehouse-dev/gatehouse/internal/sidecarbin"
 	"github.com/gatehouse-dev/gatehouse/sidecar/config"
 	"github.com/gatehouse-dev/gatehouse/sidecar/contract"
 )
-
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// sidecarBinary builds gatehouse-sidecar once for the tests that run it as
-// the kubelet does: a process, its preStop hook another process.
-func sidecarBinary(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "gatehouse-sidecar-test-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath, binErr = sidecarbin.Build(dir)
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
 
 // podSidecar is a sidecar process started the way the webhook configures
 // it: the admin API on a Unix socket, the status endpoints on TCP.
