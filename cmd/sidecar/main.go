@@ -62,11 +62,14 @@ func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
 const usageHead = `Usage: gatehouse-sidecar --config FILE [flags]
+       gatehouse-sidecar prestop [--admin-listen ADDR]
 
 The Gatehouse sidecar: a reverse proxy in front of one app that enforces the
 sessions, rate limits and caching of the policies selecting its pod, from the
 configuration document FILE (docs/sidecar-config.md). Every flag can also be
-set through the environment variable named after it.
+set through the environment variable named after it. "prestop" is the
+injected container's preStop hook: it tells the sidecar serving the admin
+API at ADDR that its pod is terminating (docs/injection.md, "Termination").
 
 Flags:
 `

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -24,17 +25,20 @@ const preStopTimeout = 5 * time.Second
 // --admin-listen, and its environment fallback, as the sidecar itself does,
 // so a container configured either way calls the address it serves.
 func preStop(args []string, getenv func(string) string) error {
-	fs := flag.NewFlagSet("gatehouse-sidecar "+contract.PreStopCommand, flag.ContinueOnError)
+	fs := newFlagSet()
 	admin := contract.LoopbackAdmin
 	if v := getenv(contract.Env(contract.FlagAdminListen)); v != "" {
 		admin = v
 	}
 	fs.StringVar(&admin, contract.FlagAdminListen, admin, "the running sidecar's admin API address, as given to it; env "+contract.Env(contract.FlagAdminListen))
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{fmt.Errorf("%s: %w", contract.PreStopCommand, err)}
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("%s: unexpected arguments: %q", contract.PreStopCommand, fs.Args())
+		return usageError{fmt.Errorf("%s: unexpected arguments: %q", contract.PreStopCommand, fs.Args())}
 	}
 	network, address := contract.Listen(admin)
 	client := &http.Client{

@@ -422,7 +422,20 @@ func TestPreStopHookWithoutSidecarFails(t *testing.T) {
 	if !strings.Contains(string(out), sock) {
 		t.Errorf("prestop error %q does not name the address %s", out, sock)
 	}
-	if out, err := exec.Command(bin, contract.PreStopCommand, "--admin-listen=127.0.0.1:1", "extra").CombinedOutput(); err == nil || !strings.Contains(string(out), "unexpected arguments") {
-		t.Errorf("prestop with a stray argument: %v %q", err, out)
+	// A hook the kubelet cannot run as written is a usage error (exit 2),
+	// as for the sidecar itself; asking for help is not an error.
+	for _, tt := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--admin-listen=127.0.0.1:1", "extra"}, 2, "prestop: unexpected arguments"},
+		{[]string{"--no-such-flag"}, 2, "prestop: flag provided but not defined"},
+		{[]string{"--help"}, 0, "gatehouse-sidecar prestop [--admin-listen ADDR]"},
+	} {
+		code, stdout, stderr := runBinary(t, append([]string{contract.PreStopCommand}, tt.args...)...)
+		if code != tt.code || !strings.Contains(stdout+stderr, tt.want) {
+			t.Errorf("prestop %q: exit %d, output %q; want %d and %q", tt.args, code, stdout+stderr, tt.code, tt.want)
+		}
 	}
 }
