@@ -6,8 +6,7 @@
 //
 // The scenarios run in order, each building on the state the earlier ones
 // left (the install, the sample RedisCluster, the app); a failed one does not
-// stop the next. A scenario that fails for a known bug nobody has fixed yet
-// runs in intermittentBug and is reported as a known bug in the summary.
+// stop the next.
 package e2e
 
 import (
@@ -84,19 +83,6 @@ var _ = Describe("Gatehouse on a one-node cluster", Ordered, ContinueOnFailure, 
 	faultScenarios()
 })
 
-const knownBugPrefix = "KNOWN BUG, waits for "
-
-// intermittentBug runs a scenario that fails on main in most runs for a
-// known reason no issue covers yet, depending on timing. A failure is
-// reported as a known bug; a pass proves nothing and passes.
-func intermittentBug(why string, body func()) {
-	GinkgoHelper()
-	if err := InterceptGomegaFailure(body); err != nil {
-		Skip(fmt.Sprintf("%sa fix not filed yet; %s: %v", knownBugPrefix, why, err))
-	}
-	AddReportEntry("intermittent known bug not hit this time", why)
-}
-
 var _ = ReportAfterSuite("summary", func(r Report) {
 	printSummary(os.Stdout, r)
 })
@@ -119,10 +105,6 @@ func printSummary(w io.Writer, r Report) {
 		switch {
 		case s.State == types.SpecStatePassed:
 			rw.result = "passed"
-		case s.State == types.SpecStateSkipped && strings.HasPrefix(s.Failure.Message, knownBugPrefix):
-			blocker, _, _ := strings.Cut(strings.TrimPrefix(s.Failure.Message, knownBugPrefix), ";")
-			rw.result = "known bug (" + blocker + ")"
-			rw.detail = s.Failure.Message
 		case s.State.Is(types.SpecStateFailureStates):
 			rw.result = "FAILED"
 			rw.detail = s.Failure.Message

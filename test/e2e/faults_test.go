@@ -17,19 +17,19 @@ const (
 	cartURL             = appService + "/api/cart"
 )
 
-// loadAround sends the app steady traffic from the client pod (20 requests
-// a second over one keep-alive client, alice's session on every request)
-// while fault runs, then checks every answer of each URL is one that the
-// policies promise for it (docs/sessions.md, docs/caching.md,
+// loadAround sends the app steady traffic from the client pod (rate
+// requests a second over one pooled keep-alive client, alice's session on
+// every request) while fault runs, then checks every answer of each URL is
+// one that the policies promise for it (docs/sessions.md, docs/caching.md,
 // docs/rate-limiting.md) and that no request went unanswered.
-func loadAround(duration time.Duration, allowed map[string][]string, fault func()) {
+func loadAround(duration time.Duration, rate int, allowed map[string][]string, fault func()) {
 	GinkgoHelper()
 	Expect(token).NotTo(BeEmpty(), "needs the session of the login scenario")
 	var urls []string
 	for u := range allowed {
 		urls = append(urls, u)
 	}
-	done := load(duration, 20, []string{"Authorization: Bearer " + token}, urls...)
+	done := load(duration, rate, []string{"Authorization: Bearer " + token}, urls...)
 	time.Sleep(3 * time.Second) // traffic flows before the fault
 	fault()
 	var s LoadSummary
@@ -101,16 +101,29 @@ func faultScenarios() {
 		for _, p := range podsOf(ctx, shop, storefrontLabels) {
 			old[p.Name] = true
 		}
-		// The kubelet stops a native sidecar only after the app has exited,
-		// and nothing tells the sidecar earlier that its pod is going: it
-		// keeps serving clients' keep-alive connections, whose requests find
-		// the app gone.
-		intermittentBug("the sidecar keeps serving keep-alive connections after the app has exited; "+
-			"their requests get 502 upstream-unavailable", func() {
-			loadAround(45*time.Second, map[string][]string{productURL: {"200"}, cartURL: {"200"}}, func() {
-				mustKubectl("-n", shop, "rollout", "restart", "deployment/"+storefront)
-				mustKubectl("-n", shop, "rollout", "status", "deployment/"+storefront, "--timeout=150s")
-			})
+		// Strict (docs/injection.md, "Termination"): each old pod's sidecar,
+		// told by its preStop hook, ends every client connection after its
+		// current request while the app's drain delay keeps answering, so
+		// no request may fail. The traffic must reach the app: the cart is
+		// the app's on every request, while a cached /products answer comes
+		// from the sidecar alone and passes whatever the app does. The
+		// window the hook closes, from the app's exit to the sidecar's
+		// SIGTERM, is some tens of milliseconds here, hence 50 requests a
+		// second: with the hook disabled, most runs lose a request or two.
+		const traffic = 45 * time.Second
+		began := time.Now()
+		loadAround(traffic, 50, map[string][]string{cartURL: {"200"}}, func() {
+			mustKubectl("-n", shop, "rollout", "restart", "deployment/"+storefront)
+			mustKubectl("-n", shop, "rollout", "status", "deployment/"+storefront, "--timeout=150s")
+			// The old pods' whole termination, not only the new pods'
+			// readiness, happens under traffic.
+			Eventually(func(g Gomega) {
+				for _, p := range podsOf(ctx, shop, storefrontLabels) {
+					g.Expect(old).NotTo(HaveKey(p.Name), "old pod %s still there", p.Name)
+				}
+			}).WithContext(ctx).WithTimeout(time.Minute).Should(Succeed())
+			Expect(time.Since(began)).To(BeNumerically("<", traffic-2*time.Second),
+				"the old pods were gone only after the traffic ended: the scenario proves nothing")
 		})
 		Eventually(func(g Gomega) {
 			deploymentRolledOut(g, ctx, shop, storefront)
@@ -118,12 +131,13 @@ func faultScenarios() {
 		for _, p := range podsOf(ctx, shop, storefrontLabels) {
 			Expect(old).NotTo(HaveKey(p.Name), "every pod replaced")
 			injectedWell(Default, &p)
+			drainDelayed(Default, &p)
 		}
 	})
 
 	It("deleting a Redis primary pod: the operator repairs the cluster, the pod is back at a new IP under the same name, the app answers per its failure modes", func(ctx SpecContext) {
 		pod, node := primaryPod(ctx)
-		loadAround(60*time.Second, map[string][]string{productURL: {"200"}, cartURL: {"200", problemSessionStore}}, func() {
+		loadAround(60*time.Second, 20, map[string][]string{productURL: {"200"}, cartURL: {"200", problemSessionStore}}, func() {
 			mustKubectl("-n", shop, "delete", "pod", pod.Name, "--wait=false")
 			Eventually(func(g Gomega) {
 				var p corev1.Pod

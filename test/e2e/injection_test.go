@@ -16,8 +16,8 @@ import (
 var storefrontLabels = map[string]string{"app": storefront}
 
 // injectedWell checks a pod the way docs/injection.md describes it: the
-// sidecar first among the init containers as a native sidecar, the app's
-// port renamed, the sidecar owning the name.
+// sidecar first among the init containers as a native sidecar with its
+// preStop hook, the app's port renamed, the sidecar owning the name.
 func injectedWell(g Gomega, p *corev1.Pod) {
 	g.Expect(p.Annotations).To(HaveKeyWithValue("gatehouse.dev/injection-status", "injected"), "pod %s", p.Name)
 	g.Expect(p.Spec.InitContainers).NotTo(BeEmpty())
@@ -30,6 +30,20 @@ func injectedWell(g Gomega, p *corev1.Pod) {
 		HaveField("Name", "http"), HaveField("ContainerPort", BeEquivalentTo(15080)))))
 	g.Expect(p.Spec.Containers[0].Ports).To(ContainElement(And(
 		HaveField("Name", "app-http"), HaveField("ContainerPort", BeEquivalentTo(8080)))))
+	g.Expect(sc.Lifecycle).NotTo(BeNil())
+	g.Expect(sc.Lifecycle.PreStop).NotTo(BeNil())
+	g.Expect(sc.Lifecycle.PreStop.Exec).NotTo(BeNil())
+	g.Expect(sc.Lifecycle.PreStop.Exec.Command).To(Equal(
+		[]string{"/gatehouse-sidecar", "prestop", "--admin-listen=unix:/var/run/gatehouse/admin.sock"}))
+}
+
+// drainDelayed checks that the app container of a pod without a preStop
+// hook of its own (storefront.yaml) got the default drain delay.
+func drainDelayed(g Gomega, p *corev1.Pod) {
+	app := p.Spec.Containers[0]
+	g.Expect(app.Lifecycle).NotTo(BeNil(), "pod %s: the app has no preStop hook", p.Name)
+	g.Expect(app.Lifecycle.PreStop).NotTo(BeNil(), "pod %s: the app has no preStop hook", p.Name)
+	g.Expect(app.Lifecycle.PreStop.Sleep).To(Equal(&corev1.SleepAction{Seconds: 5}), "pod %s: the default drain delay", p.Name)
 }
 
 // staysHealthy watches pods for a while: Ready throughout, no container
@@ -61,6 +75,7 @@ func injectionScenarios() {
 		Expect(pods).To(HaveLen(2))
 		for i := range pods {
 			injectedWell(Default, &pods[i])
+			drainDelayed(Default, &pods[i])
 		}
 		// The Service targets the port by name, which is now the sidecar's.
 		Eventually(func(g Gomega) {
@@ -97,6 +112,9 @@ func injectionScenarios() {
 			for _, probe := range []*corev1.Probe{app.StartupProbe, app.ReadinessProbe, app.LivenessProbe} {
 				Expect(probe.HTTPGet.Port.String()).To(BeElementOf("app-http", "8080"))
 			}
+			// The app's own preStop hook is kept, not replaced by the drain delay.
+			Expect(app.Lifecycle.PreStop.Sleep).To(BeNil())
+			Expect(app.Lifecycle.PreStop.HTTPGet).NotTo(BeNil())
 		}
 		_, _ = kubectl("-n", shop, "delete", "deployment", "storefront-probes", "--wait=false")
 	})
