@@ -80,6 +80,7 @@ var _ = Describe("Gatehouse on a one-node cluster", Ordered, ContinueOnFailure, 
 	injectionScenarios()
 	tourScenarios()
 	reloadScenarios()
+	grpcScenarios()
 	faultScenarios()
 })
 

@@ -5,14 +5,16 @@
 //
 //	e2e-client do [-X METHOD] [-H 'Name: value']… [-d BODY] [-n COUNT] [--until STATUS] URL
 //	e2e-client load --duration 30s --rate 20 [-H 'Name: value']… URL…
+//	e2e-client grpc [--call unary|stream|health] [-n COUNT] [-H 'key: value']… HOST:PORT
 //	e2e-client idle
 //
 // do prints one JSON object per response (status, headers, body). load sends
 // requests at a fixed rate over one pooled keep-alive client, like a real
 // client would, and prints one JSON summary: what each URL answered
 // (status, and the problem type of problem+json answers) and every transport
-// error, so a lost request is never silent. idle keeps the pod running until
-// it is stopped.
+// error, so a lost request is never silent. grpc makes gRPC calls to
+// hack/e2e/grpcapp over one client connection and prints each call's status
+// and metadata. idle keeps the pod running until it is stopped.
 package main
 
 import (
@@ -35,7 +37,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: e2e-client do|load [flags] URL… | idle")
+		fmt.Fprintln(os.Stderr, "usage: e2e-client do|load [flags] URL… | grpc [flags] HOST:PORT | idle")
 		os.Exit(2)
 	}
 	var err error
@@ -44,12 +46,14 @@ func main() {
 		err = do(os.Args[2:])
 	case "load":
 		err = load(os.Args[2:])
+	case "grpc":
+		err = callGRPC(os.Args[2:])
 	case "idle":
 		sigs := make(chan os.Signal, 1)
 		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 		<-sigs
 	default:
-		err = fmt.Errorf("unknown command %q: want do, load or idle", os.Args[1])
+		err = fmt.Errorf("unknown command %q: want do, load, grpc or idle", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e-client:", err)

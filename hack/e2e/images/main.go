@@ -61,6 +61,7 @@ var goImages = []goImage{
 	{name: "gatehouse-manager", pkg: "./cmd/manager", entry: "/manager", user: nonroot},
 	{name: "gatehouse-sidecar", pkg: "./cmd/sidecar", entry: "/gatehouse-sidecar", user: nonroot},
 	{name: "storefront", pkg: "./hack/e2e/storefront", entry: "/storefront", user: nonroot},
+	{name: "grpcapp", pkg: "./hack/e2e/grpcapp", entry: "/grpcapp", user: nonroot},
 	{name: "e2e-client", pkg: "./hack/e2e/client", entry: "/e2e-client", user: nonroot},
 	// The pod sandbox: blocks until signalled and reaps zombies.
 	{name: "pause", pkg: "./hack/e2e/pause", entry: "/pause", user: nonroot},
