@@ -3,6 +3,11 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,6 +24,13 @@ var storefrontLabels = map[string]string{"app": storefront}
 // sidecar first among the init containers as a native sidecar with its
 // preStop hook, the app's port renamed, the sidecar owning the name.
 func injectedWell(g Gomega, p *corev1.Pod) {
+	sidecarInjected(g, p)
+	g.Expect(p.Spec.Containers[0].Ports).To(ContainElement(And(
+		HaveField("Name", "app-http"), HaveField("ContainerPort", BeEquivalentTo(8080)))))
+}
+
+// sidecarInjected is injectedWell without the app's own port.
+func sidecarInjected(g Gomega, p *corev1.Pod) {
 	g.Expect(p.Annotations).To(HaveKeyWithValue("gatehouse.dev/injection-status", "injected"), "pod %s", p.Name)
 	g.Expect(p.Spec.InitContainers).NotTo(BeEmpty())
 	sc := p.Spec.InitContainers[0]
@@ -28,8 +40,6 @@ func injectedWell(g Gomega, p *corev1.Pod) {
 	g.Expect(sc.Image).To(Equal("gatehouse.local/gatehouse-sidecar:e2e"))
 	g.Expect(sc.Ports).To(ContainElement(And(
 		HaveField("Name", "http"), HaveField("ContainerPort", BeEquivalentTo(15080)))))
-	g.Expect(p.Spec.Containers[0].Ports).To(ContainElement(And(
-		HaveField("Name", "app-http"), HaveField("ContainerPort", BeEquivalentTo(8080)))))
 	g.Expect(sc.Lifecycle).NotTo(BeNil())
 	g.Expect(sc.Lifecycle.PreStop).NotTo(BeNil())
 	g.Expect(sc.Lifecycle.PreStop.Exec).NotTo(BeNil())
@@ -91,6 +101,33 @@ func injectionScenarios() {
 		staysHealthy(ctx, storefrontLabels, start, 20*time.Second)
 	})
 
+	It("the admin API is on the shared Unix socket only: the pod listens on TCP for the proxy, the status port and the app, and the network reaches no admin route", func(ctx SpecContext) {
+		pods := podsOf(ctx, shop, storefrontLabels)
+		Expect(pods).NotTo(BeEmpty())
+		p := pods[0]
+		// The node's view of the pod's network namespace: every listening
+		// socket, whichever container opened it.
+		pid := containerPID(&p, sidecarName)
+		Expect(listeningTCPPorts(pid)).To(ConsistOf(15080, 9902, 8080),
+			"pod %s listens on TCP for the proxy (15080), the status port (9902) and the app (8080) alone", p.Name)
+		Expect(listeningUnixSockets(pid)).To(ContainElement("/var/run/gatehouse/admin.sock"))
+
+		// From another pod: the admin port a hand-started sidecar uses is
+		// closed, and the status port, which every pod reaches, answers
+		// no admin route; the hook's route least of all, which would make
+		// the pod unready.
+		_, err := fromClient(fmt.Sprintf("http://%s:9901/readyz", p.Status.PodIP))
+		Expect(err).To(MatchError(ContainSubstring("connection refused")))
+		status := fmt.Sprintf("http://%s:9902", p.Status.PodIP)
+		r := request("-X", "POST", "-d", `{"subject":"mallory"}`, status+"/v1/sessions")
+		Expect(r.Status).To(Equal(404), "POST /v1/sessions on the status port: %s", r.Body)
+		r = request("-X", "POST", status+"/prestop")
+		Expect(r.Status).To(Equal(404), "POST /prestop on the status port: %s", r.Body)
+		rd, err := sidecarReadiness(&p)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(rd.Ready).To(BeTrue(), "pod %s still ready", p.Name)
+	})
+
 	It("probes and hooks that name the app's port keep pointing at the app after the port is renamed", func(ctx SpecContext) {
 		start := metaNow()
 		mustKubectl("apply", "-f", testdata("probes.yaml"))
@@ -139,4 +176,63 @@ func injectionScenarios() {
 		}).WithContext(ctx).WithTimeout(30 * time.Second).Should(Succeed())
 		_, _ = kubectl("-n", shop, "delete", "pod", "host-network", "--ignore-not-found", "--wait=false")
 	})
+}
+
+// containerPID is the host PID of a running container's first process,
+// from containerd's task state on the node.
+func containerPID(p *corev1.Pod, container string) int {
+	GinkgoHelper()
+	var id string
+	for _, cs := range append(p.Status.InitContainerStatuses, p.Status.ContainerStatuses...) {
+		if cs.Name == container {
+			id = strings.TrimPrefix(cs.ContainerID, "containerd://")
+		}
+	}
+	Expect(id).NotTo(BeEmpty(), "pod %s runs %s", p.Name, container)
+	data, err := os.ReadFile(filepath.Join(env.containerdState, "io.containerd.runtime.v2.task", "k8s.io", id, "init.pid"))
+	Expect(err).NotTo(HaveOccurred())
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	Expect(err).NotTo(HaveOccurred())
+	return pid
+}
+
+// listeningTCPPorts lists the TCP ports (IPv4 and IPv6) listening in the
+// network namespace of process pid, from /proc/PID/net/tcp{,6}.
+func listeningTCPPorts(pid int) []int {
+	GinkgoHelper()
+	seen := map[int]bool{}
+	for _, f := range []string{"tcp", "tcp6"} {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, f))
+		Expect(err).NotTo(HaveOccurred())
+		for _, line := range strings.Split(string(data), "\n")[1:] {
+			// sl local_address rem_address st …; st 0A is LISTEN.
+			fields := strings.Fields(line)
+			if len(fields) < 4 || fields[3] != "0A" {
+				continue
+			}
+			_, hexPort, _ := strings.Cut(fields[1], ":")
+			port, err := strconv.ParseInt(hexPort, 16, 32)
+			Expect(err).NotTo(HaveOccurred())
+			seen[int(port)] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(seen))
+}
+
+// listeningUnixSockets lists the paths of the listening Unix sockets in the
+// network namespace of process pid, from /proc/PID/net/unix.
+func listeningUnixSockets(pid int) []string {
+	GinkgoHelper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/unix", pid))
+	Expect(err).NotTo(HaveOccurred())
+	var paths []string
+	for _, line := range strings.Split(string(data), "\n")[1:] {
+		// Num RefCount Protocol Flags Type St Inode Path; Flags 00010000 is
+		// __SO_ACCEPTCON, a listening socket.
+		fields := strings.Fields(line)
+		if len(fields) == 8 && fields[3] == "00010000" {
+			paths = append(paths, fields[7])
+		}
+	}
+	return paths
 }
