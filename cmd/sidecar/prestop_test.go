@@ -212,8 +212,26 @@ type h2Events struct {
 // until those streams have ended.
 func (h *h2Conn) read(t *testing.T, stopWhenEnded ...uint32) h2Events {
 	t.Helper()
+	return h.readUntil(t, false, stopWhenEnded...)
+}
+
+// readToGoAway collects frames until the server's GOAWAY.
+func (h *h2Conn) readToGoAway(t *testing.T) h2Events {
+	t.Helper()
+	ev := h.readUntil(t, true)
+	if ev.goaway == nil {
+		t.Fatal("no GOAWAY: the connection ended or stayed silent")
+	}
+	return ev
+}
+
+func (h *h2Conn) readUntil(t *testing.T, goAway bool, stopWhenEnded ...uint32) h2Events {
+	t.Helper()
 	ev := h2Events{bodies: map[uint32]string{}, ended: map[uint32]bool{}}
 	done := func() bool {
+		if goAway {
+			return ev.goaway != nil
+		}
 		if len(stopWhenEnded) == 0 {
 			return false
 		}
@@ -354,18 +372,34 @@ func TestPreStopHookMovesClientsOffWhileServing(t *testing.T) {
 	if !fresh.closedByServer() {
 		t.Error("a new connection stayed open after its response")
 	}
-	// An idle HTTP/2 connection: its next stream is served, then GOAWAY
-	// (NO_ERROR) and the connection ends.
-	next := idle2.open(t, "/after")
+	// An idle HTTP/2 connection gets GOAWAY (NO_ERROR, RFC 9113 §6.8)
+	// naming the last stream it served, and ends: its client opens its
+	// next stream on a new connection.
 	ev := idle2.read(t)
-	if ev.bodies[next] != "served /after" || !ev.ended[next] {
-		t.Errorf("h2 stream after the hook: body %q, ended %v; want served", ev.bodies[next], ev.ended[next])
-	}
-	if ev.goaway == nil || ev.goaway.ErrCode != http2.ErrCodeNo || ev.goaway.LastStreamID < next {
-		t.Errorf("h2 connection after the hook: GOAWAY %v; want NO_ERROR covering stream %d", ev.goaway, next)
+	if ev.goaway == nil || ev.goaway.ErrCode != http2.ErrCodeNo || ev.goaway.LastStreamID != first {
+		t.Errorf("idle h2 connection after the hook: GOAWAY %v; want NO_ERROR with last stream %d", ev.goaway, first)
 	}
 	if !ev.eof {
-		t.Error("h2 connection stayed open after GOAWAY")
+		t.Error("idle h2 connection stayed open after GOAWAY")
+	}
+	// A new HTTP/2 connection is served until it has no open stream, then
+	// gets GOAWAY.
+	fresh2 := dialH2(t, s.data)
+	next := fresh2.open(t, "/after")
+	ev = fresh2.read(t)
+	if ev.bodies[next] != "served /after" || !ev.ended[next] {
+		t.Errorf("a new h2 connection after the hook: body %q, ended %v; want served", ev.bodies[next], ev.ended[next])
+	}
+	if ev.goaway == nil || ev.goaway.ErrCode != http2.ErrCodeNo || ev.goaway.LastStreamID < next || !ev.eof {
+		t.Errorf("a new h2 connection after the hook: GOAWAY %v, ended %v; want NO_ERROR covering stream %d, then the end", ev.goaway, ev.eof, next)
+	}
+	// An HTTP/2 connection with a stream in flight gets GOAWAY at once,
+	// not when the stream ends: a gRPC client whose connection always has
+	// a stream open (a watch next to its calls) would otherwise send new
+	// calls here until the sidecar's SIGTERM, after the app has gone.
+	ev = busy2.readToGoAway(t)
+	if ev.goaway.ErrCode != http2.ErrCodeNo || ev.goaway.LastStreamID < slow2 || ev.ended[slow2] {
+		t.Errorf("h2 connection with a stream in flight: GOAWAY %v, stream ended %v; want NO_ERROR covering stream %d while it runs", ev.goaway, ev.ended[slow2], slow2)
 	}
 
 	// In-flight requests finish on their connections, which then end.
@@ -380,8 +414,8 @@ func TestPreStopHookMovesClientsOffWhileServing(t *testing.T) {
 	if ev.bodies[slow2] != "served /slow" || !ev.ended[slow2] {
 		t.Errorf("h2 stream in flight at the hook: body %q ended %v; want it whole", ev.bodies[slow2], ev.ended[slow2])
 	}
-	if ev.goaway == nil || ev.goaway.ErrCode != http2.ErrCodeNo || ev.goaway.LastStreamID < slow2 || !ev.eof {
-		t.Errorf("h2 connection with a stream in flight at the hook: GOAWAY %v, ended %v; want NO_ERROR after the stream", ev.goaway, ev.eof)
+	if !ev.eof {
+		t.Error("the h2 connection stayed open after its last stream")
 	}
 
 	// The kubelet may run the hook again (a restarted container): it

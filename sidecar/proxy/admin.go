@@ -112,7 +112,7 @@ func (p *Proxy) readiness(ctx context.Context) Readiness {
 	}
 	term := Check{Name: "terminating", OK: !p.term.on.Load()}
 	if !term.OK {
-		term.Error = "the pod is terminating (preStop hook): still serving, closing each client connection after its current request"
+		term.Error = "the pod is terminating (preStop hook): still serving, moving clients off their connections (GOAWAY, Connection: close)"
 	}
 	rd.Checks = append(rd.Checks, drain, term)
 	cfg := Check{Name: "config", OK: st.Loaded}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -30,8 +31,10 @@ type Listeners struct {
 // Run loads the config, serves the data path, the admin API and the status
 // endpoints, and hot-reloads config and labels until ctx is done. A POST of
 // contract.PreStopPath to the admin API (the pod's preStop hook) turns
-// /readyz unready and keep-alives off meanwhile, and serving goes on
-// (termination). When ctx is done it drains: /readyz turns unready, the
+// /readyz unready and moves every client off the connection it holds
+// (HTTP/2 connections get GOAWAY at once, HTTP/1.1 ones close after their
+// current response), while new connections are still served
+// (dataServing). When ctx is done it drains: /readyz turns unready, the
 // data listener stops accepting, every HTTP/2 connection is sent GOAWAY
 // (clients open new streams elsewhere, the ones in flight go on),
 // in-flight requests and streams finish within the drain timeout, and
@@ -66,7 +69,58 @@ func (p *Proxy) Run(ctx context.Context, ls Listeners) error {
 	}
 
 	errLog := slog.NewLogLogger(p.log.Handler(), slog.LevelWarn)
-	dataSrv := &http.Server{
+	ds := newDataServing(data, func() *http.Server { return p.dataServer(errLog) })
+	// The preStop hook hands the data listener over (dataServing).
+	p.term.onBegin(ds.handOver)
+	adminSrv := &http.Server{
+		Handler:           p.AdminHandler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          errLog,
+	}
+	// The side servers (admin, status) outlive the data drain so that probes
+	// see "draining" instead of a refused connection.
+	side := []*http.Server{adminSrv}
+	errc := make(chan error, 3)
+	go func() { errc <- ds.serve() }()
+	go func() { errc <- serve(adminSrv, admin, "admin") }()
+	pending := 2
+	if ls.Status != nil {
+		statusSrv := &http.Server{Handler: p.StatusHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+		side = append(side, statusSrv)
+		go func() { errc <- serve(statusSrv, ls.Status, "status") }()
+		pending++
+		p.log.Info("Serving status endpoints", "status", ls.Status.Addr().String())
+	}
+	p.log.Info("Serving", "data", data.Addr().String(), "admin", admin.Addr().String())
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+		pending--
+	}
+	drainErr := p.drain(ds)
+	closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	for _, srv := range side {
+		if err := srv.Shutdown(closeCtx); err != nil {
+			_ = srv.Close()
+		}
+	}
+	for ; pending > 0; pending-- {
+		if err := <-errc; err != nil && serveErr == nil {
+			serveErr = err
+		}
+	}
+	stopWatchers()
+	_ = p.Close()
+	return errors.Join(serveErr, drainErr)
+}
+
+// dataServer is a server of the data listener. dataServing makes a second
+// one when the pod terminates.
+func (p *Proxy) dataServer(errLog *log.Logger) *http.Server {
+	return &http.Server{
 		Handler:   p,
 		Protocols: dataProtocols(),
 		// Bound how long a client may take to send headers (slowloris).
@@ -107,50 +161,6 @@ func (p *Proxy) Run(ctx context.Context, ls Listeners) error {
 			}
 		},
 	}
-	p.term.track(dataSrv)
-	adminSrv := &http.Server{
-		Handler:           p.AdminHandler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          errLog,
-	}
-	// The side servers (admin, status) outlive the data drain so that probes
-	// see "draining" instead of a refused connection.
-	side := []*http.Server{adminSrv}
-	errc := make(chan error, 3)
-	go func() { errc <- serve(dataSrv, data, "data") }()
-	go func() { errc <- serve(adminSrv, admin, "admin") }()
-	pending := 2
-	if ls.Status != nil {
-		statusSrv := &http.Server{Handler: p.StatusHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
-		side = append(side, statusSrv)
-		go func() { errc <- serve(statusSrv, ls.Status, "status") }()
-		pending++
-		p.log.Info("Serving status endpoints", "status", ls.Status.Addr().String())
-	}
-	p.log.Info("Serving", "data", data.Addr().String(), "admin", admin.Addr().String())
-
-	var serveErr error
-	select {
-	case <-ctx.Done():
-	case serveErr = <-errc:
-		pending--
-	}
-	drainErr := p.drain(dataSrv)
-	closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	for _, srv := range side {
-		if err := srv.Shutdown(closeCtx); err != nil {
-			_ = srv.Close()
-		}
-	}
-	for ; pending > 0; pending-- {
-		if err := <-errc; err != nil && serveErr == nil {
-			serveErr = err
-		}
-	}
-	stopWatchers()
-	_ = p.Close()
-	return errors.Join(serveErr, drainErr)
 }
 
 // clientWriteTimeout is the write timeout of the configuration in force
@@ -176,15 +186,15 @@ func dataProtocols() *http.Protocols {
 	return &p
 }
 
-// drain stops accepting on srv and waits for in-flight requests, at most the
-// drain timeout; requests still running then are cut off.
-func (p *Proxy) drain(srv *http.Server) error {
+// drain stops accepting on the data listener and waits for in-flight
+// requests, at most the drain timeout; requests still running then are cut
+// off.
+func (p *Proxy) drain(ds *dataServing) error {
 	p.draining.Store(true)
 	p.log.Info("Draining", "timeout", p.drainTimeout.String())
 	ctx, cancel := context.WithTimeout(context.Background(), p.drainTimeout)
 	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		_ = srv.Close()
+	if err := ds.shutdown(ctx); err != nil {
 		return fmt.Errorf("drain: in-flight requests cut off after %s: %w", p.drainTimeout, err)
 	}
 	p.log.Info("Drained")
