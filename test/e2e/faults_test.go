@@ -110,7 +110,7 @@ func faultScenarios() {
 		// window the hook closes, from the app's exit to the sidecar's
 		// SIGTERM, is some tens of milliseconds here, hence 50 requests a
 		// second: with the hook disabled, most runs lose a request or two.
-		const traffic = 45 * time.Second
+		const traffic = 40 * time.Second
 		began := time.Now()
 		loadAround(traffic, 50, map[string][]string{cartURL: {"200"}}, func() {
 			mustKubectl("-n", shop, "rollout", "restart", "deployment/"+storefront)
