@@ -377,7 +377,7 @@ var _ = Describe("Sidecar injection webhook", func() {
 			return &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: seconds}}
 		}
 		grace := func(seconds int64) func(*corev1.Pod) {
-			return func(p *corev1.Pod) { p.Spec.TerminationGracePeriodSeconds = ptr.To(seconds) }
+			return func(p *corev1.Pod) { p.Spec.TerminationGracePeriodSeconds = new(seconds) }
 		}
 		annotated := func(v string) func(*corev1.Pod) {
 			return func(p *corev1.Pod) { p.Annotations = map[string]string{controllers.AnnotationDrainDelay: v} }

@@ -62,9 +62,9 @@ func startPodSidecar(t *testing.T, upstream string) *podSidecar {
 	go func() { s.exited <- s.cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = s.cmd.Process.Kill()
-		<-s.exited
+		exit := <-s.exited
 		if t.Failed() {
-			t.Logf("sidecar log:\n%s", s.log)
+			t.Logf("sidecar exit: %v; log:\n%s", exit, s.log)
 		}
 	})
 	waitFor(t, "the sidecar ready", func() bool { code, _ := s.readyz(t); return code == http.StatusOK })

@@ -92,6 +92,20 @@ func newSidecar(t testing.TB, upstream string, cfgDoc string, opts ...sidecarOpt
 // unless the test stopped it itself.
 func (s *sidecar) start(t *testing.T) *sidecar {
 	t.Helper()
+	s.run(t)
+	t.Cleanup(func() {
+		s.cancel()
+		if err := <-s.done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return s
+}
+
+// run runs the sidecar for a test that stops it (s.cancel) and checks what
+// Run returns (s.done) itself.
+func (s *sidecar) run(t *testing.T) {
+	t.Helper()
 	dl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -104,13 +118,6 @@ func (s *sidecar) start(t *testing.T) *sidecar {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel, s.done = cancel, make(chan error, 1)
 	go func() { s.done <- s.p.Run(ctx, Listeners{Data: dl, Admin: al}) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-s.done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	return s
 }
 
 func writeFile(t testing.TB, path, content string) {

@@ -434,12 +434,7 @@ func TestDrainTimeoutCutsOffStragglers(t *testing.T) {
 	})
 	s := newSidecar(t, appSrv.URL, cfgDoc("d", ""))
 	s.p.drainTimeout = 100 * time.Millisecond
-	dl, _ := net.Listen("tcp", "127.0.0.1:0")
-	al, _ := net.Listen("tcp", "127.0.0.1:0")
-	s.data = "http://" + dl.Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.p.Run(ctx, Listeners{Data: dl, Admin: al}) }()
+	s.run(t)
 	go func() {
 		resp, err := http.Get(s.data + "/stuck")
 		if err == nil {
@@ -447,8 +442,8 @@ func TestDrainTimeoutCutsOffStragglers(t *testing.T) {
 		}
 	}()
 	eventually(t, "request in flight", func() bool { return inApp.Load() == 1 })
-	cancel()
-	if err := <-done; err == nil || !strings.Contains(err.Error(), "cut off") {
+	s.cancel()
+	if err := <-s.done; err == nil || !strings.Contains(err.Error(), "cut off") {
 		t.Errorf("Run with a stuck request = %v, want a drain timeout error", err)
 	}
 }

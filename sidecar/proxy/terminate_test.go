@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"io"
 	"net"
 	"net/http"
@@ -108,12 +107,7 @@ func TestDrainTimeoutAfterPreStopCutsOffTheRetiredServersStragglers(t *testing.T
 	})
 	s := newSidecar(t, app.URL, cfgDoc("h", ""))
 	s.p.drainTimeout = 100 * time.Millisecond
-	dl, _ := net.Listen("tcp", "127.0.0.1:0")
-	al, _ := net.Listen("tcp", "127.0.0.1:0")
-	s.data, s.admin = "http://"+dl.Addr().String(), "http://"+al.Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.p.Run(ctx, Listeners{Data: dl, Admin: al}) }()
+	s.run(t)
 	eventually(t, "ready", func() bool { code, _ := readyz(t, s); return code == http.StatusOK })
 	go func() {
 		if resp, err := http.Get(s.data + "/stuck"); err == nil {
@@ -122,9 +116,9 @@ func TestDrainTimeoutAfterPreStopCutsOffTheRetiredServersStragglers(t *testing.T
 	}()
 	eventually(t, "request in flight", func() bool { return inApp.Load() == 1 })
 	preStop(t, s)
-	cancel()
+	s.cancel()
 	select {
-	case err := <-done:
+	case err := <-s.done:
 		if err == nil || !strings.Contains(err.Error(), "cut off") {
 			t.Errorf("Run with a stuck request of the retired server = %v, want a drain timeout error", err)
 		}

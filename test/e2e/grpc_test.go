@@ -10,8 +10,6 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	discoveryv1 "k8s.io/api/discovery/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 const (
@@ -94,15 +92,7 @@ func grpcScenarios() {
 		// first may come before it does).
 		Expect(p.Spec.Containers[0].ReadinessProbe.GRPC.Port).To(BeEquivalentTo(9090))
 		staysHealthy(ctx, grpcappLabels, metaNow(), 6*time.Second)
-		Eventually(func(g Gomega) {
-			var slices discoveryv1.EndpointSliceList
-			g.Expect(k8s.List(ctx, &slices, client.InNamespace(shop),
-				client.MatchingLabels{discoveryv1.LabelServiceName: grpcapp})).To(Succeed())
-			g.Expect(slices.Items).NotTo(BeEmpty())
-			for _, sl := range slices.Items {
-				g.Expect(sl.Ports).To(ConsistOf(HaveField("Port", HaveValue(BeEquivalentTo(15080)))))
-			}
-		}).WithContext(ctx).WithTimeout(30 * time.Second).Should(Succeed())
+		endpointsOnSidecar(ctx, grpcapp)
 		// The sidecar has loaded the policies that select the pod.
 		Eventually(func(g Gomega) {
 			rs, err := fromClient(fmt.Sprintf("http://%s:9902/readyz", p.Status.PodIP))

@@ -56,6 +56,21 @@ func drainDelayed(g Gomega, p *corev1.Pod) {
 	g.Expect(app.Lifecycle.PreStop.Sleep).To(Equal(&corev1.SleepAction{Seconds: 5}), "pod %s: the default drain delay", p.Name)
 }
 
+// endpointsOnSidecar waits until a shop Service's endpoints are the
+// sidecar's proxy port, 15080, and nothing else.
+func endpointsOnSidecar(ctx context.Context, service string) {
+	GinkgoHelper()
+	Eventually(func(g Gomega) {
+		var slices discoveryv1.EndpointSliceList
+		g.Expect(k8s.List(ctx, &slices, client.InNamespace(shop),
+			client.MatchingLabels{discoveryv1.LabelServiceName: service})).To(Succeed())
+		g.Expect(slices.Items).NotTo(BeEmpty())
+		for _, sl := range slices.Items {
+			g.Expect(sl.Ports).To(ConsistOf(HaveField("Port", HaveValue(BeEquivalentTo(15080)))))
+		}
+	}).WithContext(ctx).WithTimeout(30 * time.Second).Should(Succeed())
+}
+
 // staysHealthy watches pods for a while: Ready throughout, no container
 // restarted, and no probe failure reported by the kubelet.
 func staysHealthy(ctx context.Context, labels map[string]string, since time.Time, window time.Duration) {
@@ -88,15 +103,7 @@ func injectionScenarios() {
 			drainDelayed(Default, &pods[i])
 		}
 		// The Service targets the port by name, which is now the sidecar's.
-		Eventually(func(g Gomega) {
-			var slices discoveryv1.EndpointSliceList
-			g.Expect(k8s.List(ctx, &slices, client.InNamespace(shop),
-				client.MatchingLabels{discoveryv1.LabelServiceName: storefront})).To(Succeed())
-			g.Expect(slices.Items).NotTo(BeEmpty())
-			for _, sl := range slices.Items {
-				g.Expect(sl.Ports).To(ConsistOf(HaveField("Port", HaveValue(BeEquivalentTo(15080)))))
-			}
-		}).WithContext(ctx).WithTimeout(30 * time.Second).Should(Succeed())
+		endpointsOnSidecar(ctx, storefront)
 		// Startup (HTTP), readiness (HTTP) and liveness (TCP) by port number.
 		staysHealthy(ctx, storefrontLabels, start, 20*time.Second)
 	})
