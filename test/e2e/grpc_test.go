@@ -88,10 +88,11 @@ func grpcScenarios() {
 		Expect(p.Spec.Containers[0].Ports).To(ContainElement(And(
 			HaveField("Name", "app-http"), HaveField("ContainerPort", BeEquivalentTo(9090)))))
 		// The kubelet's gRPC probes name the port by number: they reach the
-		// app, not the sidecar, and keep passing once the app listens (the
-		// first may come before it does).
+		// app, not the sidecar, and keep passing once the pod is Ready (one
+		// may fail before the app listens). Events carry whole seconds:
+		// the second of the transition is left out.
 		Expect(p.Spec.Containers[0].ReadinessProbe.GRPC.Port).To(BeEquivalentTo(9090))
-		staysHealthy(ctx, grpcappLabels, metaNow(), 6*time.Second)
+		staysHealthy(ctx, grpcappLabels, readySince(&p).Add(time.Second), 6*time.Second)
 		endpointsOnSidecar(ctx, grpcapp)
 		// The sidecar has loaded the policies that select the pod.
 		Eventually(func(g Gomega) {

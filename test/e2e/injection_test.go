@@ -108,7 +108,7 @@ func injectionScenarios() {
 		staysHealthy(ctx, storefrontLabels, start, 20*time.Second)
 	})
 
-	It("the admin API is on the shared Unix socket only: the pod listens on TCP for the proxy, the status port and the app, and the network reaches no admin route", func(ctx SpecContext) {
+	It("the admin API is on the shared Unix socket only: no TCP port of the pod, nothing on the network, serves an admin route", func(ctx SpecContext) {
 		pods := podsOf(ctx, shop, storefrontLabels)
 		Expect(pods).NotTo(BeEmpty())
 		p := pods[0]

@@ -151,6 +151,16 @@ func podReady(p *corev1.Pod) bool {
 	return false
 }
 
+// readySince is when a pod last became Ready.
+func readySince(p *corev1.Pod) time.Time {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.LastTransitionTime.Time
+		}
+	}
+	return time.Time{}
+}
+
 // restarts counts the restarts of every container of a pod, init
 // containers (the native sidecar) included.
 func restarts(p *corev1.Pod) map[string]int32 {
