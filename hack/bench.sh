@@ -8,8 +8,10 @@
 # configurations, for development), BENCH_OUT (docs/benchmarks.md),
 # BENCH_SUITE (all; http for the wrk rows only; h2c for the gRPC rows only,
 # about a minute), BENCH_H2_CLIENTS (8) and BENCH_H2_STREAMS (8) for h2load,
-# BENCH_ERL (an envoyproxy/ratelimit service binary: adds its rows to the
-# Redis-cost-per-decision comparison; docs/benchmarks.md).
+# BENCH_ERL (the envoyproxy/ratelimit service binary for the
+# Redis-cost-per-decision comparison, docs/benchmarks.md; by default built
+# from its Go module at ERL_VERSION and cached in ~/.cache/gatehouse/bench;
+# "none" leaves its rows out).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:${PATH}"
@@ -39,6 +41,23 @@ if ((${#missing[@]})); then
 	if command -v systemctl >/dev/null; then systemctl disable --now nginx >/dev/null 2>&1 || true; fi
 fi
 
+# envoyproxy/ratelimit, the peer whose Redis cost per decision the issue
+# compares against, built from the Go module proxy like the envtest assets.
+ERL_VERSION="v1.4.1-0.20260122083618-3fb702589d36"
+erl="${BENCH_ERL:-}"
+if [[ -z "${erl}" && "${suite}" != h2c ]]; then
+	erl="${HOME}/.cache/gatehouse/bench/envoy-ratelimit-${ERL_VERSION}"
+	if [[ ! -x "${erl}" ]]; then
+		echo "bench: building envoyproxy/ratelimit ${ERL_VERSION} (once)" >&2
+		erltmp="$(mktemp -d)"
+		GOBIN="${erltmp}" GOFLAGS=-mod=mod go install "github.com/envoyproxy/ratelimit/src/service_cmd@${ERL_VERSION}"
+		mkdir -p "$(dirname "${erl}")"
+		mv "${erltmp}/service_cmd" "${erl}"
+		rm -rf "${erltmp}"
+	fi
+fi
+[[ "${erl}" == none ]] && erl=""
+
 bindir="$(mktemp -d)"
 trap 'rm -rf "${bindir}"' EXIT
 # Built exactly as `make build` builds the shipped binary.
@@ -47,7 +66,7 @@ go build -o "${bindir}/bench" ./hack/bench
 
 "${bindir}/bench" run \
 	--sidecar "${bindir}/gatehouse-sidecar" \
-	--erl "${BENCH_ERL:-}" \
+	--erl "${erl}" \
 	--out "${BENCH_OUT:-docs/benchmarks.md}" \
 	--duration "${BENCH_DURATION:-5s}" \
 	--warmup "${BENCH_WARMUP:-1s}" \
