@@ -232,13 +232,7 @@ func TestLeasedTokenBucketKeepsEveryInterval(t *testing.T) {
 	r := leasedRule("bucket", config.TokenBucket, 50, time.Second) // one token per 20ms
 	r.Burst = 20
 	p := testPolicy("ns", "tb-intervals", "main", r)
-	var mu sync.Mutex
-	var times []time.Time
-	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		times = append(times, time.Now())
-		mu.Unlock()
-	})
+	app, admitted := admissionRecorder()
 	var hs []http.Handler
 	for range 2 {
 		l := newLimiter(t, one(t, c), nil, p)
@@ -256,6 +250,7 @@ func TestLeasedTokenBucketKeepsEveryInterval(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	times := admitted()
 	// Admission times are taken at the app, after the decision: allow one
 	// token of slack per driver for the time between the two.
 	const emission, burst, slack = 20 * time.Millisecond, 20, 2
@@ -281,13 +276,7 @@ func TestLeasedTokensHeldOverARefill(t *testing.T) {
 	r := leasedRule("refill", config.TokenBucket, 1000, time.Second) // one token per ms
 	r.Burst = 400
 	p := testPolicy("ns", "tb-refill", "main", r)
-	var mu sync.Mutex
-	var times []time.Time
-	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		times = append(times, time.Now())
-		mu.Unlock()
-	})
+	app, admitted := admissionRecorder()
 	a, b := newLimiter(t, one(t, c), nil, p), newLimiter(t, one(t, c), nil, p)
 	t.Cleanup(func() { _ = a.Close(); _ = b.Close() })
 	ha, hb := a.Middleware(app), b.Middleware(app)
@@ -323,6 +312,7 @@ func TestLeasedTokensHeldOverARefill(t *testing.T) {
 			denied++
 		}
 	}
+	times := admitted()
 	const emission, burst, slack = time.Millisecond, 400, 2
 	for i, ti := range times {
 		for j := i; j < len(times); j++ {
@@ -486,5 +476,22 @@ func TestLeasedRepliesAcrossABoundary(t *testing.T) {
 	// The newer window's units are still spendable.
 	if ok, _, _ := ls.spend("k", now.Add(time.Millisecond)); !ok {
 		t.Error("the newer window's units were thrown away")
+	}
+}
+
+// admissionRecorder is an app that records when each request reached it;
+// admitted returns the times, once the drivers are done.
+func admissionRecorder() (app http.Handler, admitted func() []time.Time) {
+	var mu sync.Mutex
+	var times []time.Time
+	app = http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		mu.Lock()
+		times = append(times, time.Now())
+		mu.Unlock()
+	})
+	return app, func() []time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]time.Time(nil), times...)
 	}
 }
