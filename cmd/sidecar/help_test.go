@@ -1,16 +1,14 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/gatehouse-dev/gatehouse/internal/clitest"
 	"github.com/gatehouse-dev/gatehouse/internal/sidecarbin"
 	"github.com/gatehouse-dev/gatehouse/sidecar/contract"
 )
@@ -46,24 +44,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// runBinary runs the real binary with args and an empty environment apart
-// from PATH, and returns its exit status and output.
+// runBinary runs the real binary with args, as clitest.Run does.
 func runBinary(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	cmd := exec.Command(sidecarBinary(t), args...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &exit):
-		code = exit.ExitCode()
-	default:
-		t.Fatalf("run %v: %v", args, err)
-	}
-	return code, out.String(), errOut.String()
+	return clitest.Run(t, sidecarBinary(t), nil, args...)
 }
 
 // TestHelpExitsZero: asking for help is not an error. Like every Go tool
@@ -132,21 +116,7 @@ func helpFlags(t *testing.T, usage string) []string {
 // every row is a flag the binary has.
 func TestEveryFlagIsDocumented(t *testing.T) {
 	_, usage, _ := runBinary(t, "--help")
-	doc, err := os.ReadFile("../../docs/sidecar-config.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, table, ok := strings.Cut(string(doc), "## Command line")
-	if !ok {
-		t.Fatal("docs/sidecar-config.md has no Command line section")
-	}
-	row := regexp.MustCompile("(?m)^\\| `--([a-z0-9-]+)` \\| `([A-Z_]+)` \\| ([^|]+) \\|")
-	documented := map[string][2]string{}
-	for _, m := range row.FindAllStringSubmatch(table, -1) {
-		documented[m[1]] = [2]string{m[2], strings.TrimSpace(m[3])}
-	}
-	// "default" as the flag package prints it: (default ":8080"), (default 30s).
-	deflt := regexp.MustCompile(`\(default "?([^")]*)"?\)\s*$`)
+	documented := clitest.CommandLineTable(t, "../../docs/sidecar-config.md")
 	var f contract.Flags
 	fs := newFlagSet()
 	_ = f.Bind(fs, func(string) string { return "" })
@@ -157,12 +127,16 @@ func TestEveryFlagIsDocumented(t *testing.T) {
 			continue
 		}
 		delete(documented, name)
-		if d[0] != contract.Env(name) {
+		if len(d) < 2 {
+			t.Errorf("--%s: its row in docs/sidecar-config.md lacks the environment variable or the default", name)
+			continue
+		}
+		if d[0] != "`"+contract.Env(name)+"`" {
 			t.Errorf("--%s: documented env %s, the binary reads %s", name, d[0], contract.Env(name))
 		}
 		want := fs.Lookup(name).DefValue
-		if m := deflt.FindStringSubmatch(helpLine(usage, name)); m != nil && m[1] != want {
-			t.Errorf("--%s: --help shows default %q, the flag has %q", name, m[1], want)
+		if shown, ok := clitest.Default(helpLine(usage, name)); ok && shown != want {
+			t.Errorf("--%s: --help shows default %q, the flag has %q", name, shown, want)
 		}
 		if !defaultMatches(d[1], want) {
 			t.Errorf("--%s: documented default %q, the binary's is %q", name, d[1], want)
