@@ -202,6 +202,9 @@ type plan struct {
 	b      *redisconn.Batch
 	start  time.Time
 	denied *outcome // an enforced rule the deny cache answered
+	// subject is the session subject the plan keyed its rules by ("" when
+	// the session step had not established one yet).
+	subject string
 }
 
 type planKey struct{ l *Limiter }
@@ -222,7 +225,8 @@ func (l *Limiter) Plan(ctx context.Context, r *http.Request, b *redisconn.Batch)
 
 func (l *Limiter) plan(ctx context.Context, r *http.Request, b *redisconn.Batch) *plan {
 	p := &plan{b: b, start: l.now()}
-	_, subject := identity.Subject(ctx)
+	var subject bool
+	p.subject, subject = identity.Subject(ctx)
 	p.outs = p.buf[:0]
 	for _, c := range l.conns {
 		for _, ru := range c.rules {
@@ -315,6 +319,28 @@ func (l *Limiter) prepare(ctx context.Context, p *plan, o *outcome) bool {
 	return true
 }
 
+// replan handles a plan keyed by a subject the session step then
+// disowned: the in-process tier resolved the token, and the batch's
+// extension found the session gone (revoked, the broadcast still on its
+// way). The rules keyed by the subject decide again under the request's
+// final identity (anonymous: the per-IP fallback key), so the request is
+// neither refused for the old subject's denial nor let off the anonymous
+// limit. Calls already sent for the old subject are spent.
+func (l *Limiter) replan(r *http.Request, p *plan) *plan {
+	if p.denied != nil {
+		// Refused by the deny cache while planning: nothing of this
+		// limiter was sent (prepare stops at the denial and the batch
+		// withdraws the calls queued before it), so plan afresh.
+		return l.plan(r.Context(), r, new(redisconn.Batch))
+	}
+	for i := range p.outs {
+		if o := &p.outs[i]; o.rule.key.Subject {
+			*o = outcome{rule: o.rule, conn: o.conn, deferred: true}
+		}
+	}
+	return p
+}
+
 // windowGrace is how long a strict FixedWindow counter outlives its window
 // on the clock of the sidecar that created it: sidecars whose clocks run
 // behind that one by less than this still count into it.
@@ -365,6 +391,9 @@ func (l *Limiter) Middleware(next http.Handler) http.Handler {
 // connections concurrently), and the outcomes are combined.
 func (l *Limiter) decide(r *http.Request, p *plan) verdict {
 	ctx := r.Context()
+	if s, _ := identity.Subject(ctx); p.subject != "" && s != p.subject {
+		p = l.replan(r, p)
+	}
 	for i := range p.outs {
 		o := &p.outs[i]
 		if o.deferred && p.denied == nil {
