@@ -45,8 +45,9 @@ func addDrainDelay(pod *corev1.Pod) (warnings []string, err error) {
 	delay := int64(DefaultDrainDelaySeconds)
 	v, explicit := pod.Annotations[AnnotationDrainDelay]
 	if explicit {
-		delay, err = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-		if err != nil || delay < 0 {
+		// Digits only, as docs/injection.md says: no sign, no spaces.
+		delay, err = strconv.ParseInt(v, 10, 64)
+		if err != nil || strings.TrimLeft(v, "0123456789") != "" {
 			return nil, fmt.Errorf("annotation %s: %q is not a number of seconds (0 disables the delay)", AnnotationDrainDelay, v)
 		}
 	}

@@ -640,6 +640,8 @@ func TestInjectSidecarDenies(t *testing.T) {
 		{"trusted proxy not a CIDR", appPod(withAnnotation("gatehouse.dev/trusted-proxies", "10.0.0.0/8,10.0.0.0/33")), `annotation gatehouse.dev/trusted-proxies: invalid CIDR "10.0.0.0/33"`},
 		{"drain delay not a number", appPod(withAnnotation("gatehouse.dev/drain-delay-seconds", "5s")), `annotation gatehouse.dev/drain-delay-seconds: "5s" is not a number of seconds`},
 		{"negative drain delay", appPod(withAnnotation("gatehouse.dev/drain-delay-seconds", "-1")), `annotation gatehouse.dev/drain-delay-seconds: "-1" is not a number of seconds`},
+		{"signed drain delay", appPod(withAnnotation("gatehouse.dev/drain-delay-seconds", "+5")), `annotation gatehouse.dev/drain-delay-seconds: "+5" is not a number of seconds`},
+		{"drain delay with spaces", appPod(withAnnotation("gatehouse.dev/drain-delay-seconds", " 5 ")), `annotation gatehouse.dev/drain-delay-seconds: " 5 " is not a number of seconds`},
 		{"app uses the status port", appPod(func(p *corev1.Pod) {
 			p.Spec.Containers[0].Ports = append(p.Spec.Containers[0].Ports, corev1.ContainerPort{ContainerPort: 9902})
 		}), `container "app" uses port 9902`},

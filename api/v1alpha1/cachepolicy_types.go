@@ -129,7 +129,7 @@ type CacheRule struct {
 
 	// maxVariants caps the entries kept per path (query strings, Vary
 	// values and subjects each make one); storing one more evicts the one
-	// that expires soonest.
+	// stored longest ago.
 	// +optional
 	// +default=256
 	// +kubebuilder:validation:Minimum=1

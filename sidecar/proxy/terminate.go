@@ -14,8 +14,9 @@ import (
 // SIGTERM. The kubelet sends a native sidecar SIGTERM only once the app
 // containers have exited, but runs its preStop hook at once; the hook
 // (`gatehouse-sidecar prestop`) reaches the admin API, and from then on the
-// sidecar is unready and moves every client off the connection it holds,
-// while it keeps serving: clients' keep-alive connections, which conntrack
+// sidecar is unready and moves every HTTP client off the connection it
+// holds (WebSockets, hijacked, are not HTTP to it any more), while it
+// keeps serving: clients' keep-alive connections, which conntrack
 // keeps on this pod whatever kube-proxy does, move to another pod while the
 // app (held by its own preStop delay) still answers.
 type termination struct {
